@@ -1,0 +1,334 @@
+"""The `optbench` command line. Configuration enters here, once, as frozen specs.
+
+Every command's `--help` shows an example. Errors caused by input print one line naming what and
+where, and exit with status 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import OptbenchError, UsageError
+
+__all__ = ["main"]
+
+REFERENCES = ("adamw", "sgd-nesterov", "muon", "adamw-optax")
+DEFAULT_WORKLOADS = "digits,nanogpt"
+
+
+def _default_data_dir() -> str:
+    return os.environ.get("OPTBENCH_DATA_DIR", str(Path.home() / ".cache" / "optbench" / "data"))
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    return shlex.join(["optbench", *argv])
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.submission import load_submission, reference_dir
+    from workloads import WORKLOADS
+
+    print("workloads:")
+    for name, cls in sorted(WORKLOADS.items()):
+        for scale, config in cls.configs.items():
+            t = config.target
+            print(f"  {name}@{scale} v{cls.version}: {t.metric} {'<=' if t.direction == 'min' else '>='}"
+                  f" {t.value:g}, budget {config.budget.max_steps} steps, batch {config.batch_size}")  # fmt: skip
+    print("reference submissions:")
+    for folder in sorted(p.parent for p in reference_dir().glob("*/submission.py")):
+        loaded = load_submission(folder)
+        print(f"  {loaded.name} ({loaded.level}, {loaded.search_space.num_dims} search dims)")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.submission import load_submission
+
+    loaded = load_submission(args.submission)
+    loaded.search_space.validate_point(loaded.search_space.center())
+    print(f"{loaded.folder}: ok ({loaded.level}; search space of {loaded.search_space.num_dims} "
+          f"dims; source {loaded.source_hash[:12]})")  # fmt: skip
+    return 0
+
+
+def _workloads(text: str, scale: str) -> list[Any]:
+    from sweeps.rulesets import WorkloadAtScale
+    from workloads import WORKLOADS
+
+    chosen = []
+    for name in [w.strip() for w in text.split(",") if w.strip()]:
+        if name not in WORKLOADS:
+            raise UsageError(f"unknown workload {name!r} (known: {', '.join(sorted(WORKLOADS))})")
+        if scale not in WORKLOADS[name].configs:
+            raise UsageError(f"workload {name!r} has no scale {scale!r} "
+                             f"(has: {', '.join(WORKLOADS[name].configs)})")  # fmt: skip
+        chosen.append(WorkloadAtScale(name, scale))
+    if not chosen:
+        raise UsageError("--workloads names no workload")
+    return chosen
+
+
+def _parse_hparams(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:
+    point = dict(base)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--hp {pair!r}: expected NAME=VALUE")
+        try:
+            point[key] = json.loads(value)
+        except json.JSONDecodeError:
+            point[key] = value
+    return point
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.isolation import run_isolated
+    from harness.submission import load_submission
+    from harness.trial import TrialSpec
+
+    workload = _workloads(args.workload, args.scale)[0]
+    loaded = load_submission(args.submission)
+    hp = _parse_hparams(args.hp, loaded.search_space.center())
+    loaded.search_space.validate_point(hp)
+    spec = TrialSpec(
+        workload=workload.name, scale=workload.scale, submission=str(loaded.folder),
+        hparams_json=TrialSpec.canonical_hparams(hp), seed=args.seed, data_dir=args.data_dir,
+        max_steps=args.max_steps, num_threads=args.threads, command_line=args.command_line,
+    )  # fmt: skip
+    print(f"running {loaded.name} on {workload.name}@{workload.scale} with {hp}", file=sys.stderr)
+    (summary,) = run_isolated([spec], str(Path(args.results).resolve()))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _sweep(args: argparse.Namespace, submissions: list[str]) -> None:
+    from harness.submission import load_submission
+    from sweeps.driver import run_sweep
+    from sweeps.rulesets import ExternalRuleset
+
+    workloads = _workloads(args.workloads, args.scale)
+    ruleset = ExternalRuleset(num_trials=args.trials, num_studies=args.studies, seed=args.seed)
+    specs = []
+    for name in submissions:  # load all first: a bad submission stops the sweep before any trial
+        loaded = load_submission(name)
+        specs += ruleset.plan(str(loaded.folder), loaded.search_space, workloads, args.data_dir,
+                              args.command_line)  # fmt: skip
+    print(f"sweep: {len(submissions)} submission(s) x {len(workloads)} workload(s) x "
+          f"{ruleset.num_studies} studies x {ruleset.num_trials} trials = {len(specs)} trials "
+          f"-> {args.results}", file=sys.stderr)  # fmt: skip
+    run_sweep(specs, args.results, num_cpus=args.cpus, show_progress=not args.quiet)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    _sweep(args, args.submissions)
+    return _write_leaderboard(args, highlight=None)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from harness.submission import load_submission
+
+    name = load_submission(args.submission).name
+    references = [r for r in args.references.split(",") if r and r != name]
+    _sweep(args, [args.submission, *references])
+    return _write_leaderboard(args, highlight=name)
+
+
+def _read_trials(results: str) -> Any:
+    from harness.results import ResultsStore
+
+    if not Path(results).is_dir():
+        raise UsageError(f"results folder {results!r} does not exist")
+    trials = ResultsStore(results).read_trials()
+    if trials.empty:
+        raise UsageError(f"results folder {results!r} holds no trials")
+    return trials
+
+
+def _write_leaderboard(args: argparse.Namespace, highlight: str | None) -> int:
+    from reports.leaderboard import leaderboard_table, render_html, render_markdown
+
+    trials = _read_trials(args.results)
+    if getattr(args, "ruleset_filter", None):
+        trials = trials[trials["ruleset"] == args.ruleset_filter]
+    table = leaderboard_table(trials)
+    title = f"optbench leaderboard ({args.results})"
+    markdown, html = render_markdown(table, title), render_html(table, title, notes=[])
+    out = Path(getattr(args, "out", None) or args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("leaderboard.md", markdown), ("leaderboard.html", html)):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+    print(markdown)
+    if highlight is not None:
+        print(f"\n{highlight}: score {table.loc[highlight, 'score']:.4f}"
+              if highlight in table.index else f"\n{highlight}: no trials recorded")  # fmt: skip
+    print(f"wrote {out / 'leaderboard.md'} and {out / 'leaderboard.html'}", file=sys.stderr)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    return _write_leaderboard(args, highlight=None)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from reports.scoring import benchmark_scores
+
+    trials = _read_trials(args.results)
+    for submission, score in benchmark_scores(trials).sort_values(ascending=False).items():
+        print(f"{submission}\t{score:.4f}")
+    return 0
+
+
+def cmd_import_algoperf(args: argparse.Namespace) -> int:
+    from harness.results import ResultsStore
+    from reports.algoperf_import import import_algoperf
+
+    log_dir = Path(args.log_dir)
+    if not log_dir.is_dir():
+        raise UsageError(f"AlgoPerf log folder {str(log_dir)!r} does not exist")
+    targets = Path(args.targets) if args.targets else None
+    count = import_algoperf(log_dir, ResultsStore(args.results), targets)
+    print(f"imported {count} new trial(s) from {log_dir} into {args.results}")
+    return 0
+
+
+def cmd_sysinfo(args: argparse.Namespace) -> int:
+    from harness.provenance import collect_provenance
+
+    import torch
+
+    info = collect_provenance("cpu")
+    info["cpu_count"] = os.cpu_count()
+    info["cuda_available"] = torch.cuda.is_available()
+    if torch.cuda.is_available():
+        info["device_name"] = torch.cuda.get_device_name(0)
+    for key, value in info.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def _add_results(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results", help="results root (default: %(default)s)")
+
+
+def _add_sweep_options(p: argparse.ArgumentParser) -> None:
+    _add_results(p)
+    p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated workload names")
+    p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
+    p.add_argument("--trials", type=_positive, default=5, help="N: trials per study")
+    p.add_argument("--studies", type=_positive, default=3, help="S: studies")
+    p.add_argument("--seed", type=int, default=0, help="sweep seed (points and trial seeds)")
+    p.add_argument("--cpus", type=_positive, default=os.cpu_count() or 1,
+                   help="trials run at once, one CPU each (default: all cores)")  # fmt: skip
+    p.add_argument("--data-dir", default=_default_data_dir(), help="prepared datasets")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+_EXAMPLES = {
+    "list": "optbench list",
+    "validate": "optbench validate submissions/adamw",
+    "run": "optbench run adamw --workload digits --hp lr=0.003 --seed 1",
+    "sweep": "optbench sweep adamw muon --workloads digits,nanogpt --trials 5 --studies 3",
+    "submit": "optbench submit path/to/my-optimizer --trials 4 --studies 2",
+    "score": "optbench score --results results",
+    "leaderboard": "optbench leaderboard --results results --out site/",
+    "import-algoperf": "optbench import-algoperf logs/external_tuning --results algoperf-results",
+    "sysinfo": "optbench sysinfo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optbench",
+        description="Optimizer benchmarking: fixed workloads, equal tuning budgets, honest clocks.",
+        epilog="example:\n  optbench submit submissions/example-nadamw --trials 4 --studies 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           epilog=f"example:\n  {_EXAMPLES[name]}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        p.set_defaults(func=func)
+        return p
+
+    command("list", cmd_list, "list workloads and reference submissions")
+    p = command("validate", cmd_validate, "check a submission folder against the contract")
+    p.add_argument("submission", help="submission folder or reference name")
+
+    p = command("run", cmd_run, "run one trial in its own process and store it")
+    p.add_argument("submission", help="submission folder or reference name")
+    p.add_argument("--workload", required=True, help="workload name")
+    p.add_argument("--scale", default="smoke")
+    p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                   help="hyperparameter (repeatable; the rest default to the space's centre)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=_positive, default=None, help="override the step budget")
+    p.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
+    p.add_argument("--data-dir", default=_default_data_dir())
+    _add_results(p)
+
+    p = command("sweep", cmd_sweep, "tune submissions under the external ruleset (Ray Tune)")
+    p.add_argument("submissions", nargs="+", help="submission folders or reference names")
+    _add_sweep_options(p)
+
+    p = command("submit", cmd_submit,
+                "sweep one submission and the references; print its leaderboard entry")  # fmt: skip
+    p.add_argument("submission", help="submission folder")
+    p.add_argument("--references", default=",".join(REFERENCES),
+                   help="comma-separated reference submissions to compare against")  # fmt: skip
+    _add_sweep_options(p)
+
+    p = command("score", cmd_score, "AlgoPerf performance-profile scores of a results store")
+    _add_results(p)
+    p = command("leaderboard", cmd_leaderboard, "write leaderboard.md and leaderboard.html")
+    _add_results(p)
+    p.add_argument("--out", default=None, help="output folder (default: the results root)")
+
+    p = command("import-algoperf", cmd_import_algoperf,
+                "import AlgoPerf eval_measurements.csv logs into a results store")  # fmt: skip
+    p.add_argument("log_dir", help="folder holding <submission>/study_<k>/<workload>/trial_<i>/")
+    p.add_argument("--targets", default=None, help="AlgoPerf workload targets JSON")
+    _add_results(p)
+    command("sysinfo", cmd_sysinfo, "print versions, CPU and accelerator")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `optbench` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    args = build_parser().parse_args(argv)
+    args.command_line = _command_line(argv)
+    try:
+        return int(args.func(args) or 0)
+    except OptbenchError as exc:
+        print(f"optbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

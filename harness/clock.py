@@ -1,0 +1,72 @@
+"""The benchmark clock: the only place where a reported training second is measured.
+
+Timed (accumulated into `train_time_s`):
+  fetching the step's batch, forward, backward, gradient clipping, the optimizer step, the
+  schedule update, and a submission's `prepare_for_eval`.
+Untimed:
+  setup, data staging onto the device, model and optimizer construction, evaluation, logging,
+  checkpointing, result writing. Compile warm-up is timed separately into `compile_time_s`.
+
+On an accelerator the device is synchronized before every clock read, so queued kernels are
+charged to the region that launched them. Nothing inside a timed region may call `.item()`,
+log or do I/O: those belong to the untimed code around it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+__all__ = ["Clock"]
+
+
+def _no_sync() -> None:
+    return None
+
+
+class Clock:
+    """Accumulates seconds of named regions with device synchronization at each boundary.
+
+    Args:
+      sync: called before each clock read (`torch.cuda.synchronize` on GPU; a no-op on CPU).
+      now: the time source, `time.perf_counter` by default.
+    """
+
+    def __init__(self, sync: Callable[[], None] = _no_sync, now: Callable[[], float] | None = None):
+        self._sync = sync
+        self._now = now or time.perf_counter
+        self.train_s = 0.0
+        self.compile_s = 0.0
+        self.eval_s = 0.0
+
+    def _read(self) -> float:
+        self._sync()
+        return self._now()
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        """A timed training region (batch fetch, forward, backward, step, prepare_for_eval)."""
+        start = self._read()
+        try:
+            yield
+        finally:
+            self.train_s += self._read() - start
+
+    @contextmanager
+    def compiling(self) -> Iterator[None]:
+        """The compile warm-up region: reported as `compile_time_s`, never as training time."""
+        start = self._read()
+        try:
+            yield
+        finally:
+            self.compile_s += self._read() - start
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """An evaluation region: reported as `eval_time_s`, never as training time."""
+        start = self._read()
+        try:
+            yield
+        finally:
+            self.eval_s += self._read() - start

@@ -1,0 +1,224 @@
+"""The results store: `trials` and `evals` parquet datasets under one root, with a versioned schema.
+
+Layout::
+
+    ROOT/trials/<trial_id>.parquet   one row per finished trial
+    ROOT/evals/<trial_id>.parquet    one row per (eval point, metric) of that trial
+
+Each file is written to a hidden temporary name and renamed into place (atomic on POSIX), evals
+first, so a trial file's existence means the trial is complete. The store is append-only; a trial id
+already present is never written again. Readers validate every file's schema and version and skip
+hidden and temporary files. Only pyarrow and pandas are imported here, so reports stay torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from harness.errors import ResultsSchemaError
+
+__all__ = [
+    "EVALS_SCHEMA",
+    "PROVENANCE_FIELDS",
+    "SCHEMA_VERSION",
+    "TRIALS_SCHEMA",
+    "ResultsStore",
+]
+
+SCHEMA_VERSION = 1
+_VERSION_KEY = b"optbench_schema_version"
+
+# Every row of both tables carries these, so a row copied anywhere still says where it came from.
+PROVENANCE_FIELDS: list[pa.Field] = [
+    pa.field("git_commit", pa.string()),
+    pa.field("git_dirty", pa.bool_()),
+    pa.field("optbench_version", pa.string()),
+    pa.field("python_version", pa.string()),
+    pa.field("torch_version", pa.string()),
+    pa.field("jax_version", pa.string()),
+    pa.field("optax_version", pa.string()),
+    pa.field("device_name", pa.string()),
+    pa.field("cpu_model", pa.string()),
+    pa.field("hostname", pa.string()),
+    pa.field("slurm_job_id", pa.string()),
+    pa.field("command_line", pa.string()),
+    pa.field("created_utc", pa.string()),
+]
+
+_TRIAL_FIELDS: list[pa.Field] = [
+    pa.field("trial_id", pa.string(), nullable=False),
+    # what ran
+    pa.field("workload", pa.string()),
+    pa.field("workload_version", pa.int64()),
+    pa.field("scale", pa.string()),
+    pa.field("submission", pa.string()),
+    pa.field("submission_hash", pa.string()),
+    pa.field("hparams_json", pa.string()),
+    pa.field("seed", pa.int64()),
+    pa.field("ruleset", pa.string()),
+    pa.field("ruleset_json", pa.string()),
+    pa.field("study", pa.int64()),
+    pa.field("trial_index", pa.int64()),
+    pa.field("hardware_class", pa.string()),
+    pa.field("precision", pa.string()),
+    pa.field("num_threads", pa.int64()),
+    # how it ended
+    pa.field("status", pa.string()),  # harness.runner.TrialStatus
+    pa.field("error", pa.string()),
+    # the target and time / steps / tokens to reach it (null: never reached)
+    pa.field("target_metric", pa.string()),
+    pa.field("target_value", pa.float64()),
+    pa.field("target_direction", pa.string()),
+    pa.field("time_to_target_s", pa.float64()),
+    pa.field("steps_to_target", pa.int64()),
+    pa.field("tokens_to_target", pa.int64()),
+    pa.field("final_metric", pa.float64()),
+    pa.field("best_metric", pa.float64()),
+    pa.field("steps", pa.int64()),
+    pa.field("tokens", pa.int64()),
+    # the clock (seconds)
+    pa.field("train_time_s", pa.float64()),
+    pa.field("compile_time_s", pa.float64()),
+    pa.field("eval_time_s", pa.float64()),
+    pa.field("wall_time_s", pa.float64()),
+    pa.field("throughput_per_s", pa.float64()),
+    pa.field("throughput_unit", pa.string()),
+    # memory accounting (bytes)
+    pa.field("params_bytes", pa.int64()),
+    pa.field("grads_bytes", pa.int64()),
+    pa.field("optimizer_state_bytes", pa.int64()),
+    pa.field("peak_bytes", pa.int64()),
+    pa.field("activations_bytes", pa.int64()),
+    pa.field("peak_source", pa.string()),
+]
+
+_EVAL_FIELDS: list[pa.Field] = [
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("eval_index", pa.int64()),
+    pa.field("step", pa.int64()),
+    pa.field("tokens", pa.int64()),
+    pa.field("train_time_s", pa.float64()),
+    pa.field("metric", pa.string()),
+    pa.field("value", pa.float64()),
+]
+
+_METADATA = {_VERSION_KEY: str(SCHEMA_VERSION).encode()}
+TRIALS_SCHEMA = pa.schema(_TRIAL_FIELDS + PROVENANCE_FIELDS, metadata=_METADATA)
+EVALS_SCHEMA = pa.schema(_EVAL_FIELDS + PROVENANCE_FIELDS, metadata=_METADATA)
+_TABLES = {"trials": TRIALS_SCHEMA, "evals": EVALS_SCHEMA}
+
+
+class ResultsStore:
+    """Reads and writes one results root.
+
+    Args:
+      root: the results directory; created on first write.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write_trial(self, trial_row: dict[str, Any], eval_rows: Sequence[dict[str, Any]]) -> bool:
+        """Writes one trial and its evals atomically; returns False if the trial id exists already.
+
+        Raises:
+          ResultsSchemaError: a row misses a column or has a value of the wrong type.
+        """
+        trial_id = trial_row["trial_id"]
+        if self.has_trial(trial_id):
+            return False
+        evals = _to_table(list(eval_rows), EVALS_SCHEMA, "evals")
+        trial = _to_table([trial_row], TRIALS_SCHEMA, "trials")
+        self._write_atomic(evals, "evals", trial_id)
+        self._write_atomic(trial, "trials", trial_id)  # last: marks the trial complete
+        return True
+
+    def has_trial(self, trial_id: str) -> bool:
+        return (self.root / "trials" / f"{trial_id}.parquet").exists()
+
+    def _write_atomic(self, table: pa.Table, name: str, trial_id: str) -> None:
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{trial_id}.parquet"
+        tmp = folder / f".{trial_id}.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(table, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def files(self, name: str) -> list[Path]:
+        """The complete files of table `name`, skipping hidden and temporary ones."""
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
+
+    def completed_trial_ids(self) -> set[str]:
+        """Ids of the trials that finished (one file name per trial: no parquet read needed)."""
+        return {p.stem for p in self.files("trials")}
+
+    def read_trials(self) -> pd.DataFrame:
+        """All trial rows, validated, one per trial id."""
+        return self._read("trials").drop_duplicates("trial_id", keep="first").reset_index(drop=True)
+
+    def read_evals(self) -> pd.DataFrame:
+        """All eval rows, validated, ordered by trial, eval index and metric."""
+        frame = self._read("evals")
+        frame = frame.drop_duplicates(["trial_id", "eval_index", "metric"], keep="first")
+        return frame.sort_values(["trial_id", "eval_index", "metric"]).reset_index(drop=True)
+
+    def _read(self, name: str) -> pd.DataFrame:
+        schema = _TABLES[name]
+        files = self.files(name)
+        for path in files:
+            _validate_file(path, schema)
+        if not files:
+            return schema.empty_table().to_pandas()
+        table = ds.dataset([str(p) for p in files], schema=schema, format="parquet").to_table()
+        return table.to_pandas()
+
+
+def _validate_file(path: Path, schema: pa.Schema) -> None:
+    try:
+        found = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ResultsSchemaError(f"{path}: not a readable parquet file ({exc})") from None
+    version = (found.metadata or {}).get(_VERSION_KEY)
+    if version != str(SCHEMA_VERSION).encode():
+        shown = version.decode() if version else "missing"
+        raise ResultsSchemaError(
+            f"{path}: results schema version {shown}, this optbench reads version {SCHEMA_VERSION}"
+        )
+    if not found.remove_metadata().equals(schema.remove_metadata()):
+        missing = sorted(set(schema.names) - set(found.names))
+        extra = sorted(set(found.names) - set(schema.names))
+        raise ResultsSchemaError(
+            f"{path}: columns do not match schema v{SCHEMA_VERSION} "
+            f"(missing {missing or 'none'}, unexpected {extra or 'none'}, or a type differs)"
+        )
+
+
+def _to_table(rows: list[dict[str, Any]], schema: pa.Schema, name: str) -> pa.Table:
+    missing = [f.name for f in schema if rows and f.name not in rows[0]]
+    if missing:
+        raise ResultsSchemaError(f"{name} row lacks columns {missing}")
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise ResultsSchemaError(f"{name} row does not fit schema v{SCHEMA_VERSION}: {exc}") from None

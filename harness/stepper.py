@@ -1,0 +1,203 @@
+"""How one training step of each submission level is driven. Everything here runs inside the clock.
+
+The harness owns forward, backward, clipping and the schedule for level-1 submissions:
+
+    zero grads
+    loss = workload.loss(model, batch)           forward
+    loss.backward()                              backward
+    clip_grad_norm_(params, hp.grad_clip)        only when hp has grad_clip
+    lr = base_lr · schedule(step)                per param group (optax: the update is scaled)
+    optimizer.step()
+
+Level-2 submissions get the same forward/backward as closures and do the rest themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
+from harness.errors import ContractError
+from harness.schedules import warmup_cosine
+from harness.submission import Level, Submission
+
+__all__ = ["Stepper", "make_stepper"]
+
+LossFn = Callable[[Any], torch.Tensor]
+
+
+class Stepper:
+    """Drives one submission's steps on one model; the runner sees only this interface."""
+
+    optimizer_state: Any  # what the memory accounting walks for optimizer-state bytes
+
+    def step(self, batch: Any, step: int) -> torch.Tensor:
+        """One training step; returns the detached training loss (no host sync)."""
+        raise NotImplementedError
+
+    def prepare_for_eval(self) -> None:
+        """The submission's weight swap before evaluation (schedule-free, EMA); timed."""
+
+    def snapshot(self) -> Any | None:
+        """Optimizer state to restore after the compile warm-up, or None if it cannot be taken."""
+        return None
+
+    def restore(self, snapshot: Any) -> None:
+        raise NotImplementedError
+
+
+class FactoryStepper(Stepper):
+    """Level 1: the submission built an optimizer (or several); the harness does the rest."""
+
+    def __init__(self, groups: ParamGroups, loss_fn: LossFn, optimizers: Sequence[Any],
+                 schedule: Callable[[int], float], grad_clip: float | None) -> None:  # fmt: skip
+        self._params = list(groups.params)
+        self._loss_fn = loss_fn
+        self._optimizers = list(optimizers)
+        self._schedule = schedule
+        self._grad_clip = grad_clip
+        self._base_lrs = [
+            [group["lr"] for group in opt.param_groups] if _is_torch(opt) else []
+            for opt in self._optimizers
+        ]
+        self.optimizer_state = self._optimizers
+
+    def step(self, batch: Any, step: int) -> torch.Tensor:
+        for param in self._params:
+            param.grad = None
+        loss = self._loss_fn(batch)
+        loss.backward()
+        if self._grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self._params, self._grad_clip)
+        multiplier = self._schedule(step)
+        for opt, base_lrs in zip(self._optimizers, self._base_lrs, strict=True):
+            if _is_torch(opt):
+                for group, base_lr in zip(opt.param_groups, base_lrs, strict=True):
+                    group["lr"] = base_lr * multiplier
+                opt.step()
+            else:  # the optax bridge: the schedule scales the whole update
+                opt.step(lr_multiplier=multiplier)
+        return loss.detach()
+
+    def snapshot(self) -> Any:
+        return [copy.deepcopy(opt.state_dict()) for opt in self._optimizers]
+
+    def restore(self, snapshot: Any) -> None:
+        for opt, state in zip(self._optimizers, snapshot, strict=True):
+            opt.load_state_dict(state)
+
+
+class _Context:
+    """The closures a full-control submission calls (see `harness.contract.StepContext`)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], loss_fn: LossFn,
+                 schedule: Callable[[int], float]) -> None:  # fmt: skip
+        self._params = params
+        self.loss = loss_fn
+        self.lr_multiplier = schedule
+
+    def forward_backward(self, batch: Any) -> torch.Tensor:
+        for param in self._params:
+            param.grad = None
+        loss = self.loss(batch)
+        loss.backward()
+        return loss.detach()
+
+
+class FullControlStepper(Stepper):
+    """Level 2: the submission's `update` runs the step through the context's closures."""
+
+    def __init__(self, instance: Any, ctx: _Context) -> None:
+        self._instance = instance
+        self._ctx = ctx
+        self.optimizer_state = instance
+
+    def step(self, batch: Any, step: int) -> torch.Tensor:
+        loss = self._instance.update(batch, step, self._ctx)
+        if not isinstance(loss, torch.Tensor):
+            raise ContractError(f"Submission.update returned {type(loss).__name__}, not a tensor")
+        return loss.detach()
+
+    def prepare_for_eval(self) -> None:
+        hook = getattr(self._instance, "prepare_for_eval", None)
+        if callable(hook):
+            hook()
+
+    def snapshot(self) -> Any | None:
+        state_dict = getattr(self._instance, "state_dict", None)
+        return copy.deepcopy(state_dict()) if callable(state_dict) else None
+
+    def restore(self, snapshot: Any) -> None:
+        self._instance.load_state_dict(snapshot)
+
+
+def _is_torch(opt: Any) -> bool:
+    return isinstance(opt, torch.optim.Optimizer)
+
+
+def _as_optimizers(built: Any, groups: ParamGroups, source: str) -> list[Any]:
+    items = list(built) if isinstance(built, list | tuple) else [built]
+    optimizers = []
+    for item in items:
+        if _is_torch(item):
+            optimizers.append(item)
+        elif _is_optax(item):
+            from harness.optax_bridge import OptaxOptimizer  # jax is imported only when used
+
+            optimizers.append(OptaxOptimizer(list(groups.params), item))
+        else:
+            raise ContractError(
+                f"{source}: optimizer() returned {type(item).__name__}; expected a "
+                "torch.optim.Optimizer, an optax.GradientTransformation, or a list of them"
+            )
+    _check_coverage(optimizers, groups, source)
+    return optimizers
+
+
+def _is_optax(obj: Any) -> bool:
+    return callable(getattr(obj, "init", None)) and callable(getattr(obj, "update", None))
+
+
+def _check_coverage(optimizers: list[Any], groups: ParamGroups, source: str) -> None:
+    """Every parameter must be stepped by exactly one optimizer (the modded-nanogpt assert)."""
+    if any(not _is_torch(opt) for opt in optimizers):
+        if len(optimizers) != 1:
+            raise ContractError(f"{source}: an optax transformation must be the only optimizer")
+        return
+    seen: dict[int, int] = {}
+    for opt in optimizers:
+        for group in opt.param_groups:
+            for param in group["params"]:
+                key = param.untyped_storage().data_ptr()
+                seen[key] = seen.get(key, 0) + 1
+    for param, role in zip(groups.params, groups.roles, strict=True):
+        count = seen.get(param.untyped_storage().data_ptr(), 0)
+        if count != 1:
+            raise ContractError(
+                f"{source}: a {role} parameter of shape {tuple(param.shape)} is in {count} "
+                "optimizer groups; every parameter must be in exactly one"
+            )
+
+
+def make_stepper(submission: Submission, groups: ParamGroups, hp: Hyperparameters,
+                 info: WorkloadInfo, loss_fn: LossFn) -> Stepper:  # fmt: skip
+    """Builds the submission's optimizer(s) for this model and wraps them in a `Stepper`."""
+    module = submission.module
+    source = str(submission.folder / "submission.py")
+    schedule_factory = getattr(module, "schedule", None) or warmup_cosine
+    schedule = schedule_factory(hp, info)
+    if submission.level is Level.FACTORY:
+        optimizers = _as_optimizers(module.optimizer(groups, hp, info), groups, source)
+        grad_clip = hp.get("grad_clip")
+        return FactoryStepper(groups, loss_fn, optimizers, schedule, grad_clip)
+    if submission.level is Level.FULL_CONTROL:
+        instance = module.Submission(groups, hp, info)
+        return FullControlStepper(instance, _Context(list(groups.params), loss_fn, schedule))
+    raise ContractError(
+        f"{source}: AlgoPerf-style submissions (level 3) need the AlgoPerf adapter, "
+        "which this version of optbench does not include yet"
+    )

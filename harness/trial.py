@@ -1,0 +1,82 @@
+"""What identifies a trial, and how a trial can end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["TrialSpec", "TrialStatus"]
+
+
+class TrialStatus(StrEnum):
+    """How a trial ended."""
+
+    TARGET_REACHED = "target_reached"
+    BUDGET_EXHAUSTED = "budget_exhausted"  # step or time budget spent without reaching the target
+    DIVERGED = "diverged"  # non-finite training loss or eval metric
+    FAILED = "failed"  # raised; the traceback is kept in the `error` column
+
+
+@dataclass(frozen=True, slots=True)
+class TrialSpec:
+    """Everything that determines one trial: a trial is a pure function of its spec.
+
+    Attributes:
+      workload: workload name (`digits`, `nanogpt`).
+      scale: `smoke` or `full`.
+      submission: a submission folder path or a reference submission name.
+      hparams_json: the hyperparameter point, as canonical JSON (sorted keys).
+      seed: seeds model init and data order.
+      data_dir: where prepared datasets live.
+      ruleset, ruleset_json, study, trial_index: the sweep this trial belongs to.
+      device: torch device string.
+      num_threads: torch CPU threads for this trial.
+      max_steps, max_time_s: overrides of the workload's budget (None: the workload's own).
+      stop_at_target: stop at the first eval that meets the target (else run the whole budget).
+      command_line: the command that asked for this trial (provenance).
+    """
+
+    workload: str
+    scale: str
+    submission: str
+    hparams_json: str
+    seed: int
+    data_dir: str
+    ruleset: str = "single"
+    ruleset_json: str = "{}"
+    study: int = 0
+    trial_index: int = 0
+    device: str = "cpu"
+    num_threads: int = 1
+    max_steps: int | None = None
+    max_time_s: float | None = None
+    stop_at_target: bool = True
+    command_line: str = field(default="", compare=False)
+
+    @staticmethod
+    def canonical_hparams(hparams: Mapping[str, Any]) -> str:
+        return json.dumps(dict(hparams), sort_keys=True)
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return dict(json.loads(self.hparams_json))
+
+    def trial_id(self, workload_version: int, submission_name: str, submission_hash: str) -> str:
+        """A stable id: re-running a sweep skips trials whose id is already in the store."""
+        key = [
+            self.workload, workload_version, self.scale, submission_name, submission_hash,
+            self.hparams_json, self.seed, self.ruleset, self.ruleset_json, self.study,
+            self.trial_index, self.max_steps, self.max_time_s, self.stop_at_target,
+        ]  # fmt: skip
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrialSpec:
+        return cls(**values)

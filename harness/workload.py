@@ -1,0 +1,149 @@
+"""The workload contract: what every benchmark problem declares and provides.
+
+A workload is one file under `workloads/` holding a subclass of `Workload`. It declares, per scale,
+a `WorkloadConfig` (target, budget, batch, tokens per step, eval cadence in steps, precision) and
+provides data, model, parameter roles, loss and evaluation. Changing any declared value bumps
+`version`; results of different versions are never compared.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.contract import Role
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Budget", "Direction", "Target", "Workload", "WorkloadConfig"]
+
+
+class Direction(StrEnum):
+    """Whether the target metric improves downwards (loss, error) or upwards (accuracy)."""
+
+    MIN = "min"
+    MAX = "max"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The value a trial must reach, and the seed gate a claim of reaching it must pass.
+
+    Attributes:
+      metric: name of the eval metric compared with `value` (a key of `Workload.evaluate`).
+      value: the target value.
+      direction: `min` (metric <= value) or `max` (metric >= value).
+      seeds: how many seeds a target claim averages over in reports (the seed gate's n).
+    """
+
+    metric: str
+    value: float
+    direction: Direction
+    seeds: int = 1
+
+    def is_met(self, metric_value: float) -> bool:
+        """True when `metric_value` is finite and on the right side of the target."""
+        if not math.isfinite(metric_value):
+            return False
+        if self.direction is Direction.MIN:
+            return metric_value <= self.value
+        return metric_value >= self.value
+
+    def better(self, a: float, b: float) -> float:
+        """The better of two metric values (non-finite values lose)."""
+        if not math.isfinite(a):
+            return b
+        if not math.isfinite(b):
+            return a
+        return min(a, b) if self.direction is Direction.MIN else max(a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How long a trial may train.
+
+    Attributes:
+      max_steps: the step budget.
+      max_time_s: the timed-training budget on this scale's hardware class.
+      step_hint: steps the reference needs (`WorkloadInfo.step_hint`); about 80% of `max_steps`.
+    """
+
+    max_steps: int
+    max_time_s: float
+    step_hint: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadConfig:
+    """Everything a workload declares at one scale.
+
+    Attributes:
+      target: the target and its seed gate.
+      budget: steps, seconds and step hint.
+      batch_size: examples (sequences) per step, fixed for every submission.
+      tokens_per_step: tokens per step (language models) or examples per step.
+      throughput_unit: `tokens` or `examples`, the unit of `tokens_per_step`.
+      eval_every_steps: the eval cadence.
+      precision: e.g. `fp32`, or `bf16-autocast` on GPU.
+      model: free-form model size settings, recorded with each trial.
+    """
+
+    target: Target
+    budget: Budget
+    batch_size: int
+    tokens_per_step: int
+    throughput_unit: str
+    eval_every_steps: int
+    precision: str = "fp32"
+    model: tuple[tuple[str, Any], ...] = ()
+
+
+class Workload(abc.ABC):
+    """A fixed benchmark problem at one scale.
+
+    The runner calls, in order: `setup` (untimed: load data onto the device), `build_model`,
+    `param_roles`; then per step `get_batch` and `loss` (timed), and `evaluate` every
+    `config.eval_every_steps` steps (untimed).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    configs: ClassVar[dict[str, WorkloadConfig]]
+
+    def __init__(self, scale: str, data_dir: Path) -> None:
+        """Args:
+        scale: a key of `configs` (`smoke`, `full`).
+        data_dir: where prepared datasets live (and where smoke data is built on first use).
+        """
+        self.scale = scale
+        self.config = self.configs[scale]
+        self.data_dir = Path(data_dir)
+
+    @abc.abstractmethod
+    def setup(self, device: torch.device, seed: int) -> None:
+        """Loads (never downloads) the data and stages it on `device`; seeds the data order."""
+
+    @abc.abstractmethod
+    def build_model(self, seed: int) -> torch.nn.Module:
+        """Returns the model, initialised from `seed`, on the device given to `setup`."""
+
+    @abc.abstractmethod
+    def param_roles(self, model: torch.nn.Module) -> dict[str, Role]:
+        """Maps every trainable parameter's qualified name to its role."""
+
+    @abc.abstractmethod
+    def get_batch(self, step: int) -> Any:
+        """The training batch of `step`: a pure function of (seed, step), so resumes agree."""
+
+    @abc.abstractmethod
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """The scalar mean training loss of `model` on `batch`."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Held-out metrics; includes `config.target.metric`. Called under `torch.no_grad()`."""
