@@ -1,0 +1,157 @@
+"""AlgoPerf benchmark scores: performance profiles over workloads, integrated over tau.
+
+For submissions s, workloads w, studies k and trials i (Dahl et al. 2023, "Benchmarking Neural
+Network Training Algorithms", section 4.5; as scored by mlcommons/submissions_algorithms):
+
+    t[s, w, k]  = min_i time_to_target_s[s, w, k, i]         (never reached: inf)
+    t[s, w]     = median_k t[s, w, k]                         (np.median: an inf in the middle wins)
+    r[s, w]     = t[s, w] / min_s' t[s', w]                   (nobody reached w: r = nan, never <= tau)
+    rho[s](tau) = |{w : r[s, w] <= tau}| / |W|                W = every workload in the trials
+    score[s]    = (1 / (tau_max - 1)) * integral_1^tau_max rho[s](tau) dtau
+
+The integral is the trapezoid rule on `num_points` evenly spaced taus (AlgoPerf: 100 on [1, 4]).
+A submission with no trial on a workload of W gets t = inf there. Wall-clock times compare only
+within one hardware class and one ruleset, so a trials frame that mixes them must be filtered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import UsageError
+
+__all__ = [
+    "benchmark_scores",
+    "integrate_profiles",
+    "performance_profiles",
+    "select_trials",
+    "time_ratios",
+    "workload_times",
+]
+
+
+def select_trials(
+    trials: pd.DataFrame, *, hardware_class: str | None = None, ruleset: str | None = None
+) -> pd.DataFrame:
+    """The trials of one hardware class and one ruleset: the only ones whose times compare.
+
+    Args:
+      trials: a trials frame (`ResultsStore.read_trials()`).
+      hardware_class: keep only this class; None: the frame must hold a single class.
+      ruleset: keep only this ruleset; None: the frame must hold a single ruleset.
+
+    Raises:
+      UsageError: nothing is left, or a column mixes values and no filter picks one.
+    """
+    for column, wanted in (("hardware_class", hardware_class), ("ruleset", ruleset)):
+        if wanted is not None:
+            trials = trials[trials[column] == wanted]
+        elif column in trials and trials[column].nunique(dropna=False) > 1:
+            found = sorted(str(v) for v in trials[column].unique())
+            raise UsageError(
+                f"trials mix {column} values {found}; times compare only within one: "
+                f"pass {column}= one of them"
+            )
+    if trials.empty:
+        raise UsageError(
+            f"no trials left to score (hardware_class={hardware_class!r}, ruleset={ruleset!r})"
+        )
+    return trials
+
+
+def workload_times(
+    trials: pd.DataFrame, *, hardware_class: str | None = None, ruleset: str | None = None
+) -> pd.DataFrame:
+    """Each submission's time to target per workload: median over studies of the best trial.
+
+        t[s, w, k] = min_i time_to_target_s   (null -> inf);   t[s, w] = median_k t[s, w, k]
+
+    Args:
+      trials: a trials frame; filtered by `select_trials(hardware_class=, ruleset=)`.
+
+    Returns:
+      Seconds, indexed by submission (sorted), one column per workload (sorted); inf where a
+      submission never reached the target or has no trial on that workload.
+    """
+    trials = select_trials(trials, hardware_class=hardware_class, ruleset=ruleset)
+    time_s = trials["time_to_target_s"].astype(float).fillna(np.inf)
+    frame = trials[["submission", "workload", "study"]].assign(time_s=time_s)
+    per_study = frame.groupby(["submission", "workload", "study"], dropna=False)["time_s"].min()
+    per_workload = per_study.groupby(level=["submission", "workload"]).agg(
+        lambda s: float(np.median(s.to_numpy()))
+    )
+    times = per_workload.unstack("workload")
+    workloads = sorted(trials["workload"].unique())
+    submissions = sorted(trials["submission"].unique())
+    return times.reindex(index=submissions, columns=workloads).fillna(np.inf).astype(float)
+
+
+def time_ratios(times: pd.DataFrame) -> pd.DataFrame:
+    """Each time over the best time of its workload: r[s, w] = t[s, w] / min_s' t[s', w].
+
+    Where nobody reached a workload (best = inf) every ratio is nan, which no tau counts.
+    """
+    best = times.min(axis=0)
+    ratios = times.div(best.where(np.isfinite(best)), axis=1)
+    return ratios.astype(float)
+
+
+def performance_profiles(
+    times: pd.DataFrame, max_tau: float = 4.0, num_points: int = 100, min_tau: float = 1.0
+) -> pd.DataFrame:
+    """rho[s](tau) = fraction of workloads whose ratio to the best is <= tau.
+
+    Args:
+      times: `workload_times` output; every column is a workload and counts in the divisor.
+      max_tau, num_points, min_tau: taus = linspace(min_tau, max_tau, num_points).
+
+    Returns:
+      Indexed by submission, one column per tau (float column labels), values in [0, 1].
+
+    Raises:
+      UsageError: no workloads, fewer than 2 points, or max_tau <= min_tau.
+    """
+    if times.shape[1] == 0 or num_points < 2 or not max_tau > min_tau:
+        raise UsageError(
+            f"performance profile needs >= 1 workload (got {times.shape[1]}), num_points >= 2 "
+            f"(got {num_points}) and max_tau > min_tau (got {max_tau} <= {min_tau})"
+        )
+    ratios = time_ratios(times).to_numpy()
+    taus = np.linspace(min_tau, max_tau, num_points)
+    rho = (ratios[:, :, None] <= taus[None, None, :]).sum(axis=1) / ratios.shape[1]
+    return pd.DataFrame(rho, index=times.index, columns=pd.Index(taus, name="tau"))
+
+
+def integrate_profiles(profiles: pd.DataFrame) -> pd.Series:
+    """score[s] = trapezoid integral of rho[s] over tau, divided by the tau range (1 = best)."""
+    taus = profiles.columns.to_numpy(dtype=float)
+    area = np.trapezoid(profiles.to_numpy(dtype=float), x=taus, axis=1)
+    return pd.Series(area / (taus[-1] - taus[0]), index=profiles.index, name="score")
+
+
+def benchmark_scores(
+    trials: pd.DataFrame,
+    *,
+    max_tau: float = 4.0,
+    num_points: int = 100,
+    hardware_class: str | None = None,
+    ruleset: str | None = None,
+) -> pd.Series:
+    """AlgoPerf benchmark score per submission, in [0, 1], over every workload in `trials`.
+
+    score[s] = (1 / (max_tau - 1)) * integral_1^max_tau rho[s](tau) dtau, with rho from
+    `performance_profiles(workload_times(trials))`; see the module docstring for the whole chain.
+
+    Args:
+      trials: a trials frame (`ResultsStore.read_trials()`).
+      max_tau, num_points: the profile's tau grid (AlgoPerf: 4.0, 100).
+      hardware_class, ruleset: which trials compare (see `select_trials`).
+
+    Returns:
+      Scores named `score`, indexed by submission, sorted best first (ties by name).
+    """
+    times = workload_times(trials, hardware_class=hardware_class, ruleset=ruleset)
+    scores = integrate_profiles(performance_profiles(times, max_tau, num_points))
+    order = sorted(scores.index, key=lambda s: (-scores[s], s))
+    return scores.reindex(order)

@@ -1,0 +1,205 @@
+"""The AlgoPerf importer: real v0.6 logs reproduce the published scores; bad input fails clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.errors import ResultsSchemaError, UsageError
+from harness.results import TRIALS_SCHEMA, ResultsStore
+from reports.algoperf_import import (
+    ALGOPERF_HARDWARE_CLASS,
+    base_workload,
+    find_targets_file,
+    import_algoperf,
+    is_minimized,
+    load_targets,
+)
+from reports.scoring import benchmark_scores
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+ALGOPERF = SHARED / "algoperf"
+LOGS = ALGOPERF / "v06_external_tuning"
+TARGETS = ALGOPERF / "workload_targets_v06.json"
+PUBLISHED = {"shampoo": 0.6244, "baseline": 0.4590}  # AlgoPerf v0.6 external-tuning leaderboard
+
+
+def _require_shared() -> None:
+    assert LOGS.is_dir() and TARGETS.is_file(), (
+        f"AlgoPerf reference logs missing: expected {LOGS} and {TARGETS} "
+        "(the shared/ folder beside the repository)"
+    )
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[ResultsStore, int]:
+    """The whole v0.6 external-tuning log folder imported once into a fresh store."""
+    _require_shared()
+    store = ResultsStore(tmp_path_factory.mktemp("algoperf") / "results")
+    return store, import_algoperf(LOGS, store)  # targets found in LOGS' parent
+
+
+def test_import_reproduces_published_scores(imported: tuple[ResultsStore, int]) -> None:
+    store, written = imported
+    trials = store.read_trials()
+    assert written == len(trials) == len(list(LOGS.glob("*/study_*/*/trial_*/*.csv")))
+    scores = benchmark_scores(trials)
+    assert {name: round(float(score), 4) for name, score in scores.items()} == PUBLISHED
+    assert list(scores.index) == ["shampoo", "baseline"]
+
+
+def test_reimport_is_idempotent(imported: tuple[ResultsStore, int]) -> None:
+    store, _ = imported
+    trials_before, evals_before = len(store.read_trials()), len(store.read_evals())
+    assert import_algoperf(LOGS, store, TARGETS) == 0
+    assert len(store.read_trials()) == trials_before
+    assert len(store.read_evals()) == evals_before
+
+
+def test_trial_row_matches_its_csv(imported: tuple[ResultsStore, int]) -> None:
+    store, _ = imported
+    trials = store.read_trials()
+    row = trials[
+        (trials.submission == "baseline")
+        & (trials.workload == "ogbg")
+        & (trials.study == 0)
+        & (trials.trial_index == 1)
+    ].iloc[0]
+    csv = pd.read_csv(LOGS / "baseline/study_0/ogbg_jax/trial_1/eval_measurements.csv")
+    target = json.loads(TARGETS.read_text())["workloads"]["ogbg"]["validation_target_value"]
+    met = csv[csv["validation/mean_average_precision"] >= target]
+    assert set(trials.columns) == set(TRIALS_SCHEMA.names)
+    assert (row.ruleset, row.scale, row.hardware_class) == (
+        "external",
+        "full",
+        ALGOPERF_HARDWARE_CLASS,
+    )
+    assert (row.target_metric, row.target_value, row.target_direction) == (
+        "validation/mean_average_precision",
+        target,
+        "max",
+    )
+    assert row.steps == csv["global_step"].iloc[-1] and row.train_time_s == csv["score"].iloc[-1]
+    assert row.best_metric == csv["validation/mean_average_precision"].max()
+    assert row.command_line == f"import-algoperf {LOGS}" and row.created_utc
+    if met.empty:
+        assert row.status == "budget_exhausted" and pd.isna(row.time_to_target_s)
+    else:
+        assert row.status == "target_reached"
+        assert row.time_to_target_s == met["score"].iloc[0]
+        assert row.steps_to_target == met["global_step"].iloc[0]
+    evals = store.read_evals()
+    evals = evals[evals.trial_id == row.trial_id]
+    curves = [c for c in csv.columns if c.split("/")[0] in ("train", "validation", "test")]
+    assert len(evals) == len(csv) * len(curves)
+    assert set(evals.metric) == set(curves) and evals.tokens.isna().all()
+    last = evals[evals.eval_index == len(csv) - 1]
+    assert (last.step == csv["global_step"].iloc[-1]).all()
+
+
+# -- small hand-made logs ---------------------------------------------------------------------
+
+
+def _write_log(root: Path, columns: dict[str, list[float]], workload_dir: str = "ogbg_jax") -> Path:
+    """One trial's eval CSV at root/logs/sub/study_0/<workload_dir>/trial_1; returns its path."""
+    path = root / "logs" / "sub" / "study_0" / workload_dir / "trial_1" / "eval_measurements.csv"
+    path.parent.mkdir(parents=True)
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return path
+
+
+_GOOD = {
+    "global_step": [10, 20, 30],
+    "score": [1.0, 2.0, 3.0],
+    "validation/mean_average_precision": [0.1, 0.3, 0.29],
+    "train/loss": [1.0, 0.5, 0.4],
+}
+
+
+def test_small_log_is_imported(tmp_path: Path) -> None:
+    _write_log(tmp_path, _GOOD)
+    store = ResultsStore(tmp_path / "results")
+    assert import_algoperf(tmp_path / "logs", store, TARGETS) == 1
+    row = store.read_trials().iloc[0]
+    assert (row.submission, row.study, row.trial_index) == ("sub", 0, 1)
+    assert (row.time_to_target_s, row.steps_to_target) == (2.0, 20)
+    assert (row.final_metric, row.best_metric, row.steps) == (0.29, 0.3, 30)
+    assert len(store.read_evals()) == 3 * 2
+
+
+@pytest.mark.parametrize("missing", ["score", "global_step", "validation/mean_average_precision"])
+def test_malformed_csv_names_file_and_column(tmp_path: Path, missing: str) -> None:
+    path = _write_log(tmp_path, {k: v for k, v in _GOOD.items() if k != missing})
+    store = ResultsStore(tmp_path / "results")
+    with pytest.raises(ResultsSchemaError) as info:
+        import_algoperf(tmp_path / "logs", store, TARGETS)
+    assert str(path) in str(info.value) and missing in str(info.value)
+    assert store.read_trials().empty
+
+
+def test_unknown_framework_suffix_is_a_usage_error(tmp_path: Path) -> None:
+    _write_log(tmp_path, _GOOD, workload_dir="ogbg_tf")
+    with pytest.raises(UsageError, match="jax|pytorch"):
+        import_algoperf(tmp_path / "logs", ResultsStore(tmp_path / "results"), TARGETS)
+
+
+def test_targets_file_is_found_in_log_dir_or_parent(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with pytest.raises(UsageError, match="--targets"):
+        find_targets_file(logs)
+    shutil.copy(TARGETS, tmp_path / "workload_targets_v06.json")
+    assert find_targets_file(logs) == tmp_path / "workload_targets_v06.json"
+    shutil.copy(TARGETS, logs / "workload_targets_a.json")
+    shutil.copy(TARGETS, logs / "workload_targets_b.json")
+    with pytest.raises(UsageError, match=f"{logs}.*--targets"):
+        find_targets_file(logs)
+
+
+@pytest.mark.parametrize(
+    ("name", "base"),
+    [
+        ("fastmri_tanh", "fastmri"),
+        ("fastmri", "fastmri"),
+        ("imagenet_resnet_silu", "imagenet_resnet"),
+        ("imagenet_vit_glu", "imagenet_vit"),
+        ("librispeech_conformer_gelu", "librispeech_conformer"),
+        ("criteo1tb_embed_init", "criteo1tb"),
+    ],
+)
+def test_base_workload_is_longest_prefix(name: str, base: str) -> None:
+    _require_shared()
+    assert base_workload(name, load_targets(TARGETS)) == base
+
+
+def test_base_workload_unknown_is_a_usage_error() -> None:
+    _require_shared()
+    with pytest.raises(UsageError, match="cifar10x"):
+        base_workload("cifar10x", load_targets(TARGETS))
+
+
+@pytest.mark.parametrize(
+    ("metric", "lower"),
+    [
+        ("validation/loss", True),
+        ("validation/wer", True),
+        ("ppl", True),
+        ("validation/error_rate", True),
+        ("validation/ctc_loss", True),
+        ("validation/accuracy", False),
+        ("validation/ssim", False),
+        ("validation/mean_average_precision", False),
+        ("validation/bleu", False),
+    ],
+)
+def test_metric_direction(metric: str, lower: bool) -> None:
+    assert is_minimized(metric) is lower
+
+
+def test_unknown_metric_direction_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="validation/f1"):
+        is_minimized("validation/f1")
