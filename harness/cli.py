@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace, submissions: list[str]) -> None:
     from harness.submission import load_submission
-    from sweeps.driver import run_sweep
+    from sweeps.driver import SweepInterrupted, run_sweep
     from sweeps.rulesets import ExternalRuleset
 
     workloads = _workloads(args.workloads, args.scale)
@@ -126,7 +126,11 @@ def _sweep(args: argparse.Namespace, submissions: list[str]) -> None:
     print(f"sweep: {len(submissions)} submission(s) x {len(workloads)} workload(s) x "
           f"{ruleset.num_studies} studies x {ruleset.num_trials} trials = {len(specs)} trials "
           f"-> {args.results}", file=sys.stderr)  # fmt: skip
-    run_sweep(specs, args.results, num_cpus=args.cpus, show_progress=not args.quiet)
+    try:
+        run_sweep(specs, args.results, num_cpus=args.cpus, show_progress=not args.quiet)
+    except (SweepInterrupted, KeyboardInterrupt) as exc:
+        print(f"optbench: {exc or 'interrupted'}", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -204,9 +208,9 @@ def cmd_import_algoperf(args: argparse.Namespace) -> int:
 
 
 def cmd_sysinfo(args: argparse.Namespace) -> int:
-    from harness.provenance import collect_provenance
-
     import torch
+
+    from harness.provenance import collect_provenance
 
     info = collect_provenance("cpu")
     info["cpu_count"] = os.cpu_count()

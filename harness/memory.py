@@ -1,4 +1,4 @@
-"""Memory accounting for a trial: exact bytes of params, grads and optimizer state, and measured peak.
+"""Memory accounting for a trial: exact bytes of params, grads, optimizer state; measured peak.
 
 Static bytes come from the tensors themselves; the peak is measured (CUDA allocator, or VmHWM on
 CPU). The runner records `activations + temporaries = peak - (params + grads + optimizer state)`.
@@ -112,7 +112,8 @@ def optimizer_state_bytes(opt: Any, exclude: Iterable[torch.Tensor] = ()) -> int
       - a `torch.optim.Optimizer`: every tensor in `opt.state` values, nested dicts, lists and
         tuples included (`exp_avg`, `exp_avg_sq`, `momentum_buffer`, and the `step` tensors);
         hyperparameters in `param_groups` and `defaults` are not state and are not counted;
-      - a list or tuple (e.g. a Muon + AdamW pair): the sum over its items, each by these rules;
+      - a list or tuple (e.g. a Muon + AdamW pair): the sum over its items, each by these rules
+        (storage shared between items counts once);
       - anything else (full-control submission objects): a walk through attributes (`__dict__`
         and `__slots__`), mappings (values only), lists, tuples and sets, collecting torch tensors
         and JAX arrays; an optimizer or a `state_bytes()` object met on the way is counted by the
@@ -123,6 +124,16 @@ def optimizer_state_bytes(opt: Any, exclude: Iterable[torch.Tensor] = ()) -> int
     the object holds the model, so BatchNorm statistics are not taken for optimizer state).
     Within one call each storage range counts once; values returned by `state_bytes()` methods
     are added as given.
+
+    Args:
+      opt: the optimizer, a list or tuple of optimizers, or a full-control submission object.
+      exclude: tensors that are not optimizer state (the model's parameters; their grads follow).
+
+    Returns:
+      The bytes of optimizer state.
+
+    Raises:
+      TypeError: a state tensor has a non-strided (sparse) layout.
     """
     excluded = list(exclude)
     excluded += [t.grad for t in excluded if t.grad is not None]
@@ -212,6 +223,9 @@ class PeakMemory:
 
     Args:
       device: the trial's torch device; CUDA devices use the allocator, anything else the process.
+
+    Attributes:
+      floor_bytes: usage at construction (CUDA allocated bytes, or VmRSS), subtracted from peaks.
     """
 
     def __init__(self, device: str | torch.device = "cpu") -> None:

@@ -48,7 +48,8 @@ class OptaxOptimizer:
     Learning-rate schedule: the harness passes its schedule's value as `step(lr_multiplier)`,
     which scales the whole optax update: p <- p + s * u. For rules whose update is linear in the
     learning rate this equals running `tx` with lr * s. That holds for optax.adamw, whose decoupled
-    weight decay is scaled by the learning rate too (u = -lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)),
+    weight decay is scaled by the learning rate too,
+        u = -lr * (m_hat / (sqrt(v_hat) + eps) + wd * p),
     exactly like torch.optim.AdamW; it holds for sgd, lion, lamb and Muon-style rules alike. It does
     not hold for a rule whose state depends on the learning rate (e.g. schedule-free averaging,
     whose weights use lr); such a submission should put its schedule inside `tx` and leave the
@@ -71,7 +72,7 @@ class OptaxOptimizer:
       tx: the optax transformation.
 
     Raises:
-      ContractError: a parameter has a dtype JAX cannot hold without x64, or no parameters are given.
+      ContractError: no parameters are given, or one has a dtype JAX cannot hold with x64 off.
     """
 
     def __init__(self, params: Sequence[torch.nn.Parameter], tx: optax.GradientTransformation):
@@ -179,10 +180,12 @@ class OptaxOptimizer:
           ValueError: the state's tree structure or leaf shapes differ from this optimizer's.
         """
         new = state_dict["opt_state"]
-        if jax.tree.structure(new) != jax.tree.structure(self._state):
+        # PyTreeDef's stub lacks __eq__ for mypy; treedefs compare by structure at run time.
+        new_tree: Any = jax.tree.structure(new)
+        own_tree: Any = jax.tree.structure(self._state)
+        if new_tree != own_tree:
             raise ValueError(
-                "OptaxOptimizer.load_state_dict: tree structure differs: "
-                f"{jax.tree.structure(new)} vs {jax.tree.structure(self._state)}"
+                f"OptaxOptimizer.load_state_dict: tree structure differs: {new_tree} vs {own_tree}"
             )
         for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(self._state), strict=True):
             if jnp.shape(a) != jnp.shape(b):

@@ -70,8 +70,9 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         info = _workload_info(workload, spec, device)
         stepper = make_stepper(submission, groups, hp, info, lambda b: workload.loss(model, b))
         _compile_warmup(stepper, model, workload, record.clock)
+        peak.reset()  # the peak of the training steps, not of one-time warm-up work
         _train(workload, model, stepper, info, spec, record)
-        record.memory(groups, stepper, peak.read())
+        record.memory(model, groups, stepper, peak.read())
     except Exception:  # the trial boundary: the one place where failures become data
         record.fail(traceback.format_exc())
     record.row["wall_time_s"] = time.perf_counter() - wall_start
@@ -225,12 +226,14 @@ class _Record:
             rate = last_steps / last_s if last_s > 0 else float("nan")
         self.row["throughput_per_s"] = rate * self._tokens_per_step
 
-    def memory(self, groups: ParamGroups, stepper: Stepper, peak: tuple[int, str]) -> None:
+    def memory(self, model: torch.nn.Module, groups: ParamGroups, stepper: Stepper,
+               peak: tuple[int, str]) -> None:  # fmt: skip
         params = list(groups.params)
+        not_state = params + list(model.buffers())  # e.g. BatchNorm statistics
         static = {
             "params_bytes": memory.params_bytes(params),
             "grads_bytes": memory.grads_bytes(params),
-            "optimizer_state_bytes": memory.optimizer_state_bytes(stepper.optimizer_state, params),
+            "optimizer_state_bytes": memory.optimizer_state_bytes(stepper.optimizer_state, not_state),
         }
         peak_bytes, source = peak
         self.row.update(static, peak_bytes=peak_bytes, peak_source=source,

@@ -1,7 +1,8 @@
 """The local sweep driver: trials through Ray Tune on this machine, results into the store.
 
-Each trial spec becomes one Ray Tune trial running in its own Ray worker process (actors are not
-reused, so no state leaks between trials). The trainable runs the trial and writes its rows to the
+Each trial spec becomes one Ray Tune trial. Ray's actors are reused, and each trial runs in a fresh
+process forked from the actor's preloaded fork server (`harness.isolation`): one process per trial,
+without paying the seconds of torch and JAX imports per trial. The trial writes its rows to the
 results store itself; the driver only schedules, shows progress, and records trials whose process
 died before writing. Trials already in the store are skipped, so re-running an interrupted sweep
 finishes it without repeating finished trials.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +23,19 @@ from ray import tune
 from ray.tune import Callback
 from tqdm import tqdm
 
-from harness.isolation import TrialSummary, execute_trial, summarize
+from harness.isolation import TrialSummary, run_isolated, summarize
 from harness.results import ResultsStore
 from harness.submission import load_submission
 from harness.trial import TrialSpec
 
-__all__ = ["pending_specs", "run_sweep", "spec_trial_id"]
+_RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+
+__all__ = ["SweepInterrupted", "pending_specs", "run_sweep", "spec_trial_id"]
 
 
 @functools.cache
@@ -56,7 +65,7 @@ def pending_specs(specs: Sequence[TrialSpec], results_root: str | Path) -> list[
 
 
 def _trainable(config: dict[str, Any], specs: list[dict[str, Any]], results_root: str) -> None:
-    summary = execute_trial(TrialSpec.from_dict(specs[config["index"]]), results_root)
+    (summary,) = run_isolated([TrialSpec.from_dict(specs[config["index"]])], results_root)
     tune.report({k: v for k, v in summary.items() if v is not None})
 
 
@@ -68,6 +77,8 @@ def run_sweep(specs: Sequence[TrialSpec], results_root: str | Path, num_cpus: in
     if not todo:
         return []
     progress = _Progress(len(todo), len(specs) - len(todo), show_progress)
+    for key, value in _RAY_ENV.items():  # Ray reads these at start: no telemetry, no extra logs
+        os.environ.setdefault(key, value)
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING, configure_logging=False)  # fmt: skip
     try:
@@ -78,7 +89,7 @@ def run_sweep(specs: Sequence[TrialSpec], results_root: str | Path, num_cpus: in
             tuner = tune.Tuner(
                 tune.with_resources(trainable, {"cpu": 1}),
                 param_space={"index": tune.grid_search(list(range(len(todo))))},
-                tune_config=tune.TuneConfig(max_concurrent_trials=num_cpus, reuse_actors=False),
+                tune_config=tune.TuneConfig(max_concurrent_trials=num_cpus, reuse_actors=True),
                 run_config=tune.RunConfig(storage_path=ray_storage, name="sweep", verbose=0,
                                           callbacks=[progress]),  # fmt: skip
             )
@@ -90,20 +101,34 @@ def run_sweep(specs: Sequence[TrialSpec], results_root: str | Path, num_cpus: in
 
 
 def _collect(todo: list[TrialSpec], results: Any, root: str) -> list[TrialSummary]:
-    """Summaries of all trials; a trial whose worker died is recorded as failed here."""
+    """Summaries of the finished trials; a trial whose worker died is recorded as failed here.
+
+    Raises:
+      SweepInterrupted: some trials never finished (Ctrl-C); re-running the sweep finishes them.
+    """
     from harness.runner import failed_outcome
 
-    summaries = []
+    summaries, unfinished = [], 0
     for result in results:
-        index = result.config["index"]
-        if result.error is None and result.metrics and "status" in result.metrics:
+        if result.metrics and "status" in result.metrics:
             summaries.append(summarize(result.metrics))
-            continue
-        spec = todo[index]
-        outcome = failed_outcome(spec, f"trial worker died: {result.error!r}")
-        ResultsStore(root).write_trial(outcome.row, outcome.evals)
-        summaries.append(summarize(outcome.row))
+        elif result.error is not None:
+            spec = todo[result.config["index"]]
+            outcome = failed_outcome(spec, f"trial worker died: {result.error!r}")
+            ResultsStore(root).write_trial(outcome.row, outcome.evals)
+            summaries.append(summarize(outcome.row))
+        else:
+            unfinished += 1
+    if unfinished:
+        raise SweepInterrupted(
+            f"sweep interrupted with {unfinished} trial(s) not finished; re-run the same command "
+            "to finish it (finished trials are kept and not repeated)"
+        )
     return summaries
+
+
+class SweepInterrupted(Exception):
+    """The sweep stopped before every trial finished (not an input error: exit status 130)."""
 
 
 class _Progress(Callback):

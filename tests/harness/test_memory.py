@@ -1,4 +1,4 @@
-"""Memory accounting: exact state bytes for torch and optax optimizers, the walker, measured peaks."""
+"""Memory accounting: exact state bytes of torch and optax optimizers, the walker, peaks."""
 
 from __future__ import annotations
 

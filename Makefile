@@ -1,0 +1,32 @@
+# The two commands of the README. Each creates .venv and installs what it needs on first use:
+# torch pinned first (a looser request would pull a multi-GB GPU build), then optbench itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.optbench-installed
+BENCH_RESULTS ?= results/bench
+
+.PHONY: install bench test lint clean-bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the embedded default: score the example submission against the references on
+# the smoke suite (Ray Tune on this machine), then write the leaderboard.
+bench: $(STAMP)
+	$(BIN)/optbench submit submissions/example-nadamw --trials 4 --studies 2 --results $(BENCH_RESULTS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy harness sweeps reports
+
+test: $(STAMP) lint
+	CI=$${CI:-false} $(BIN)/python -m pytest -q
+
+clean-bench:
+	rm -rf $(BENCH_RESULTS)
