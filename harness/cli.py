@@ -207,6 +207,21 @@ def cmd_import_algoperf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_overhead(args: argparse.Namespace) -> int:
+    from harness.overhead import measure_overhead
+
+    print(f"overhead: {args.workload}@smoke, {args.steps} steps, {args.repeats} repeats, "
+          "1 torch thread ...", file=sys.stderr)  # fmt: skip
+    result = measure_overhead(args.workload, Path(args.data_dir), args.steps, args.repeats)
+    print(f"hand-written loop: {result.loop_train_s:.3f} s in the step loop, "
+          f"{result.loop_wall_s:.3f} s with setup")
+    print(f"optbench runner:   {result.runner_train_s:.3f} s timed training, "
+          f"{result.runner_wall_s:.3f} s whole trial without evals")
+    print(f"clock ratio (runner/loop): {result.clock_ratio:.3f}  (goal <= 1.05)")
+    print(f"wall ratio  (runner/loop): {result.wall_ratio:.3f}")
+    return 0
+
+
 def cmd_sysinfo(args: argparse.Namespace) -> int:
     import torch
 
@@ -259,6 +274,7 @@ _EXAMPLES = {
     "leaderboard": "optbench leaderboard --results results --out site/",
     "import-algoperf": "optbench import-algoperf logs/external_tuning --results algoperf-results",
     "sysinfo": "optbench sysinfo",
+    "bench-overhead": "optbench bench-overhead --workload digits --steps 200 --repeats 5",
 }
 
 
@@ -317,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", default=None, help="AlgoPerf workload targets JSON")
     _add_results(p)
     command("sysinfo", cmd_sysinfo, "print versions, CPU and accelerator")
+    p = command("bench-overhead", cmd_bench_overhead,
+                "time the runner against a minimal hand-written loop (same seed and steps)")  # fmt: skip
+    p.add_argument("--workload", default="digits")
+    p.add_argument("--steps", type=_positive, default=200)
+    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--data-dir", default=_default_data_dir())
     return parser
 
 
