@@ -116,6 +116,8 @@ class Hyperparameters(Mapping[str, Any]):
         return self._values[key]
 
     def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):  # private and dunder lookups (pickle, copy) never mean a hyperparameter
+            raise AttributeError(key)
         try:
             return self._values[key]
         except KeyError:
@@ -132,6 +134,9 @@ class Hyperparameters(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Hyperparameters({self._values!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Hyperparameters, (self._values,))
 
 
 @dataclass(frozen=True, slots=True)

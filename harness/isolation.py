@@ -72,7 +72,7 @@ def run_isolated(
             sender.close()
             running[proc.sentinel] = (proc, spec, receiver)
         for sentinel in multiprocessing.connection.wait(list(running)):
-            proc, spec, receiver = running.pop(sentinel)  # type: ignore[index]
+            proc, spec, receiver = running.pop(sentinel)  # type: ignore[arg-type]
             summary = _collect(proc, spec, receiver, results_root)
             summaries.append(summary)
             if on_done is not None:

@@ -138,8 +138,8 @@ class ResultsStore:
         trial_id = trial_row["trial_id"]
         if self.has_trial(trial_id):
             return False
+        trial = _to_table([trial_row], TRIALS_SCHEMA, "trials")  # both checked before any write
         evals = _to_table(list(eval_rows), EVALS_SCHEMA, "evals")
-        trial = _to_table([trial_row], TRIALS_SCHEMA, "trials")
         self._write_atomic(evals, "evals", trial_id)
         self._write_atomic(trial, "trials", trial_id)  # last: marks the trial complete
         return True
@@ -215,10 +215,37 @@ def _validate_file(path: Path, schema: pa.Schema) -> None:
 
 
 def _to_table(rows: list[dict[str, Any]], schema: pa.Schema, name: str) -> pa.Table:
-    missing = [f.name for f in schema if rows and f.name not in rows[0]]
-    if missing:
-        raise ResultsSchemaError(f"{name} row lacks columns {missing}")
+    for index, row in enumerate(rows):
+        missing = [f.name for f in schema if f.name not in row]
+        if missing:
+            raise ResultsSchemaError(f"{name} row {index} lacks columns {missing}")
+        for column in schema:
+            problem = _type_problem(column, row[column.name])
+            if problem:
+                raise ResultsSchemaError(
+                    f"{name} row {index}: column {column.name!r} {problem} (schema v{SCHEMA_VERSION})"
+                )
     try:
         return pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise ResultsSchemaError(f"{name} row does not fit schema v{SCHEMA_VERSION}: {exc}") from None
+
+
+def _type_problem(column: pa.Field, value: Any) -> str | None:
+    """Why `value` cannot be stored losslessly in `column`, or None if it can."""
+    if value is None:
+        return None if column.nullable else "may not be null"
+    kind = column.type
+    if pa.types.is_integer(kind):
+        is_whole_float = isinstance(value, float) and value.is_integer()
+        if isinstance(value, bool) or not (isinstance(value, int) or is_whole_float):
+            return f"needs an integer, got {value!r}"
+    elif pa.types.is_floating(kind):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"needs a number, got {value!r}"
+    elif pa.types.is_boolean(kind):
+        if not isinstance(value, bool):
+            return f"needs true or false, got {value!r}"
+    elif pa.types.is_string(kind) and not isinstance(value, str):
+        return f"needs a string, got {type(value).__name__}"
+    return None

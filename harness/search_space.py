@@ -139,10 +139,16 @@ def load_search_space(path: Path) -> SearchSpace:
     return SearchSpace(dims=tuple(_parse_dim(path, k, v) for k, v in raw.items()), source=str(path))
 
 
+_DIM_KEYS = frozenset({"min", "max", "scaling", "feasible_points"})
+
+
 def _parse_dim(path: Path, name: str, spec: Any) -> Range | Choice:
     where = f"{path}: hyperparameter {name!r}"
     if not isinstance(spec, dict):
         raise UsageError(f"{where}: expected an object with min/max or feasible_points")
+    unknown = sorted(set(spec) - _DIM_KEYS)
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {unknown} (allowed: {sorted(_DIM_KEYS)})")
     if "feasible_points" in spec:
         values = spec["feasible_points"]
         if not isinstance(values, list) or not values:
@@ -153,6 +159,8 @@ def _parse_dim(path: Path, name: str, spec: Any) -> Range | Choice:
     low, high, scaling = spec["min"], spec["max"], spec.get("scaling", "linear")
     if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (low, high)):
         raise UsageError(f"{where}: min and max must be numbers")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UsageError(f"{where}: min and max must be finite, got {low} and {high}")
     if scaling not in ("log", "linear"):
         raise UsageError(f"{where}: scaling must be 'log' or 'linear', not {scaling!r}")
     if low > high:

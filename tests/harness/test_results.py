@@ -277,37 +277,20 @@ def test_row_missing_a_column_raises_naming_it(tmp_path: Path) -> None:
     assert _folder_names(tmp_path / "trials") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: _to_table checks missing columns on rows[0] only; a later eval row lacking "
-    "'value' is written with value null instead of raising ResultsSchemaError",
-)
 def test_later_eval_row_missing_a_column_raises(tmp_path: Path) -> None:
     second = eval_row("t1", 1, "loss", 0.5)
     del second["value"]
     with pytest.raises(ResultsSchemaError, match="value"):
-        ResultsStore(tmp_path).write_trial(trial_row("t1"), [eval_row("t1", 0, "loss", 1.0), second])
+        ResultsStore(tmp_path).write_trial(
+            trial_row("t1"), [eval_row("t1", 0, "loss", 1.0), second]
+        )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: pyarrow's from_pylist truncates a float into an int64 column, so seed=1.5 is "
-    "stored as 1 instead of raising ResultsSchemaError (a value of the wrong type)",
-)
 def test_fractional_float_in_integer_column_raises(tmp_path: Path) -> None:
     with pytest.raises(ResultsSchemaError):
         ResultsStore(tmp_path).write_trial(trial_row("t1", seed=1.5), [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: a null trial_id passes _to_table (nullability is checked only by the parquet "
-    "writer): evals/None.parquet is written, then a raw pyarrow ArrowInvalid escapes instead "
-    "of ResultsSchemaError",
-)
 def test_null_trial_id_raises_schema_error_and_writes_nothing(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
     try:

@@ -31,7 +31,7 @@ def test_sweep_runs_the_ruleset_budget_once(tmp_path: Path, data_dir: Path) -> N
     assert len(summaries) == 4
     trials = ResultsStore(results).read_trials()
     assert len(trials) == 4 and trials["trial_id"].is_unique
-    assert sorted(zip(trials["study"], trials["trial_index"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted(zip(trials["study"], trials["trial_index"], strict=True)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert set(trials["ruleset"]) == {"external"}
     assert trials["ruleset_json"].str.contains('"num_trials": 2').all()
     evals = ResultsStore(results).read_evals()

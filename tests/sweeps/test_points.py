@@ -104,7 +104,9 @@ def test_plan_gives_trials_times_studies_times_workloads_specs() -> None:
     assert len(specs) == 4 * 3 * 2
     cells = Counter((s.workload, s.study) for s in specs)
     assert cells == {(w.name, st): 4 for w in WORKLOADS for st in range(3)}
-    assert {(s.study, s.trial_index) for s in specs} == {(st, i) for st in range(3) for i in range(4)}
+    assert {(s.study, s.trial_index) for s in specs} == {
+        (st, i) for st in range(3) for i in range(4)
+    }
     for spec in specs:
         assert spec.submission == "subs/adamw"
         assert spec.scale == "smoke"
