@@ -140,7 +140,9 @@ def _is_torch(opt: Any) -> bool:
 
 
 def _as_optimizers(built: Any, groups: ParamGroups, source: str) -> list[Any]:
-    items = list(built) if isinstance(built, list | tuple) else [built]
+    # An optax transformation is itself a NamedTuple: recognise it before treating tuples as lists.
+    is_sequence = isinstance(built, list | tuple) and not _is_optax(built)
+    items = list(built) if is_sequence else [built]
     optimizers = []
     for item in items:
         if _is_torch(item):
