@@ -12,6 +12,7 @@ from harness.isolation import run_isolated
 from harness.results import ResultsStore
 from harness.runner import run_trial
 from harness.trial import TrialSpec, TrialStatus
+from workloads import Digits
 
 ADAMW_POINT = {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05}
 
@@ -77,7 +78,8 @@ def test_failures_are_recorded_and_do_not_stop_other_trials(tmp_path: Path, data
     assert math.isnan(by_steps.loc[30, "time_to_target_s"])
     reached = adamw[adamw["status"] == TrialStatus.TARGET_REACHED].iloc[0]
     assert reached["time_to_target_s"] == pytest.approx(reached["train_time_s"])
-    assert reached["steps_to_target"] % 20 == 0 or reached["steps_to_target"] == reached["steps"]
+    every = Digits.configs["smoke"].eval_every_steps
+    assert reached["steps_to_target"] % every == 0 or reached["steps_to_target"] == reached["steps"]
 
 
 def test_trial_record_fields(data_dir: Path) -> None:
@@ -97,7 +99,8 @@ def test_trial_record_fields(data_dir: Path) -> None:
     assert row["activations_bytes"] == max(0, row["peak_bytes"] - static)
     evals = {(e["eval_index"], e["metric"]): e for e in outcome.evals}
     first = evals[(0, "test_accuracy")]
-    assert first["step"] == 20 and first["tokens"] == 20 * 64
+    every = Digits.configs["smoke"].eval_every_steps
+    assert first["step"] == every and first["tokens"] == every * 64
     assert all(e["trial_id"] == row["trial_id"] for e in outcome.evals)
     assert row["git_commit"] is not None and row["hostname"]
 
@@ -113,3 +116,48 @@ def test_same_spec_gives_same_steps_and_metrics(data_dir: Path) -> None:
     first, second = run_trial(spec), run_trial(spec)
     assert first.row["trial_id"] == second.row["trial_id"]
     assert first.row["final_metric"] == second.row["final_metric"]
+
+
+FULL_CONTROL = '''
+import torch
+
+class Submission:
+    """Plain SGD by hand; counts prepare_for_eval calls in a tensor the test can read."""
+
+    def __init__(self, params, hp, info):
+        self.params = list(params)
+        self.lr = hp["lr"]
+        self.prepared = 0
+
+    def update(self, batch, step, ctx):
+        loss = ctx.forward_backward(batch)
+        scale = self.lr * ctx.lr_multiplier(step)
+        with torch.no_grad():
+            for p in self.params:
+                p.add_(p.grad, alpha=-scale)
+        return loss
+
+    def prepare_for_eval(self):
+        self.prepared += 1
+        if self.prepared > 3:
+            raise RuntimeError(f"prepare_for_eval called {self.prepared} times")
+'''
+
+
+def test_full_control_submission_runs_and_prepares_for_eval(tmp_path: Path, data_dir: Path) -> None:
+    folder = _submission(tmp_path, "by-hand", FULL_CONTROL)
+    steps = 3 * Digits.configs["smoke"].eval_every_steps
+    outcome = run_trial(_spec(folder, data_dir, {"lr": 0.1}, max_steps=steps, stop_at_target=False))
+    assert outcome.status != TrialStatus.FAILED, outcome.row["error"]
+    assert outcome.row["steps"] == steps
+    losses = [e["value"] for e in outcome.evals if e["metric"] == "train_loss"]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    # a fourth prepare_for_eval would have raised: one call per eval, none elsewhere
+    assert outcome.row["compile_time_s"] == 0.0  # no state_dict: no warm-up to undo
+
+
+def test_algoperf_level_is_detected_and_refused_clearly(tmp_path: Path, data_dir: Path) -> None:
+    folder = _submission(tmp_path, "algoperf-style", "def update_params(*args):\n    pass\n")
+    outcome = run_trial(_spec(folder, data_dir, {"lr": 0.05}))
+    assert outcome.status == TrialStatus.FAILED
+    assert "AlgoPerf-style submissions (level 3)" in outcome.row["error"]
