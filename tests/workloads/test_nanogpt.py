@@ -1,0 +1,130 @@
+"""The NanoGPT workload at smoke scale: data shards, roles, batches, training signal, eval."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness.contract import ParamGroups, Role
+from harness.errors import UsageError
+from harness.workload import Direction
+from workloads.nanogpt import GPT, GPT_CONFIGS, NanoGPT, smoke_data_dir
+from workloads.shards import SHARD_MAGIC, SHARD_VERSION, read_shard
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder whose smoke shards are built once for this module."""
+    data_dir = tmp_path_factory.mktemp("nanogpt-data")
+    NanoGPT("smoke", data_dir).setup(torch.device("cpu"), seed=0)
+    return data_dir
+
+
+def _workload(data_dir: Path, seed: int = 0) -> NanoGPT:
+    workload = NanoGPT("smoke", data_dir)
+    workload.setup(torch.device("cpu"), seed)
+    return workload
+
+
+def test_smoke_shards_have_the_speedrun_header(smoke_dir: Path) -> None:
+    folder = smoke_data_dir(smoke_dir)
+    assert folder.name.startswith("nanogpt-smoke-py3.")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for split in ("train", "val"):
+        path = folder / f"bytes_{split}_000000.bin"
+        header = np.fromfile(path, dtype="<i4", count=256)
+        assert list(header[:2]) == [SHARD_MAGIC, SHARD_VERSION]
+        tokens = read_shard(path)
+        assert header[2] == len(tokens) == manifest[f"{split}_tokens"]
+        assert int(tokens.max()) < GPT_CONFIGS["smoke"].vocab_size
+    assert manifest["val_tokens"] == 64 * 1024
+    assert manifest["train_tokens"] > 1_000_000
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "bytes_train_000000.bin", "bytes_val_000000.bin", "manifest.json",
+    ]  # fmt: skip
+
+
+def test_smoke_data_is_reused_and_checked(smoke_dir: Path, tmp_path: Path) -> None:
+    train = smoke_data_dir(smoke_dir) / "bytes_train_000000.bin"
+    mtime = train.stat().st_mtime_ns
+    _workload(smoke_dir)
+    assert train.stat().st_mtime_ns == mtime  # reused, not rebuilt
+
+    copy = smoke_data_dir(tmp_path)
+    shutil.copytree(smoke_data_dir(smoke_dir), copy)
+    corrupt = copy / "bytes_val_000000.bin"
+    raw = bytearray(corrupt.read_bytes())
+    raw[-1] ^= 1
+    corrupt.write_bytes(bytes(raw))
+    with pytest.raises(UsageError, match=r"bytes_val_000000\.bin: sha256 differs"):
+        _workload(tmp_path)
+
+
+def test_roles_cover_every_parameter_once(smoke_dir: Path) -> None:
+    workload = _workload(smoke_dir)
+    model = workload.build_model(seed=0)
+    roles = workload.param_roles(model)
+    named = dict(model.named_parameters())
+    assert set(roles) == {n for n, p in named.items() if p.requires_grad}
+    ParamGroups(tuple(named[n] for n in roles), tuple(roles.values()))  # no duplicates
+    assert roles["embed.weight"] is Role.EMBEDDING
+    assert roles["lm_head.weight"] is Role.HEAD
+    assert set(roles.values()) == {Role.EMBEDDING, Role.HEAD, Role.MATRIX}
+    assert all(p.ndim == 2 for p in named.values())
+
+
+def test_batches_are_deterministic_in_seed_and_step(smoke_dir: Path) -> None:
+    a, b, other = _workload(smoke_dir, 1), _workload(smoke_dir, 1), _workload(smoke_dir, 2)
+    cfg = a.config
+    inputs, targets = a.get_batch(7)
+    assert inputs.shape == targets.shape == (cfg.batch_size, GPT_CONFIGS["smoke"].seq_len)
+    assert inputs.dtype == targets.dtype == torch.int64
+    assert cfg.tokens_per_step == inputs.numel()
+    assert torch.equal(inputs, b.get_batch(7)[0]) and torch.equal(targets, b.get_batch(7)[1])
+    assert torch.equal(inputs[:, 1:], targets[:, :-1])
+    assert not torch.equal(inputs, a.get_batch(8)[0])
+    assert not torch.equal(inputs, other.get_batch(7)[0])
+
+
+def test_model_init_is_seeded(smoke_dir: Path) -> None:
+    workload = _workload(smoke_dir)
+    first, again = workload.build_model(3), workload.build_model(3)
+    different = workload.build_model(4)
+    weight = "embed.weight"
+    assert torch.equal(first.get_parameter(weight), again.get_parameter(weight))
+    assert not torch.equal(first.get_parameter(weight), different.get_parameter(weight))
+    assert isinstance(first, GPT)
+
+
+def test_adamw_steps_reduce_the_loss_and_eval_reports_the_target(smoke_dir: Path) -> None:
+    workload = _workload(smoke_dir)
+    model = workload.build_model(seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    with torch.no_grad():
+        before = workload.evaluate(model)
+    assert workload.config.target.metric == "val_loss"
+    assert workload.config.target.direction is Direction.MIN
+    assert before["val_loss"] == pytest.approx(math.log(256), abs=1e-4)  # zero-init head
+    first = workload.loss(model, workload.get_batch(0)).item()
+    for step in range(20):
+        loss = workload.loss(model, workload.get_batch(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert workload.loss(model, workload.get_batch(0)).item() < first - 1.0
+    with torch.no_grad():
+        after = workload.evaluate(model)
+    assert after["val_loss"] < before["val_loss"] - 1.0
+
+
+def test_unknown_scale_has_no_pipeline(tmp_path: Path) -> None:
+    workload = NanoGPT("smoke", tmp_path)
+    workload.scale = "full"
+    with pytest.raises(UsageError, match="no data pipeline for scale 'full'"):
+        workload.setup(torch.device("cpu"), 0)

@@ -1,0 +1,31 @@
+"""The workload registry: names, scales, and clear errors for unknown ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import workloads
+from harness.errors import UsageError
+from harness.workload import Workload
+
+
+def test_registry_lists_both_workloads(tmp_path: Path) -> None:
+    assert sorted(workloads.WORKLOADS) == ["digits", "nanogpt"]
+    for name, cls in workloads.WORKLOADS.items():
+        assert cls.name == name and cls.version >= 1
+        workload = workloads.get_workload(name, "smoke", tmp_path)
+        assert isinstance(workload, Workload) and workload.scale == "smoke"
+        config = workload.config
+        assert config.budget.step_hint == round(0.8 * config.budget.max_steps)
+        assert config.precision == "fp32"
+        assert 10 <= config.budget.max_steps // config.eval_every_steps <= 25
+    assert list(tmp_path.iterdir()) == []  # constructing builds nothing; setup does
+
+
+def test_unknown_name_and_scale(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"unknown workload 'x' \(known: digits, nanogpt\)"):
+        workloads.get_workload("x", "smoke", tmp_path)
+    with pytest.raises(UsageError, match=r"workload 'digits' has no scale 'huge' \(known: smoke\)"):
+        workloads.get_workload("digits", "huge", tmp_path)
