@@ -1,6 +1,7 @@
 """Digits: a small CNN on scikit-learn's bundled 8x8 handwritten digits; metric: test accuracy.
 
-Data: `sklearn.datasets.load_digits` (1797 real images, 10 classes, pixel values 0..16, offline).
+Data: `sklearn.datasets.load_digits` (1797 real images, 10 classes, pixel values 0..16, offline),
+split once and cached under the data folder.
 A fixed stratified split (`train_test_split(..., test_size=360, stratify=y, random_state=0)`,
 independent of the trial seed) gives 1437 training and 360 test images. Pixels are scaled to
 x / 16, then standardized with the training set's mean and std (one scalar each).
@@ -29,6 +30,8 @@ images. Calibration of the target: `workloads/CALIBRATION.md`.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -68,6 +71,29 @@ class DigitsCNN(nn.Module):
         return self.head(x)
 
 
+def _fixed_split(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The fixed train/test split, cached as `<data_dir>/digits/split.npz` on first use.
+
+    Importing scikit-learn takes seconds, so only the first trial on a machine pays it; the cache
+    is written atomically, so concurrent first trials can race safely.
+    """
+    path = Path(data_dir) / "digits" / "split.npz"
+    if not path.is_file():
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        images, labels = load_digits(return_X_y=True)
+        parts = train_test_split(
+            images / 16.0, labels, test_size=_TEST_SIZE, stratify=labels, random_state=_SPLIT_SEED
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".split.{os.getpid()}.npz")
+        np.savez(tmp, x_train=parts[0], x_test=parts[1], y_train=parts[2], y_test=parts[3])
+        os.replace(tmp, path)
+    with np.load(path) as cached:
+        return cached["x_train"], cached["x_test"], cached["y_train"], cached["y_test"]
+
+
 class Digits(Workload):
     """8x8 digit classification (see the module docstring)."""
 
@@ -87,17 +113,11 @@ class Digits(Workload):
     }
 
     def setup(self, device: torch.device, seed: int) -> None:
-        from sklearn.datasets import load_digits  # imported here: sklearn is slow to import
-        from sklearn.model_selection import train_test_split
-
         if self.scale not in self.configs:
             raise UsageError(f"digits: unknown scale {self.scale!r} (known: smoke)")
         self.device = torch.device(device)
         self.seed = seed
-        images, labels = load_digits(return_X_y=True)
-        x_train, x_test, y_train, y_test = train_test_split(
-            images / 16.0, labels, test_size=_TEST_SIZE, stratify=labels, random_state=_SPLIT_SEED
-        )
+        x_train, x_test, y_train, y_test = _fixed_split(self.data_dir)
         mean, std = x_train.mean(), x_train.std()
 
         def stage(x: np.ndarray) -> torch.Tensor:
