@@ -318,7 +318,7 @@ def _writer(root: str, worker: int) -> None:
 
 
 def test_concurrent_writers_from_eight_processes(tmp_path: Path) -> None:
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_writer, args=(str(tmp_path), w)) for w in range(8)]
     for process in workers:
         process.start()
