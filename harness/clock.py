@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 __all__ = ["Clock"]
 
@@ -45,28 +45,21 @@ class Clock:
         return self._now()
 
     @contextmanager
-    def timed(self) -> Iterator[None]:
+    def _region(self, field: str) -> Iterator[None]:
+        start = self._read()
+        try:
+            yield
+        finally:
+            setattr(self, field, getattr(self, field) + self._read() - start)
+
+    def timed(self) -> AbstractContextManager[None]:
         """A timed training region (batch fetch, forward, backward, step, prepare_for_eval)."""
-        start = self._read()
-        try:
-            yield
-        finally:
-            self.train_s += self._read() - start
+        return self._region("train_s")
 
-    @contextmanager
-    def compiling(self) -> Iterator[None]:
+    def compiling(self) -> AbstractContextManager[None]:
         """The compile warm-up region: reported as `compile_time_s`, never as training time."""
-        start = self._read()
-        try:
-            yield
-        finally:
-            self.compile_s += self._read() - start
+        return self._region("compile_s")
 
-    @contextmanager
-    def evaluating(self) -> Iterator[None]:
+    def evaluating(self) -> AbstractContextManager[None]:
         """An evaluation region: reported as `eval_time_s`, never as training time."""
-        start = self._read()
-        try:
-            yield
-        finally:
-            self.eval_s += self._read() - start
+        return self._region("eval_s")
