@@ -162,9 +162,7 @@ def _write_leaderboard(args: argparse.Namespace, highlight: str | None) -> int:
     from reports.leaderboard import leaderboard_table, render_html, render_markdown
 
     trials = _read_trials(args.results)
-    if getattr(args, "ruleset_filter", None):
-        trials = trials[trials["ruleset"] == args.ruleset_filter]
-    table = leaderboard_table(trials)
+    table = leaderboard_table(trials, ruleset=args.ruleset, hardware_class=args.hardware_class)
     title = f"optbench leaderboard ({args.results})"
     markdown, html = render_markdown(table, title), render_html(table, title, notes=[])
     out = Path(getattr(args, "out", None) or args.results)
@@ -189,7 +187,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from reports.scoring import benchmark_scores
 
     trials = _read_trials(args.results)
-    for submission, score in benchmark_scores(trials).sort_values(ascending=False).items():
+    scores = benchmark_scores(trials, ruleset=args.ruleset, hardware_class=args.hardware_class)
+    for submission, score in scores.sort_values(ascending=False).items():
         print(f"{submission}\t{score:.4f}")
     return 0
 
@@ -244,8 +243,15 @@ def _add_results(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results root (default: %(default)s)")
 
 
+def _add_selection(p: argparse.ArgumentParser, ruleset: str | None) -> None:
+    p.add_argument("--ruleset", default=ruleset, help="score only trials of this ruleset")
+    p.add_argument("--hardware-class", default=None,
+                   help="score only trials of this hardware class (needed when the store mixes)")  # fmt: skip
+
+
 def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     _add_results(p)
+    _add_selection(p, ruleset="external")
     p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated workload names")
     p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
     p.add_argument("--trials", type=_positive, default=5, help="N: trials per study")
@@ -323,8 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("score", cmd_score, "AlgoPerf performance-profile scores of a results store")
     _add_results(p)
+    _add_selection(p, ruleset=None)
     p = command("leaderboard", cmd_leaderboard, "write leaderboard.md and leaderboard.html")
     _add_results(p)
+    _add_selection(p, ruleset=None)
     p.add_argument("--out", default=None, help="output folder (default: the results root)")
 
     p = command("import-algoperf", cmd_import_algoperf,

@@ -57,7 +57,21 @@ def select_trials(
         raise UsageError(
             f"no trials left to score (hardware_class={hardware_class!r}, ruleset={ruleset!r})"
         )
-    return trials
+    trials = _latest_only(trials, "submission", "submission_hash")
+    return _latest_only(trials, "workload", "workload_version")
+
+
+def _latest_only(trials: pd.DataFrame, key: str, version: str) -> pd.DataFrame:
+    """Per `key`, only the rows of its most recently recorded `version`.
+
+    An edited submission (new source hash) or a changed workload (new version) starts afresh:
+    results of different versions are never compared or pooled.
+    """
+    if version not in trials or "created_utc" not in trials:
+        return trials
+    versions = trials[version].astype("string").fillna("")
+    newest = trials.assign(_v=versions).sort_values("created_utc").groupby(key)["_v"].last()
+    return trials[versions.to_numpy() == trials[key].map(newest).to_numpy()]
 
 
 def workload_times(

@@ -145,3 +145,18 @@ def test_import_reports_loads_no_framework() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_only_the_latest_version_of_a_submission_and_workload_counts() -> None:
+    trials = _trials([("a", "w", 0, 100.0), ("a", "w", 0, 10.0), ("b", "w", 0, 50.0),
+                      ("b", "w", 0, 20.0)])  # fmt: skip
+    # a was edited after its first trial (new source hash); w's version is the same throughout.
+    trials["submission_hash"] = ["old", "old", "h1", "h1"]
+    trials.loc[1, "submission_hash"] = "new"
+    trials["workload_version"] = 1
+    trials["created_utc"] = ["2026-01-01", "2026-01-02", "2026-01-01", "2026-01-01"]
+    times = workload_times(trials)
+    assert times.loc["a", "w"] == 10.0  # only the new version's trial
+    assert times.loc["b", "w"] == 20.0
+    trials.loc[0, "created_utc"] = "2026-01-03"  # now the old hash is the most recent
+    assert workload_times(trials).loc["a", "w"] == 100.0
