@@ -62,7 +62,7 @@ def test_failures_are_recorded_and_do_not_stop_other_trials(tmp_path: Path, data
     specs = [
         _spec(raising, data_dir, {"lr": 0.05}),
         _spec(poisoning, data_dir, {"lr": 0.05}),
-        _spec("adamw", data_dir, {**ADAMW_POINT, "lr": 3e-4}, max_steps=30),  # runs out of budget
+        _spec("adamw", data_dir, {**ADAMW_POINT, "lr": 1e-3}, max_steps=30),  # runs out of budget
         _spec("adamw", data_dir, ADAMW_POINT),  # reaches the target
     ]
     results = str(tmp_path / "results")
