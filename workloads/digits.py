@@ -102,7 +102,7 @@ class Digits(Workload):
     configs: ClassVar[dict[str, WorkloadConfig]] = {
         "smoke": WorkloadConfig(
             target=Target(metric="test_accuracy", value=0.994, direction=Direction.MAX, seeds=1),
-            budget=Budget(max_steps=400, max_time_s=120.0, step_hint=320),
+            budget=Budget(max_steps=400, max_time_s=30.0, step_hint=320),
             batch_size=64,
             tokens_per_step=64,
             throughput_unit="examples",

@@ -288,7 +288,7 @@ class NanoGPT(Workload):
     configs: ClassVar[dict[str, WorkloadConfig]] = {
         "smoke": WorkloadConfig(
             target=Target(metric="val_loss", value=2.16, direction=Direction.MIN, seeds=1),
-            budget=Budget(max_steps=360, max_time_s=120.0, step_hint=288),
+            budget=Budget(max_steps=360, max_time_s=30.0, step_hint=288),
             batch_size=16,
             tokens_per_step=16 * GPT_CONFIGS["smoke"].seq_len,
             throughput_unit="tokens",

@@ -161,3 +161,12 @@ def test_algoperf_level_is_detected_and_refused_clearly(tmp_path: Path, data_dir
     outcome = run_trial(_spec(folder, data_dir, {"lr": 0.05}))
     assert outcome.status == TrialStatus.FAILED
     assert "AlgoPerf-style submissions (level 3)" in outcome.row["error"]
+
+
+def test_time_budget_stops_the_trial(data_dir: Path) -> None:
+    outcome = run_trial(_spec("adamw", data_dir, ADAMW_POINT, max_time_s=0.05))
+    assert outcome.status == TrialStatus.BUDGET_EXHAUSTED
+    assert 0 < outcome.row["steps"] < Digits.configs["smoke"].budget.max_steps
+    # stopped at the first step past the budget, evaluated there, and no later
+    assert 0.05 <= outcome.row["train_time_s"] < 0.5
+    assert max(e["step"] for e in outcome.evals) == outcome.row["steps"]
