@@ -158,13 +158,23 @@ def _read_trials(results: str) -> Any:
     return trials
 
 
+_CPU_PEAK_NOTE = (
+    "Peak memory on CPU is the trial process's resident high-water mark (VmHWM) above its resident "
+    "set before the model was built: it includes runtime memory that comes with a framework, such "
+    "as JAX/XLA's compiler and allocator arenas for optax submissions. Parameter, gradient and "
+    "optimizer-state bytes are exact counts from the tensors."
+)
+
+
 def _write_leaderboard(args: argparse.Namespace, highlight: str | None) -> int:
     from reports.leaderboard import leaderboard_table, render_html, render_markdown
 
     trials = _read_trials(args.results)
     table = leaderboard_table(trials, ruleset=args.ruleset, hardware_class=args.hardware_class)
     title = f"optbench leaderboard ({args.results})"
-    markdown, html = render_markdown(table, title), render_html(table, title, notes=[])
+    notes = [_CPU_PEAK_NOTE] if trials["peak_source"].astype("string").str.startswith("vmhwm").any() else []
+    markdown = render_markdown(table, title) + "".join(f"\n{note}\n" for note in notes)
+    html = render_html(table, title, notes=notes)
     out = Path(getattr(args, "out", None) or args.results)
     out.mkdir(parents=True, exist_ok=True)
     for name, text in (("leaderboard.md", markdown), ("leaderboard.html", html)):
