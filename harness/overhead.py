@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from harness.contract import Hyperparameters, WorkloadInfo
+from harness.contract import Hyperparameters
 from harness.runner import run_trial
 from harness.schedules import warmup_cosine
 from harness.trial import TrialSpec
@@ -56,13 +56,11 @@ def _hand_written_loop(workload_name: str, data_dir: Path, seed: int, steps: int
     workload = get_workload(workload_name, "smoke", data_dir)
     workload.setup(torch.device("cpu"), seed)
     model = workload.build_model(seed)
-    decay = [p for n, p in model.named_parameters() if workload.param_roles(model)[n] in
-             ("matrix", "conv", "embedding", "head")]  # fmt: skip
-    rest = [p for p in model.parameters() if all(p is not q for q in decay)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": _POINT["weight_decay"]},
-                             {"params": rest, "weight_decay": 0.0}], lr=_POINT["lr"],
-                            betas=(_POINT["beta1"], _POINT["beta2"]), eps=1e-8)  # fmt: skip
-    info = WorkloadInfo(steps, steps, 1e9, 0, 0, "smoke", "cpu")
+    opt = torch.optim.AdamW(
+        workload.param_groups(model).torch_groups(_POINT["weight_decay"]), lr=_POINT["lr"],
+        betas=(_POINT["beta1"], _POINT["beta2"]), eps=1e-8,
+    )  # fmt: skip
+    info = workload.info("cpu", max_steps=steps)
     schedule = warmup_cosine(Hyperparameters(_POINT), info)
     loop_start = time.perf_counter()
     for step in range(steps):

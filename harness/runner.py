@@ -18,8 +18,7 @@ import torch
 
 from harness import memory
 from harness.clock import Clock
-from harness.contract import Hyperparameters, ParamGroups, Role, WorkloadInfo
-from harness.errors import ContractError
+from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
 from harness.provenance import collect_provenance, cpu_model
 from harness.results import PROVENANCE_FIELDS, TRIALS_SCHEMA
 from harness.stepper import Stepper, make_stepper
@@ -66,8 +65,8 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         workload.setup(device, spec.seed)
         peak = memory.PeakMemory(device)  # after data staging: the peak is the model's and steps'
         model = workload.build_model(spec.seed)
-        groups = _param_groups(workload, model)
-        info = _workload_info(workload, spec, device)
+        groups = workload.param_groups(model)
+        info = workload.info(str(device), spec.max_steps, spec.max_time_s)
         stepper = make_stepper(submission, groups, hp, info, lambda b: workload.loss(model, b))
         _compile_warmup(stepper, model, workload, record.clock)
         peak.reset()  # the peak of the training steps, not of one-time warm-up work
@@ -83,7 +82,7 @@ def _train(workload: Workload, model: torch.nn.Module, stepper: Stepper, info: W
            spec: TrialSpec, record: _Record) -> None:  # fmt: skip
     """The step loop: timed steps, evals every k steps, stop at target / budget / divergence."""
     clock, every = record.clock, workload.config.eval_every_steps
-    is_nonfinite = torch.zeros((), dtype=torch.bool, device=model_device(model))
+    is_nonfinite = torch.zeros((), dtype=torch.bool, device=_model_device(model))
     for step in range(info.max_steps):
         with clock.timed():
             batch = workload.get_batch(step)
@@ -132,34 +131,8 @@ def _compile_warmup(stepper: Stepper, model: torch.nn.Module, workload: Workload
         param.grad = None
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
+def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def _param_groups(workload: Workload, model: torch.nn.Module) -> ParamGroups:
-    roles = workload.param_roles(model)
-    params, labels = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if name not in roles:
-            raise ContractError(f"workload {workload.name}: parameter {name!r} has no role")
-        params.append(param)
-        labels.append(Role(roles[name]))
-    return ParamGroups(tuple(params), tuple(labels))
-
-
-def _workload_info(workload: Workload, spec: TrialSpec, device: torch.device) -> WorkloadInfo:
-    config = workload.config
-    return WorkloadInfo(
-        step_hint=config.budget.step_hint,
-        max_steps=spec.max_steps or config.budget.max_steps,
-        max_time_s=spec.max_time_s or config.budget.max_time_s,
-        batch_size=config.batch_size,
-        tokens_per_step=config.tokens_per_step,
-        scale=spec.scale,
-        device=str(device),
-    )
 
 
 class _Record:

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.contract import Role
+from harness.contract import ParamGroups, Role, WorkloadInfo
+from harness.errors import ContractError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Budget", "Direction", "Target", "Workload", "WorkloadConfig"]
+__all__ = ["Budget", "Direction", "Target", "Workload", "WorkloadConfig", "roles_by_module"]
 
 
 class Direction(StrEnum):
@@ -147,3 +149,58 @@ class Workload(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Held-out metrics; includes `config.target.metric`. Called under `torch.no_grad()`."""
+
+    def param_groups(self, model: torch.nn.Module) -> ParamGroups:
+        """Every trainable parameter of `model` with its role, in registration order.
+
+        Raises:
+          ContractError: a trainable parameter has no role, or a role names no parameter.
+        """
+        roles = self.param_roles(model)
+        named = dict(model.named_parameters())
+        stray = sorted(set(roles) - set(named))
+        if stray:
+            raise ContractError(f"workload {self.name}: roles given for no parameter: {stray}")
+        trainable = [(name, p) for name, p in named.items() if p.requires_grad]
+        missing = [name for name, _ in trainable if name not in roles]
+        if missing:
+            raise ContractError(f"workload {self.name}: parameters without a role: {missing}")
+        return ParamGroups(tuple(p for _, p in trainable), tuple(Role(roles[n]) for n, _ in trainable))
+
+    def info(self, device: str, max_steps: int | None = None,
+             max_time_s: float | None = None) -> WorkloadInfo:  # fmt: skip
+        """What a submission may know about this workload; `max_steps`/`max_time_s` override."""
+        config = self.config
+        return WorkloadInfo(
+            step_hint=config.budget.step_hint,
+            max_steps=max_steps or config.budget.max_steps,
+            max_time_s=max_time_s or config.budget.max_time_s,
+            batch_size=config.batch_size,
+            tokens_per_step=config.tokens_per_step,
+            scale=self.scale,
+            device=device,
+        )
+
+
+def roles_by_module(
+    model: torch.nn.Module, role_of: Callable[[torch.nn.Module, str], Role | None], workload: str
+) -> dict[str, Role]:
+    """Roles for every parameter, chosen by the module that owns it and the parameter's name.
+
+    Args:
+      model: the workload's model.
+      role_of: `(owning module, parameter name such as "weight") -> Role`, or None if unknown.
+      workload: the workload's name, for the error message.
+
+    Raises:
+      ContractError: `role_of` has no role for some parameter.
+    """
+    roles: dict[str, Role] = {}
+    for module_name, module in model.named_modules():
+        for param_name, _ in module.named_parameters(recurse=False):
+            name = f"{module_name}.{param_name}" if module_name else param_name
+            role = role_of(module, param_name)
+            if role is None:
+                raise ContractError(f"{workload}: no role for parameter {name!r}")
+            roles[name] = role
+    return roles

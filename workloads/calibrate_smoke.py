@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
+from harness.contract import Hyperparameters
 from harness.schedules import warmup_cosine
 from harness.workload import Target, Workload
 from workloads import WORKLOADS, get_workload
@@ -61,14 +61,8 @@ def train_reference(workload: Workload, seed: int, hp: Hyperparameters) -> Refer
     """Trains the reference AdamW for the full budget on `workload` (already set up with `seed`)."""
     config = workload.config
     model = workload.build_model(seed)
-    roles = workload.param_roles(model)
-    named = dict(model.named_parameters())
-    groups = ParamGroups(tuple(named[n] for n in roles), tuple(roles.values()))
-    info = WorkloadInfo(
-        step_hint=config.budget.step_hint, max_steps=config.budget.max_steps,
-        max_time_s=config.budget.max_time_s, batch_size=config.batch_size,
-        tokens_per_step=config.tokens_per_step, scale=workload.scale, device="cpu",
-    )  # fmt: skip
+    groups = workload.param_groups(model)
+    info = workload.info("cpu")
     opt = torch.optim.AdamW(
         groups.torch_groups(hp["weight_decay"]), lr=hp["lr"], betas=(0.9, 0.999), eps=1e-8
     )

@@ -40,8 +40,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.contract import Role
-from harness.errors import ContractError, UsageError
-from harness.workload import Budget, Direction, Target, Workload, WorkloadConfig
+from harness.errors import ContractError
+from harness.workload import (
+    Budget,
+    Direction,
+    Target,
+    Workload,
+    WorkloadConfig,
+    roles_by_module,
+)
 
 __all__ = ["Digits", "DigitsCNN"]
 
@@ -113,8 +120,6 @@ class Digits(Workload):
     }
 
     def setup(self, device: torch.device, seed: int) -> None:
-        if self.scale not in self.configs:
-            raise UsageError(f"digits: unknown scale {self.scale!r} (known: smoke)")
         self.device = torch.device(device)
         self.seed = seed
         x_train, x_test, y_train, y_test = _fixed_split(self.data_dir)
@@ -143,23 +148,19 @@ class Digits(Workload):
     def param_roles(self, model: nn.Module) -> dict[str, Role]:
         if not isinstance(model, DigitsCNN):
             raise ContractError(f"digits: param_roles needs a DigitsCNN, got {type(model)}")
-        roles: dict[str, Role] = {}
-        for module_name, module in model.named_modules():
-            for param_name, _ in module.named_parameters(recurse=False):
-                name = f"{module_name}.{param_name}" if module_name else param_name
-                if param_name == "bias":
-                    roles[name] = Role.BIAS
-                elif isinstance(module, nn.Conv2d):
-                    roles[name] = Role.CONV
-                elif isinstance(module, nn.BatchNorm2d):
-                    roles[name] = Role.NORM
-                elif module is model.head:
-                    roles[name] = Role.HEAD
-                elif isinstance(module, nn.Linear):
-                    roles[name] = Role.MATRIX
-                else:
-                    raise ContractError(f"digits: no role for parameter {name!r}")
-        return roles
+
+        def role_of(module: nn.Module, param_name: str) -> Role | None:
+            if param_name == "bias":
+                return Role.BIAS
+            if isinstance(module, nn.Conv2d):
+                return Role.CONV
+            if isinstance(module, nn.BatchNorm2d):
+                return Role.NORM
+            if module is model.head:
+                return Role.HEAD
+            return Role.MATRIX if isinstance(module, nn.Linear) else None
+
+        return roles_by_module(model, role_of, self.name)
 
     def _order(self, epoch: int) -> torch.Tensor:
         """The training-set order of `epoch` for this trial's seed (cached for the current epoch)."""

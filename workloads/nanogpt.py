@@ -50,7 +50,14 @@ from torch import nn
 
 from harness.contract import Role
 from harness.errors import ContractError, UsageError
-from harness.workload import Budget, Direction, Target, Workload, WorkloadConfig
+from harness.workload import (
+    Budget,
+    Direction,
+    Target,
+    Workload,
+    WorkloadConfig,
+    roles_by_module,
+)
 from workloads.shards import Sampling, TokenStream, read_shard, write_shard
 
 __all__ = ["GPT", "GPT_CONFIGS", "GPTConfig", "NanoGPT", "prepare_smoke_data", "smoke_data_dir"]
@@ -319,19 +326,15 @@ class NanoGPT(Workload):
     def param_roles(self, model: nn.Module) -> dict[str, Role]:
         if not isinstance(model, GPT):
             raise ContractError(f"nanogpt: param_roles needs a GPT model, got {type(model)}")
-        roles: dict[str, Role] = {}
-        for module_name, module in model.named_modules():
-            for param_name, _ in module.named_parameters(recurse=False):
-                name = f"{module_name}.{param_name}" if module_name else param_name
-                if module is model.lm_head:
-                    roles[name] = Role.HEAD
-                elif isinstance(module, nn.Embedding):
-                    roles[name] = Role.EMBEDDING
-                elif isinstance(module, nn.Linear) and param_name == "weight":
-                    roles[name] = Role.MATRIX
-                else:
-                    raise ContractError(f"nanogpt: no role for parameter {name!r}")
-        return roles
+
+        def role_of(module: nn.Module, param_name: str) -> Role | None:
+            if module is model.lm_head:
+                return Role.HEAD
+            if isinstance(module, nn.Embedding):
+                return Role.EMBEDDING
+            return Role.MATRIX if isinstance(module, nn.Linear) and param_name == "weight" else None
+
+        return roles_by_module(model, role_of, self.name)
 
     def get_batch(self, step: int) -> Batch:
         return self._train.batch(self.seed, step)

@@ -52,19 +52,18 @@ def _rewrite_header(path: Path, index: int, value: int) -> None:
         f.write(header.tobytes())
 
 
-def test_bad_magic(tmp_path: Path) -> None:
-    path = tmp_path / "magic.bin"
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (0, 12345, r"bad magic 12345 \(expected 20240520\)"),
+        (1, 7, r"unsupported version 7 \(expected 1\)"),
+    ],
+)
+def test_bad_header_names_file_and_field(tmp_path: Path, field: int, value: int, message: str) -> None:
+    path = tmp_path / "header.bin"
     write_shard(path, [1, 2, 3])
-    _rewrite_header(path, 0, 12345)
-    with pytest.raises(UsageError, match=r"magic\.bin.*bad magic 12345 \(expected 20240520\)"):
-        read_shard(path)
-
-
-def test_wrong_version(tmp_path: Path) -> None:
-    path = tmp_path / "version.bin"
-    write_shard(path, [1, 2, 3])
-    _rewrite_header(path, 1, 7)
-    with pytest.raises(UsageError, match=r"version\.bin.*unsupported version 7 \(expected 1\)"):
+    _rewrite_header(path, field, value)
+    with pytest.raises(UsageError, match=r"header\.bin.*" + message):
         read_shard(path)
 
 
