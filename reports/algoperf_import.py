@@ -45,7 +45,7 @@ __all__ = [
     "load_targets",
 ]
 
-# AlgoPerf's scoring hardware (v0.5/v0.6 leaderboards: 8x NVIDIA V100 16 GB). Imported wall-clock
+# The hardware class recorded for imported AlgoPerf rows (assumed: 8x V100; not verified). Imported wall-clock
 # times compare only with other rows of this class.
 ALGOPERF_HARDWARE_CLASS = "algoperf-v0.6-8xV100"
 
