@@ -45,8 +45,8 @@ __all__ = [
     "load_targets",
 ]
 
-# The hardware class recorded for imported AlgoPerf rows (assumed: 8x V100; not verified). Imported wall-clock
-# times compare only with other rows of this class.
+# The hardware class recorded for imported AlgoPerf rows (assumed: 8x V100; not verified).
+# Imported wall-clock times compare only with other rows of this class.
 ALGOPERF_HARDWARE_CLASS = "algoperf-v0.6-8xV100"
 
 _CSV_NAME = "eval_measurements.csv"
