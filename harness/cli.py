@@ -226,6 +226,14 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from workloads.datasets import prepare
+
+    folder = prepare(args.name, Path(args.dir), train_shards=args.train_shards, mirror=args.mirror)
+    print(f"{args.name}: prepared in {folder}")
+    return 0
+
+
 def cmd_sysinfo(args: argparse.Namespace) -> int:
     import torch
 
@@ -242,6 +250,26 @@ def cmd_sysinfo(args: argparse.Namespace) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------------
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sweeps.calibrate import calibrate, calibration_specs
+    from workloads import WORKLOADS
+
+    name = _workloads(args.workload, args.scale)[0].name  # refuses an unknown name or scale
+    reference = WORKLOADS[name].reference_hparams.get(args.scale)
+    if not reference:
+        raise UsageError(f"workload {name!r} declares no reference point at scale {args.scale!r}")
+    specs = calibration_specs(name, args.scale, args.seeds, args.data_dir, args.device,
+                              command_line=args.command_line)  # fmt: skip
+    print(f"calibrating {name}@{args.scale}: reference AdamW {reference} x {args.seeds} seeds "
+          f"-> {args.results}", file=sys.stderr)  # fmt: skip
+    with tqdm(total=len(specs), desc="calibration trials", unit="trial") as bar:
+        report = calibrate(specs, args.results, args.parallel, on_done=lambda _: bar.update())
+    print(report.markdown())
+    return 0
 
 
 def _add_results(p: argparse.ArgumentParser) -> None:
@@ -286,6 +314,9 @@ _EXAMPLES = {
     "import-algoperf": "optbench import-algoperf logs/external_tuning --results algoperf-results",
     "sysinfo": "optbench sysinfo",
     "bench-overhead": "optbench bench-overhead --workload digits --steps 200 --repeats 5",
+    "calibrate": "optbench calibrate cifar10-94 --scale full --seeds 20 --device cuda",
+    "data": "optbench data prepare cifar10",
+    "data prepare": "optbench data prepare fineweb10B --train-shards 8 --dir /scratch/optbench-data",
 }
 
 
@@ -352,6 +383,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, default=200)
     p.add_argument("--repeats", type=_positive, default=3)
     p.add_argument("--data-dir", default=_default_data_dir())
+
+    p = command("calibrate", cmd_calibrate,
+                "train the reference AdamW over seeds and check the workload's target")  # fmt: skip
+    p.add_argument("workload", help="workload name")
+    p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
+    p.add_argument("--seeds", type=_positive, default=5, help="reference runs (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
+    p.add_argument("--parallel", type=_positive, default=1,
+                   help="trials at once (default 1: timings stay honest)")  # fmt: skip
+    p.add_argument("--data-dir", default=_default_data_dir())
+    p.add_argument("--results", default="results/calibration",
+                   help="results root; re-running resumes (default: %(default)s)")  # fmt: skip
+
+    data = command("data", None, "download and convert datasets")  # ACTION sets func
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("prepare", help="download, verify and convert one dataset",
+                           description="Download, verify and convert one dataset into --dir: "
+                           "resumable, checksummed, and written atomically.",
+                           epilog=f"example:\n  {_EXAMPLES['data prepare']}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.set_defaults(func=cmd_data_prepare)
+    p.add_argument("name", metavar="NAME", help="dataset: cifar10 or fineweb10B")
+    p.add_argument("--dir", default=_default_data_dir(), help="data folder (default: %(default)s)")
+    p.add_argument("--train-shards", type=_positive, default=1, metavar="K",
+                   help="fineweb10B: fetch train shards 1..K (default: %(default)s)")  # fmt: skip
+    p.add_argument("--mirror", default=None, metavar="URL",
+                   help="base URL replacing the origin of every canonical download URL")  # fmt: skip
     return parser
 
 

@@ -8,6 +8,8 @@ traceback, or `diverged` on a non-finite loss or metric. The clock lives in `har
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -15,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
-from harness import memory
+from harness import memory, parallel
 from harness.clock import Clock
 from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
+from harness.parallel import Collective, GradientPass
 from harness.provenance import collect_provenance, cpu_model
 from harness.results import PROVENANCE_FIELDS, TRIALS_SCHEMA
 from harness.stepper import Stepper, make_stepper
@@ -35,26 +39,40 @@ class TrialOutcome:
 
     row: dict[str, Any]
     evals: list[dict[str, Any]] = field(default_factory=list)
+    train_losses: list[float] = field(default_factory=list)  # per step; not stored
 
     @property
     def status(self) -> TrialStatus:
         return TrialStatus(self.row["status"])
 
 
-def hardware_class(device: torch.device, num_threads: int) -> str:
+def hardware_class(device: torch.device, num_threads: int, world_size: int = 1) -> str:
     """Wall-clock results compare only within one hardware class."""
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} x1"
-    return f"cpu {cpu_model()} ({num_threads} thread{'s' if num_threads > 1 else ''})"
+        return f"{torch.cuda.get_device_name(device)} x{world_size}"
+    threads = f"{num_threads} thread{'s' if num_threads > 1 else ''}"
+    processes = f" x{world_size}" if world_size > 1 else ""
+    return f"cpu {cpu_model()} ({threads}){processes}"
 
 
 def run_trial(spec: TrialSpec) -> TrialOutcome:
-    """Runs one trial to its target, budget, divergence or error and returns its record."""
+    """Runs one trial to its target, budget, divergence or error and returns its record.
+
+    With `spec.world_size` > 1 this process is rank 0 and starts ranks 1.. as child processes
+    (`harness.parallel`); rank 0's record is the trial's.
+    """
+    if spec.world_size == 1:
+        return _run(spec, Collective())
+    return _run_data_parallel(spec)
+
+
+def _run(spec: TrialSpec, collective: Collective) -> TrialOutcome:
+    """One process's part of a trial: setup, warm-up, the step loop, the record."""
     from workloads import get_workload  # workloads import harness: resolve at call time
 
     wall_start = time.perf_counter()
     torch.set_num_threads(spec.num_threads)
-    device = torch.device(spec.device)
+    device = _rank_device(spec.device, collective.rank)
     record = _Record(spec, device)
     try:
         submission = load_submission(spec.submission)
@@ -67,10 +85,11 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         model = workload.build_model(spec.seed)
         groups = workload.param_groups(model)
         info = workload.info(str(device), spec.max_steps, spec.max_time_s)
-        stepper = make_stepper(submission, groups, hp, info, lambda b: workload.loss(model, b))
+        grads = GradientPass(model, workload.loss, workload.config.micro_batch_size, collective)
+        stepper = make_stepper(submission, groups, hp, info, grads.loss, grads)
         _compile_warmup(stepper, model, workload, record.clock)
         peak.reset()  # the peak of the training steps, not of one-time warm-up work
-        _train(workload, model, stepper, info, spec, record)
+        _train(workload, model, stepper, info, spec, record, collective)
         record.memory(model, groups, stepper, peak.read())
     except Exception:  # the trial boundary: the one place where failures become data
         record.fail(traceback.format_exc())
@@ -79,32 +98,92 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
 
 
 def _train(workload: Workload, model: torch.nn.Module, stepper: Stepper, info: WorkloadInfo,
-           spec: TrialSpec, record: _Record) -> None:  # fmt: skip
-    """The step loop: timed steps, evals every k steps, stop at target / budget / divergence."""
-    clock, every = record.clock, workload.config.eval_every_steps
-    is_nonfinite = torch.zeros((), dtype=torch.bool, device=_model_device(model))
+           spec: TrialSpec, record: _Record, collective: Collective) -> None:  # fmt: skip
+    """The step loop: timed steps, evals on the workload's cadence, stop at target / budget /
+    divergence. Rank 0 evaluates and decides; every rank follows its decision."""
+    clock, config, device = record.clock, workload.config, _model_device(model)
+    losses: list[torch.Tensor] = []  # global mean losses, fetched from the device at evals only
     for step in range(info.max_steps):
         with clock.timed():
-            batch = workload.get_batch(step)
-            loss = stepper.step(batch, step)
-        is_nonfinite |= ~torch.isfinite(loss)  # stays on the device: no sync per step
+            losses.append(stepper.step(workload.get_batch(step), step))
+            workload.after_step(model)
         done_steps = step + 1
-        out_of_time = clock.train_s >= info.max_time_s
-        if done_steps % every and done_steps < info.max_steps and not out_of_time:
+        out_of_time = collective.from_rank0(clock.train_s >= info.max_time_s, device)
+        if not (config.eval_due(done_steps, info.max_steps) or done_steps == info.max_steps
+                or out_of_time):  # fmt: skip
             continue
         with clock.timed():
             stepper.prepare_for_eval()
-        metrics = _evaluate(workload, model, clock)
-        metrics["train_loss"] = float(loss)
-        record.eval_point(done_steps, metrics)
-        if bool(is_nonfinite) or not all(math.isfinite(v) for v in metrics.values()):
-            record.finish(TrialStatus.DIVERGED)
-            return
-        if record.reached_target and spec.stop_at_target:
+        stop = collective.rank == 0 and _eval_point(workload, model, losses, done_steps, record)
+        if collective.from_rank0(stop or out_of_time, device):
             break
-        if out_of_time:
-            break
-    record.finish(TrialStatus.TARGET_REACHED if record.reached_target else TrialStatus.BUDGET_EXHAUSTED)
+    if collective.rank == 0 and "status" not in record.row:
+        reached = record.reached_target
+        record.finish(TrialStatus.TARGET_REACHED if reached else TrialStatus.BUDGET_EXHAUSTED)
+
+
+def _eval_point(workload: Workload, model: torch.nn.Module, losses: list[torch.Tensor],
+                done_steps: int, record: _Record) -> bool:  # fmt: skip
+    """Evaluates, records the point and the interval's losses; True when the trial must stop."""
+    metrics = _evaluate(workload, model, record.clock)
+    interval = torch.stack(losses[len(record.train_losses) :]).float().cpu()
+    record.train_losses += interval.tolist()
+    metrics["train_loss"] = float(interval.mean())  # the mean over the steps since the last eval
+    record.eval_point(done_steps, metrics)
+    if not bool(torch.isfinite(interval).all()) or not all(map(math.isfinite, metrics.values())):
+        record.finish(TrialStatus.DIVERGED)
+        return True
+    return record.reached_target and record.spec.stop_at_target
+
+
+def _run_data_parallel(spec: TrialSpec) -> TrialOutcome:
+    """Rank 0 here, ranks 1.. in fresh child processes, meeting over a loopback rendezvous."""
+    port = parallel.free_port()
+    ctx = mp.get_context("spawn")
+    ranks = [ctx.Process(target=_rank_process, args=(spec.to_dict(), rank, port), daemon=True)
+             for rank in range(1, spec.world_size)]  # fmt: skip
+    for process in ranks:
+        process.start()
+    try:
+        parallel.init_process_group(0, spec.world_size, port, _rank_device(spec.device, 0))
+        outcome = _run(spec, Collective(0, spec.world_size))
+    except Exception:
+        outcome = failed_outcome(spec, traceback.format_exc())
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        for process in ranks:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()  # by its handle, i.e. its pid
+                process.join()
+    failed_ranks = [r for r, p in enumerate(ranks, start=1) if p.exitcode != 0]
+    if failed_ranks and outcome.status is not TrialStatus.FAILED:
+        outcome.row.update(status=str(TrialStatus.FAILED),
+                           error=f"ranks {failed_ranks} exited with an error")  # fmt: skip
+    return outcome
+
+
+def _rank_process(spec_dict: dict[str, Any], rank: int, port: int) -> None:
+    """Rank `rank` (>= 1) of a data-parallel trial; its record is dropped, its failure is not."""
+    spec = TrialSpec.from_dict(spec_dict)
+    torch.set_num_threads(spec.num_threads)
+    parallel.init_process_group(rank, spec.world_size, port, _rank_device(spec.device, rank))
+    try:
+        outcome = _run(spec, Collective(rank, spec.world_size))
+    finally:
+        dist.destroy_process_group()
+    if outcome.row.get("error"):
+        print(f"rank {rank}: {outcome.row['error']}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _rank_device(device: str, rank: int) -> torch.device:
+    """Rank r of a data-parallel GPU trial uses `cuda:r`; CPU ranks all use the CPU."""
+    base = torch.device(device)
+    if base.type == "cuda" and rank > 0:
+        return torch.device("cuda", rank)
+    return base
 
 
 def _evaluate(workload: Workload, model: torch.nn.Module, clock: Clock) -> dict[str, float]:
@@ -140,6 +219,8 @@ class _Record:
 
     def __init__(self, spec: TrialSpec, device: torch.device) -> None:
         self.spec = spec
+        self.device = device
+        self.train_losses: list[float] = []  # every step's global mean training loss
         self.clock = Clock(sync=torch.cuda.synchronize if device.type == "cuda" else _no_sync)
         self.evals: list[dict[str, Any]] = []
         self.reached_target = False
@@ -151,7 +232,7 @@ class _Record:
             "scale": spec.scale, "submission": spec.submission, "hparams_json": spec.hparams_json,
             "seed": spec.seed, "ruleset": spec.ruleset, "ruleset_json": spec.ruleset_json,
             "study": spec.study, "trial_index": spec.trial_index, "num_threads": spec.num_threads,
-            "hardware_class": hardware_class(device, spec.num_threads), "steps": 0, "tokens": 0,
+            "hardware_class": hardware_class(device, spec.num_threads, spec.world_size), "steps": 0, "tokens": 0,
             "error": None,
         }  # fmt: skip
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -164,7 +245,7 @@ class _Record:
         self.row.update(
             trial_id=self.spec.trial_id(workload.version, submission_name, submission_hash),
             workload_version=workload.version, submission=submission_name,
-            submission_hash=submission_hash, precision=config.precision,
+            submission_hash=submission_hash, precision=workload.precision(self.device),
             throughput_unit=config.throughput_unit, target_metric=config.target.metric,
             target_value=config.target.value, target_direction=str(config.target.direction),
         )  # fmt: skip
@@ -223,7 +304,7 @@ class _Record:
         provenance = {f.name: self.row[f.name] for f in PROVENANCE_FIELDS}
         evals = [{**row, **provenance} for row in self.evals]
         full = {name: self.row.get(name) for name in TRIALS_SCHEMA.names}
-        return TrialOutcome(row=full, evals=evals)
+        return TrialOutcome(row=full, evals=evals, train_losses=self.train_losses)
 
 
 def _no_sync() -> None:

@@ -3,8 +3,8 @@
 The harness owns forward, backward, clipping and the schedule for level-1 submissions:
 
     zero grads
-    loss = workload.loss(model, batch)           forward
-    loss.backward()                              backward
+    loss = workload.loss(model, micro-batch)     forward   } per micro-batch of this process's
+    (loss · n_m / n).backward()                  backward  } shard (harness.parallel.GradientPass)
     clip_grad_norm_(params, hp.grad_clip)        only when hp has grad_clip
     lr = base_lr · schedule(step)                per param group (optax: the update is scaled)
     optimizer.step()
@@ -28,6 +28,8 @@ from harness.submission import Level, Submission
 __all__ = ["Stepper", "make_stepper"]
 
 LossFn = Callable[[Any], torch.Tensor]
+# forward + backward of a whole step's batch, returning the detached mean loss (GradientPass)
+ForwardBackward = Callable[[Any], torch.Tensor]
 
 
 class Stepper:
@@ -53,10 +55,11 @@ class Stepper:
 class FactoryStepper(Stepper):
     """Level 1: the submission built an optimizer (or several); the harness does the rest."""
 
-    def __init__(self, groups: ParamGroups, loss_fn: LossFn, optimizers: Sequence[Any],
-                 schedule: Callable[[int], float], grad_clip: float | None) -> None:  # fmt: skip
+    def __init__(self, groups: ParamGroups, forward_backward: ForwardBackward,
+                 optimizers: Sequence[Any], schedule: Callable[[int], float],
+                 grad_clip: float | None) -> None:  # fmt: skip
         self._params = list(groups.params)
-        self._loss_fn = loss_fn
+        self._forward_backward = forward_backward
         self._optimizers = list(optimizers)
         self._schedule = schedule
         self._grad_clip = grad_clip
@@ -69,8 +72,7 @@ class FactoryStepper(Stepper):
     def step(self, batch: Any, step: int) -> torch.Tensor:
         for param in self._params:
             param.grad = None
-        loss = self._loss_fn(batch)
-        loss.backward()
+        loss = self._forward_backward(batch)
         if self._grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self._params, self._grad_clip)
         multiplier = self._schedule(step)
@@ -81,7 +83,7 @@ class FactoryStepper(Stepper):
                 opt.step()
             else:  # the optax bridge: the schedule scales the whole update
                 opt.step(lr_multiplier=multiplier)
-        return loss.detach()
+        return loss
 
     def snapshot(self) -> Any:
         return [copy.deepcopy(opt.state_dict()) for opt in self._optimizers]
@@ -95,17 +97,16 @@ class _Context:
     """The closures a full-control submission calls (see `harness.contract.StepContext`)."""
 
     def __init__(self, params: list[torch.nn.Parameter], loss_fn: LossFn,
-                 schedule: Callable[[int], float]) -> None:  # fmt: skip
+                 forward_backward: ForwardBackward, schedule: Callable[[int], float]) -> None:  # fmt: skip
         self._params = params
         self.loss = loss_fn
+        self._forward_backward = forward_backward
         self.lr_multiplier = schedule
 
     def forward_backward(self, batch: Any) -> torch.Tensor:
         for param in self._params:
             param.grad = None
-        loss = self.loss(batch)
-        loss.backward()
-        return loss.detach()
+        return self._forward_backward(batch)
 
 
 class FullControlStepper(Stepper):
@@ -186,8 +187,14 @@ def _check_coverage(optimizers: list[Any], groups: ParamGroups, source: str) -> 
 
 
 def make_stepper(submission: Submission, groups: ParamGroups, hp: Hyperparameters,
-                 info: WorkloadInfo, loss_fn: LossFn) -> Stepper:  # fmt: skip
-    """Builds the submission's optimizer(s) for this model and wraps them in a `Stepper`."""
+                 info: WorkloadInfo, loss_fn: LossFn,
+                 forward_backward: ForwardBackward) -> Stepper:  # fmt: skip
+    """Builds the submission's optimizer(s) for this model and wraps them in a `Stepper`.
+
+    Args:
+      loss_fn: the forward pass on a batch with autograd on (a full-control submission's `ctx.loss`).
+      forward_backward: the step's forward and backward, accumulating the batch's mean gradient.
+    """
     module = submission.module
     source = str(submission.folder / "submission.py")
     schedule_factory = getattr(module, "schedule", None) or warmup_cosine
@@ -195,10 +202,11 @@ def make_stepper(submission: Submission, groups: ParamGroups, hp: Hyperparameter
     if submission.level is Level.FACTORY:
         optimizers = _as_optimizers(module.optimizer(groups, hp, info), groups, source)
         grad_clip = hp.get("grad_clip")
-        return FactoryStepper(groups, loss_fn, optimizers, schedule, grad_clip)
+        return FactoryStepper(groups, forward_backward, optimizers, schedule, grad_clip)
     if submission.level is Level.FULL_CONTROL:
         instance = module.Submission(groups, hp, info)
-        return FullControlStepper(instance, _Context(list(groups.params), loss_fn, schedule))
+        ctx = _Context(list(groups.params), loss_fn, forward_backward, schedule)
+        return FullControlStepper(instance, ctx)
     raise ContractError(
         f"{source}: AlgoPerf-style submissions (level 3) need the AlgoPerf adapter, "
         "which this version of optbench does not include yet"

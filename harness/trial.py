@@ -34,7 +34,8 @@ class TrialSpec:
       data_dir: where prepared datasets live.
       ruleset, ruleset_json, study, trial_index: the sweep this trial belongs to.
       device: torch device string.
-      num_threads: torch CPU threads for this trial.
+      num_threads: torch CPU threads for this trial (per process).
+      world_size: processes the trial runs data-parallel over, with the same global batch.
       max_steps, max_time_s: overrides of the workload's budget (None: the workload's own).
       stop_at_target: stop at the first eval that meets the target (else run the whole budget).
       command_line: the command that asked for this trial (provenance).
@@ -52,6 +53,7 @@ class TrialSpec:
     trial_index: int = 0
     device: str = "cpu"
     num_threads: int = 1
+    world_size: int = 1
     max_steps: int | None = None
     max_time_s: float | None = None
     stop_at_target: bool = True
@@ -72,6 +74,8 @@ class TrialSpec:
             self.hparams_json, self.seed, self.ruleset, self.ruleset_json, self.study,
             self.trial_index, self.max_steps, self.max_time_s, self.stop_at_target,
         ]  # fmt: skip
+        if self.world_size != 1:  # appended only when set, so single-process ids stay as they were
+            key.append(["world_size", self.world_size])
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ provides data, model, parameter roles, loss and evaluation. Changing any declare
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,12 +42,32 @@ class Target:
       value: the target value.
       direction: `min` (metric <= value) or `max` (metric >= value).
       seeds: how many seeds a target claim averages over in reports (the seed gate's n).
+      gate_margin: the seed gate's margin (see `gate_passes`); 0 asks only that the mean meets it.
+      provisional: True until `optbench calibrate WORKLOAD --scale SCALE` has confirmed the value on
+        this scale's hardware class (the reference reaches it in >= 95% of seeds at ~80% of the
+        budget); the workload's docstring says what is still to be run.
     """
 
     metric: str
     value: float
     direction: Direction
     seeds: int = 1
+    provisional: bool = False
+    gate_margin: float = 0.0
+
+    def gate_passes(self, values: list[float]) -> bool:
+        """The seed gate: at least `seeds` finite values whose mean beats the target by a margin,
+
+            (value - mean) · sqrt(n) >= gate_margin   (direction min; mirrored for max)
+
+        the speedrun's test that a claimed record is not one lucky seed.
+        """
+        finite = [v for v in values if math.isfinite(v)]
+        if len(finite) < max(self.seeds, 1) or len(finite) < len(values):
+            return False
+        mean = sum(finite) / len(finite)
+        slack = self.value - mean if self.direction is Direction.MIN else mean - self.value
+        return slack * math.sqrt(len(finite)) >= self.gate_margin
 
     def is_met(self, metric_value: float) -> bool:
         """True when `metric_value` is finite and on the right side of the target."""
@@ -91,8 +112,13 @@ class WorkloadConfig:
       tokens_per_step: tokens per step (language models) or examples per step.
       throughput_unit: `tokens` or `examples`, the unit of `tokens_per_step`.
       eval_every_steps: the eval cadence.
-      precision: e.g. `fp32`, or `bf16-autocast` on GPU.
+      precision: the precision on a GPU, e.g. `bf16-autocast`; CPU trials always run `fp32`.
       model: free-form model size settings, recorded with each trial.
+      micro_batch_size: examples per forward/backward on one process; a larger per-process
+        batch is split and its gradients accumulated (None: one pass per step).
+      eval_every_steps_late: a denser eval cadence for the last `late_fraction` of the step
+        budget, so the step that reaches a target late in training is found precisely.
+      late_fraction: the share of `max_steps` that uses `eval_every_steps_late`.
     """
 
     target: Target
@@ -103,6 +129,16 @@ class WorkloadConfig:
     eval_every_steps: int
     precision: str = "fp32"
     model: tuple[tuple[str, Any], ...] = ()
+    micro_batch_size: int | None = None
+    eval_every_steps_late: int | None = None
+    late_fraction: float = 0.1
+
+    def eval_due(self, done_steps: int, max_steps: int) -> bool:
+        """Whether the runner evaluates after `done_steps` steps of a `max_steps` budget."""
+        late = self.eval_every_steps_late
+        if late is not None and done_steps >= max_steps * (1.0 - self.late_fraction):
+            return done_steps % late == 0
+        return done_steps % self.eval_every_steps == 0
 
 
 class Workload(abc.ABC):
@@ -116,6 +152,9 @@ class Workload(abc.ABC):
     name: ClassVar[str]
     version: ClassVar[int]
     configs: ClassVar[dict[str, WorkloadConfig]]
+    # The reference AdamW point per scale (a point of `submissions/adamw`'s search space):
+    # `optbench calibrate` trains it over seeds to set and confirm the targets.
+    reference_hparams: ClassVar[dict[str, dict[str, float]]] = {}
 
     def __init__(self, scale: str, data_dir: Path) -> None:
         """Args:
@@ -149,6 +188,22 @@ class Workload(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Held-out metrics; includes `config.target.metric`. Called under `torch.no_grad()`."""
+
+    def after_step(self, model: torch.nn.Module) -> None:
+        """Work the workload does after each optimizer step, timed (e.g. an EMA of the weights)."""
+        return None
+
+    def precision(self, device: torch.device) -> str:
+        """The precision a trial on `device` runs: `config.precision` on a GPU, else `fp32`."""
+        return self.config.precision if device.type == "cuda" else "fp32"
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        """The autocast region for forward passes under `precision(device)`."""
+        import torch
+
+        if self.precision(device).startswith("bf16"):
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def param_groups(self, model: torch.nn.Module) -> ParamGroups:
         """Every trainable parameter of `model` with its role, in registration order.

@@ -6,12 +6,16 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.workload import Workload
+from workloads.cifar10_94 import Cifar10At94
+from workloads.diffusion import Diffusion
 from workloads.digits import Digits
 from workloads.nanogpt import NanoGPT
 
-__all__ = ["WORKLOADS", "Digits", "NanoGPT", "get_workload"]
+__all__ = ["WORKLOADS", "Cifar10At94", "Diffusion", "Digits", "NanoGPT", "get_workload"]
 
-WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in (Digits, NanoGPT)}
+WORKLOADS: dict[str, type[Workload]] = {
+    cls.name: cls for cls in (Digits, NanoGPT, Cifar10At94, Diffusion)
+}
 
 
 def get_workload(name: str, scale: str, data_dir: Path) -> Workload:

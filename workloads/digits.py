@@ -50,7 +50,7 @@ from harness.workload import (
     roles_by_module,
 )
 
-__all__ = ["Digits", "DigitsCNN"]
+__all__ = ["Digits", "DigitsCNN", "fixed_split"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -78,7 +78,7 @@ class DigitsCNN(nn.Module):
         return self.head(x)
 
 
-def _fixed_split(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fixed_split(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The fixed train/test split, cached as `<data_dir>/digits/split.npz` on first use.
 
     Importing scikit-learn takes seconds, so only the first trial on a machine pays it; the cache
@@ -118,11 +118,14 @@ class Digits(Workload):
             model=(("width", 16), ("hidden", 64)),
         ),
     }
+    reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
+        "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
+    }  # fmt: skip
 
     def setup(self, device: torch.device, seed: int) -> None:
         self.device = torch.device(device)
         self.seed = seed
-        x_train, x_test, y_train, y_test = _fixed_split(self.data_dir)
+        x_train, x_test, y_train, y_test = fixed_split(self.data_dir)
         mean, std = x_train.mean(), x_train.std()
 
         def stage(x: np.ndarray) -> torch.Tensor:

@@ -145,8 +145,9 @@ class Sampling(StrEnum):
 class TokenStream:
     """The speedrun's contiguous token loader over one or more shards.
 
-    The shards are read once with `read_shard` and concatenated into one int32 tensor on `device`
-    (staged, untimed), so a step's batch is one gather. Call `batch(seed, step)` for training
+    Staged, the shards are read once with `read_shard` and concatenated into one int32 tensor on
+    `device` (untimed), so a step's batch is one gather; unstaged, they stay memory-mapped and each
+    batch is read from them and copied to `device`. Call `batch(seed, step)` for training
     batches and `fixed_batches(n)` for the validation sequences.
 
     Attributes:
@@ -163,6 +164,7 @@ class TokenStream:
         seq_len: int,
         device: torch.device | str = "cpu",
         sampling: Sampling = Sampling.CONTIGUOUS,
+        staged: bool = True,
     ) -> None:
         """Args:
         paths: the shard files, read in this order as one stream.
@@ -170,6 +172,8 @@ class TokenStream:
         seq_len: T.
         device: where the tokens are staged and batches are returned.
         sampling: how `batch` draws a step's tokens.
+        staged: copy all tokens to `device` once (small streams); else keep the shards
+          memory-mapped and copy each batch's tokens (FineWeb: billions of tokens).
 
         Raises:
           UsageError: when no shard is given, a shard is invalid, or the stream is shorter than
@@ -177,20 +181,35 @@ class TokenStream:
         """
         if not paths:
             raise UsageError("TokenStream needs at least one shard path")
-        shards = [read_shard(p) for p in paths]
+        self._shards = [read_shard(p) for p in paths]
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.sampling = Sampling(sampling)
-        self.num_tokens = sum(len(s) for s in shards)
+        self.num_tokens = sum(len(s) for s in self._shards)
         self._span = batch_size * seq_len + 1
         if self.num_tokens < self._span:
             raise UsageError(
                 f"token shards {[str(p) for p in paths]} hold {self.num_tokens} tokens, fewer than "
                 f"one batch of {batch_size} x {seq_len} + 1"
             )
-        tokens = np.concatenate([np.asarray(s, dtype=np.int32) for s in shards])
-        self._tokens = torch.from_numpy(tokens).to(device)
-        self._arange = torch.arange(self._span, device=self._tokens.device)
+        self._device = torch.device(device)
+        self._starts = np.cumsum([0] + [len(s) for s in self._shards])
+        self._tokens: torch.Tensor | None = None
+        if staged:
+            tokens = np.concatenate([np.asarray(s, dtype=np.int32) for s in self._shards])
+            self._tokens = torch.from_numpy(tokens).to(self._device)
+
+    def _take(self, index: np.ndarray) -> torch.Tensor:
+        """Tokens at stream positions `index` (any shape), int64 on the device."""
+        if self._tokens is not None:
+            return self._tokens[torch.as_tensor(index, device=self._device)].long()
+        flat = index.reshape(-1)
+        out = np.empty(flat.shape, dtype=np.int64)
+        shard_of = np.searchsorted(self._starts, flat, side="right") - 1
+        for shard in np.unique(shard_of):  # memmap reads touch only the pages the batch needs
+            mask = shard_of == shard
+            out[mask] = self._shards[shard][flat[mask] - self._starts[shard]]
+        return torch.from_numpy(out.reshape(index.shape)).to(self._device, non_blocking=True)
 
     def offset(self, seed: int) -> int:
         """Where the stream of `seed` starts: uniform on [0, num_tokens)."""
@@ -198,8 +217,7 @@ class TokenStream:
 
     def batch_at(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets, int64 (B, T), from the `B*T + 1` tokens at `position` (wrapping)."""
-        index = (self._arange + position) % self.num_tokens
-        buf = self._tokens[index].long()
+        buf = self._take((np.arange(self._span) + position) % self.num_tokens)
         shape = (self.batch_size, self.seq_len)
         return buf[:-1].view(shape), buf[1:].view(shape)
 
@@ -209,9 +227,8 @@ class TokenStream:
             stride = self.batch_size * self.seq_len
             return self.batch_at((self.offset(seed) + step * stride) % self.num_tokens)
         starts = np.random.default_rng([seed, step]).integers(self.num_tokens, size=self.batch_size)
-        starts_B1 = torch.as_tensor(starts, device=self._tokens.device)[:, None]
-        window = self._arange[: self.seq_len + 1][None, :]
-        buf = self._tokens[(starts_B1 + window) % self.num_tokens].long()
+        window = np.arange(self.seq_len + 1)
+        buf = self._take((starts[:, None] + window[None, :]) % self.num_tokens)
         return buf[:, :-1].contiguous(), buf[:, 1:].contiguous()
 
     def fixed_batches(self, num_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

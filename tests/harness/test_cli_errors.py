@@ -44,7 +44,7 @@ def test_unknown_workload(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     results = tmp_path / "results"
     status, err = _run(capsys, "run", "adamw", "--workload", "imagenet", "--results", str(results))
     assert status == 2
-    _assert_one_line(err, "unknown workload 'imagenet'", "known: digits, nanogpt")
+    _assert_one_line(err, "unknown workload 'imagenet'", "known: cifar10-94, diffusion, digits, nanogpt, resnet18-cifar10, vit-cifar10")
     assert _nothing_in(results)
 
 

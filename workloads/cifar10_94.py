@@ -1,0 +1,164 @@
+"""CIFAR-10 to 94%: an airbench-style network; metric: test accuracy with 6-view TTA.
+
+Model (airbench94's network; the optimizer is the submission's)::
+
+    x (B, 3, 32, 32), normalized
+    -> whiten: conv2x2(3 -> 24, bias), weights frozen        31x31
+       filters = [V / sqrt(λ + 5e-4), -V / sqrt(λ + 5e-4)] for the eigenpairs (λ, V) of the
+       covariance of all 2x2x3 patches of the first 5,000 training images
+    -> GELU
+    -> 3 conv groups of widths (64, 256, 256), each:
+       conv3x3 (no bias) -> maxpool2 -> BN -> GELU -> conv3x3 (no bias) -> BN -> GELU   15, 7, 3
+    -> global max pool -> linear(256 -> 10, no bias) -> x / 9
+
+BatchNorm as in airbench: gain frozen at 1, trainable shift, momentum 0.4, eps 1e-12. Roles:
+conv filters CONV, BN shifts and the whitening bias BIAS, the linear HEAD (the frozen whitening
+filters and BN gains are not trainable, so no optimizer sees them).
+
+Training: label smoothing 0.2; augmentation on the device: random translation by up to 2 pixels
+(reflect padding, one (dy, dx) per image per step) and airbench's alternating flip: each image gets
+a random flip bit from the seed, used in even epochs and inverted in odd ones, so every image is
+seen both ways in any two consecutive epochs. Eval: test accuracy of the weighted logits of 6
+views: the image and its mirror (weight 1/4 each) and both translated by (-1, -1) and (+1, +1)
+with reflect padding (1/8 each).
+
+Scales: `full` is the CIFAR-10 benchmark (batch 1024, 12 epochs = 576 steps; target 94.0% mean
+over 5 seeds, provisional until calibrated on a GPU). `smoke` runs the same network at widths
+(16, 32, 32) on the digits32 images (`workloads.vision`) on a CPU; target from
+`workloads/CALIBRATION.md`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.contract import Role
+from harness.workload import Budget, Direction, Target, WorkloadConfig
+from workloads.vision import ImageClassification, conventional_role, flip, translate
+
+__all__ = ["AirbenchNet", "Cifar10At94"]
+
+_WHITEN_PATCHES_FROM = 5000
+_WHITEN_EPS = 5e-4
+
+
+class _BatchNorm(nn.BatchNorm2d):
+    """airbench's BatchNorm: frozen unit gain, trainable shift."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width, eps=1e-12, momentum=0.4)
+        self.weight.requires_grad_(False)
+
+
+class _ConvGroup(nn.Module):
+    def __init__(self, width_in: int, width_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(width_in, width_out, 3, padding=1, bias=False)
+        self.norm1 = _BatchNorm(width_out)
+        self.conv2 = nn.Conv2d(width_out, width_out, 3, padding=1, bias=False)
+        self.norm2 = _BatchNorm(width_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.norm1(F.max_pool2d(self.conv1(x), 2)))
+        return F.gelu(self.norm2(self.conv2(x)))
+
+
+class AirbenchNet(nn.Module):
+    """The network drawn in the module docstring; call `init_whitening` before training."""
+
+    def __init__(self, widths: tuple[int, int, int] = (64, 256, 256), num_classes: int = 10) -> None:
+        super().__init__()
+        self.whiten = nn.Conv2d(3, 24, 2, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        self.groups = nn.Sequential(
+            _ConvGroup(24, widths[0]), _ConvGroup(widths[0], widths[1]),
+            _ConvGroup(widths[1], widths[2]),
+        )  # fmt: skip
+        self.head = nn.Linear(widths[2], num_classes, bias=False)
+
+    @torch.no_grad()
+    def init_whitening(self, train_images: torch.Tensor) -> None:
+        """Sets the frozen 2x2 filters from the patch covariance of `train_images` (B, 3, 32, 32)."""
+        patches = train_images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # B, 3, 31, 31, 2, 2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+        patches = patches - patches.mean(dim=0)
+        eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + _WHITEN_EPS)[:, None]).view(12, 3, 2, 2)
+        self.whiten.weight.copy_(torch.cat((filters, -filters)))
+        assert self.whiten.bias is not None
+        self.whiten.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.groups(F.gelu(self.whiten(x)))
+        return self.head(x.amax(dim=(2, 3))) / 9.0
+
+
+def _config(widths: tuple[int, int, int], batch: int, epochs: int, steps_per_epoch: int,
+            target: Target, max_time_s: float, every: int, late: int,
+            precision: str) -> WorkloadConfig:  # fmt: skip
+    max_steps = epochs * steps_per_epoch
+    return WorkloadConfig(
+        target=target,
+        budget=Budget(max_steps=max_steps, max_time_s=max_time_s, step_hint=round(0.8 * max_steps)),
+        batch_size=batch,
+        tokens_per_step=batch,
+        throughput_unit="examples",
+        eval_every_steps=every,
+        eval_every_steps_late=late,
+        precision=precision,
+        model=(("widths", widths),),
+    )
+
+
+class Cifar10At94(ImageClassification):
+    """CIFAR-10 to 94% test accuracy (see the module docstring)."""
+
+    name: ClassVar[str] = "cifar10-94"
+    version: ClassVar[int] = 1
+    configs: ClassVar[dict[str, WorkloadConfig]] = {
+        "full": _config((64, 256, 256), batch=1024, epochs=12, steps_per_epoch=50_000 // 1024,
+                        target=Target("test_accuracy", 0.94, Direction.MAX, seeds=5,
+                                      provisional=True),
+                        max_time_s=120.0, every=48, late=8, precision="bf16-autocast"),
+        "smoke": _config((16, 32, 32), batch=64, epochs=12, steps_per_epoch=1437 // 64,
+                         target=Target("test_accuracy", 0.98, Direction.MAX, seeds=1,
+                                       provisional=True),
+                         max_time_s=30.0, every=22, late=11, precision="fp32"),
+    }  # fmt: skip
+    reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
+        "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
+        "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
+    }  # fmt: skip
+    label_smoothing: ClassVar[float] = 0.2
+    tta_views: ClassVar[tuple[tuple[float, bool, int, int], ...]] = (
+        (0.25, False, 0, 0), (0.25, True, 0, 0),
+        (0.125, False, -1, -1), (0.125, True, -1, -1), (0.125, False, 1, 1), (0.125, True, 1, 1),
+    )  # fmt: skip
+
+    def build_net(self, settings: dict[str, Any]) -> nn.Module:
+        net = AirbenchNet(tuple(settings["widths"])).to(self.device)
+        net.init_whitening(self.images.train_x[:_WHITEN_PATCHES_FROM])
+        return net
+
+    def role_of(self, model: nn.Module, module: nn.Module, param_name: str) -> Role | None:
+        assert isinstance(model, AirbenchNet)
+        return conventional_role(module, param_name, model.head)
+
+    def augment(self, images: torch.Tensor, step: int, epoch: int,
+                index: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        rng = self.augmentation_rng(step)
+        shifts = torch.as_tensor(rng.integers(-2, 3, size=(2, len(index)))).to(self.device)
+        flips = self._flip_bits()[index] ^ bool(epoch % 2)
+        return translate(flip(images, flips), shifts[0], shifts[1], pad=2)
+
+    def _flip_bits(self) -> torch.Tensor:
+        """Each training image's flip bit for even epochs (a function of the seed)."""
+        if not hasattr(self, "_flips"):
+            n = len(self.images.train_y)
+            bits = torch.Generator().manual_seed(self.seed)
+            self._flips = (torch.rand(n, generator=bits) < 0.5).to(self.device)
+        return self._flips

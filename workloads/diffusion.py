@@ -1,0 +1,368 @@
+"""Diffusion: a small U-Net denoiser (DDPM); metric: held-out denoising loss on a fixed noise grid.
+
+Objective: epsilon prediction (Ho et al. 2020), T = 1000 steps, the linear schedule
+    β_t = 1e-4 + (0.02 − 1e-4) · t / (T − 1),   t = 0..T−1
+    ᾱ_t = ∏_{s<=t} (1 − β_s)                     (ᾱ_0 ≈ 1 − 1e-4, ᾱ_999 ≈ 4e-5)
+    x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε,           ε ~ N(0, I)
+    loss = mean over the batch and pixels of (ε_θ(x_t, t) − ε)²
+Images x_0 are uint8 scaled to [-1, 1] (x / 127.5 − 1, no per-channel standardization: the
+diffusion convention, so ε and x_0 have comparable scales). Training batches: epoch
+e = step // steps_per_epoch visits the training images in `epoch_order(seed, e, n)` (the last
+partial batch is dropped); each image is mirrored left-right with probability 1/2, and gets a
+timestep t ~ U{0..T−1} and noise ε, all drawn on the device from one generator seeded by
+`SeedSequence([seed, step])`, in the order t, flip bits, ε. So a batch (x_t, t, ε) is a pure
+function of (seed, step) on a given device type.
+
+Model (DDPM's U-Net, smaller; sizes are `config.model` settings; full: c = 64, mults (1, 2, 2),
+2 residual blocks per level, attention at 16x16, dropout 0.1, 32 groups)::
+
+    t -> sinusoidal(c) -> linear(c -> 4c) -> SiLU -> linear(4c -> 4c) = temb
+    x (B, 3, 32, 32) -> conv3x3(3 -> c)                                        32x32
+    down, per level i (channels c·mult_i): n_res ResBlocks [+ Attention at the attention
+         resolutions], then conv3x3 stride 2 (not after the last level)        32, 16, 8
+    middle: ResBlock -> Attention -> ResBlock                                  8x8
+    up, per level in reverse: n_res + 1 ResBlocks, each on concat(h, skip) [+ Attention],
+         then nearest upsample x2 -> conv3x3 (not after the first level)
+    -> GroupNorm -> SiLU -> conv3x3(c -> 3) = ε_θ(x_t, t)
+    ResBlock(x, temb): h = conv3x3(SiLU(GN(x))) + linear(SiLU(temb));
+        h = conv3x3(dropout(SiLU(GN(h)))); return skip(x) + h   (skip: 1x1 conv if widths differ)
+    Attention(x): x + proj(softmax(q kᵀ / √C) v), q, k, v = linear(GN(x)) over the H·W tokens (1 head)
+The second conv of each ResBlock, the attention output projection and the output conv start at
+zero (DDPM), so the initial prediction is 0 and the initial loss 1. Roles: conv filters CONV
+(input conv, ResBlock convs and 1x1 skips, down/upsampling convs), GroupNorm gains NORM, every bias
+BIAS, dense weights MATRIX (time MLP, per-block time projections, attention q/k/v and output
+projections), the output conv's filter HEAD.
+
+EMA: the workload keeps a copy of the weights, made in `build_model` and updated after every
+optimizer step (`after_step`, timed): θ̄ ← d_n · θ̄ + (1 − d_n) · θ with d_n = min(decay,
+(1 + n) / (10 + n)) at the n-th update (n = 1, 2, ...); `evaluate` scores θ̄, never θ. Decay
+0.9999 at full, 0.99 at smoke (the warm-up form governs most of a short trial).
+
+Eval: `denoise_loss` (the target metric, lower is better) is the ε-MSE of the EMA model averaged
+over all test images (10,000 at full, 360 at smoke) and 16 timesteps t_k = round((k + 0.5) · T / 16)
+(31, 94, ..., 969), k = 0..15; `denoise_loss_t031` ... `denoise_loss_t969` are the per-level means.
+The noise is fixed: for each level k and each chunk c of 500 consecutive test images it comes from a
+generator on the eval device seeded by `SeedSequence([20200619, k, c])`, independent of the trial
+seed, so every eval of every trial on a device type sees the same (x_t, t, ε).
+
+Scales: `full` is CIFAR-10 (50,000 train / 10,000 test; `optbench data prepare cifar10`), batch
+128, 50,000 steps (128 epochs), bf16 autocast; its target and the reference lr (1e-3, above DDPM's
+2e-4 so that it lies in the AdamW search space) are provisional until `optbench calibrate diffusion
+--scale full` on a GPU confirms them. `smoke` runs the same code with c = 16, mults (1, 2), one
+ResBlock per level, attention at 16x16 and no dropout on the digits32 images (`workloads.vision`)
+on a CPU; its target comes from the calibration in `workloads/CALIBRATION.md`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.contract import Role
+from harness.workload import Budget, Direction, Target, Workload, WorkloadConfig, roles_by_module
+from workloads.vision import conventional_role, epoch_order, flip, image_arrays
+
+__all__ = ["Diffusion", "UNet", "linear_alpha_bars"]
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x_t (B, 3, H, W), t (B,), ε (B, 3, H, W)
+
+NUM_TIMESTEPS = 1000
+EVAL_LEVELS = 16
+_EVAL_NOISE_SEED = 20200619  # DDPM's arXiv date: any constant will do, but it must never change
+_EVAL_CHUNK = 500  # test images per eval-noise draw (and per eval forward)
+
+
+def linear_alpha_bars(num_timesteps: int = NUM_TIMESTEPS) -> torch.Tensor:
+    """ᾱ_t for DDPM's linear schedule β_t from 1e-4 to 0.02 (float64, shape (T,))."""
+    betas = torch.linspace(1e-4, 0.02, num_timesteps, dtype=torch.float64)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def eval_timesteps(num_timesteps: int = NUM_TIMESTEPS, levels: int = EVAL_LEVELS) -> list[int]:
+    """The fixed eval grid t_k = round((k + 0.5) · T / levels), k = 0..levels−1."""
+    return [round((k + 0.5) * num_timesteps / levels) for k in range(levels)]
+
+
+def _seeded_generator(device: torch.device, *entropy: int) -> torch.Generator:
+    """A generator on `device` seeded by a hash of `entropy` (distinct tuples, unrelated streams)."""
+    state = np.random.SeedSequence(list(entropy)).generate_state(2, dtype=np.uint32)
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B, dim) features [sin(t·f_i), cos(t·f_i)], f_i = 10000^(−i / (dim/2)), i < dim/2."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.cat((angles.sin(), angles.cos()), dim=1)
+
+
+class ResBlock(nn.Module):
+    """GN -> SiLU -> conv3x3 (+ time projection) -> GN -> SiLU -> dropout -> conv3x3, residual."""
+
+    def __init__(self, width_in: int, width_out: int, time_width: int, groups: int,
+                 dropout: float) -> None:  # fmt: skip
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, width_in)
+        self.conv1 = nn.Conv2d(width_in, width_out, 3, padding=1)
+        self.time_proj = nn.Linear(time_width, width_out)
+        self.norm2 = nn.GroupNorm(groups, width_out)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(width_out, width_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(width_in, width_out, 1) if width_in != width_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time_proj(F.silu(temb))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over the H·W positions, residual (DDPM's AttnBlock)."""
+
+    def __init__(self, width: int, groups: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x_BCHW.shape
+        tokens_BLC = self.norm(x_BCHW).flatten(2).transpose(1, 2)
+        q, k, v = self.qkv(tokens_BLC).unsqueeze(1).chunk(3, dim=-1)  # each (B, 1, L, C)
+        out_BLC = self.proj(F.scaled_dot_product_attention(q, k, v).squeeze(1))
+        return x_BCHW + out_BLC.transpose(1, 2).reshape(b, c, h, w)
+
+
+class _Level(nn.Module):
+    """One resolution of the U-Net: ResBlocks, each optionally followed by attention."""
+
+    def __init__(self, widths: list[tuple[int, int]], time_width: int, groups: int,
+                 dropout: float, has_attention: bool) -> None:  # fmt: skip
+        super().__init__()
+        self.blocks = nn.ModuleList(ResBlock(i, o, time_width, groups, dropout) for i, o in widths)
+        self.attentions = nn.ModuleList(
+            Attention(o, groups) if has_attention else nn.Identity() for _, o in widths
+        )
+
+
+class UNet(nn.Module):
+    """The U-Net drawn in the module docstring: ε_θ(x_t, t) with the shape of x_t."""
+
+    def __init__(self, base_channels: int = 64, channel_mults: tuple[int, ...] = (1, 2, 2),
+                 num_res_blocks: int = 2, attention_resolutions: tuple[int, ...] = (16,),
+                 dropout: float = 0.1, norm_groups: int = 32, image_size: int = 32,
+                 channels: int = 3) -> None:  # fmt: skip
+        super().__init__()
+        c, time_width = base_channels, 4 * base_channels
+        self.base_channels = c
+        self.time_mlp = nn.Sequential(nn.Linear(c, time_width), nn.SiLU(),
+                                      nn.Linear(time_width, time_width))  # fmt: skip
+        self.conv_in = nn.Conv2d(channels, c, 3, padding=1)
+        widths = [c * m for m in channel_mults]
+        last = len(widths) - 1
+
+        def level(pairs: list[tuple[int, int]], resolution: int) -> _Level:
+            has_attention = resolution in attention_resolutions
+            return _Level(pairs, time_width, norm_groups, dropout, has_attention)
+
+        skips, width, resolution = [c], c, image_size
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        for i, out in enumerate(widths):
+            pairs = [(width if j == 0 else out, out) for j in range(num_res_blocks)]
+            self.down.append(level(pairs, resolution))
+            width = out
+            skips += [out] * num_res_blocks
+            if i < last:
+                self.downsample.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
+                skips.append(width)
+                resolution //= 2
+        self.middle = nn.ModuleList([ResBlock(width, width, time_width, norm_groups, dropout),
+                                     Attention(width, norm_groups),
+                                     ResBlock(width, width, time_width, norm_groups, dropout)])
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for i, out in reversed(list(enumerate(widths))):
+            pairs = []
+            for _ in range(num_res_blocks + 1):
+                pairs.append((width + skips.pop(), out))
+                width = out
+            self.up.append(level(pairs, resolution))
+            if i > 0:
+                self.upsample.append(nn.Conv2d(width, width, 3, padding=1))
+                resolution *= 2
+        self.norm_out = nn.GroupNorm(norm_groups, width)
+        self.conv_out = nn.Conv2d(width, channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x_BCHW: torch.Tensor, t_B: torch.Tensor) -> torch.Tensor:
+        temb = self.time_mlp(sinusoidal_embedding(t_B, self.base_channels))
+        h = self.conv_in(x_BCHW)
+        skips = [h]
+        for i, down in enumerate(self.down):
+            for block, attention in zip(down.blocks, down.attentions, strict=True):
+                h = attention(block(h, temb))
+                skips.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+                skips.append(h)
+        first, attention, second = self.middle
+        h = second(attention(first(h, temb)), temb)
+        for i, up in enumerate(self.up):
+            for block, attention in zip(up.blocks, up.attentions, strict=True):
+                h = attention(block(torch.cat((h, skips.pop()), dim=1), temb))
+            if i < len(self.upsample):
+                h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def _config(model: dict[str, Any], batch: int, max_steps: int, target: Target, max_time_s: float,
+            every: int, late: int, precision: str) -> WorkloadConfig:  # fmt: skip
+    return WorkloadConfig(
+        target=target,
+        budget=Budget(max_steps=max_steps, max_time_s=max_time_s, step_hint=round(0.8 * max_steps)),
+        batch_size=batch,
+        tokens_per_step=batch,
+        throughput_unit="examples",
+        eval_every_steps=every,
+        eval_every_steps_late=late,
+        precision=precision,
+        model=tuple(model.items()),
+    )
+
+
+_FULL_MODEL = {"image_size": 32, "base_channels": 64, "channel_mults": (1, 2, 2, 2),
+               "num_res_blocks": 2, "attention_resolutions": (16,), "dropout": 0.1,
+               "norm_groups": 32, "ema_decay": 0.9999}  # fmt: skip
+_SMOKE_MODEL = {"image_size": 8, "base_channels": 16, "channel_mults": (1, 2),
+                "num_res_blocks": 1, "attention_resolutions": (), "dropout": 0.0,
+                "norm_groups": 8, "ema_decay": 0.99}  # fmt: skip
+_UNET_SETTINGS = ("base_channels", "channel_mults", "num_res_blocks", "attention_resolutions",
+                  "dropout", "norm_groups", "image_size")  # fmt: skip
+
+
+class Diffusion(Workload):
+    """DDPM ε-prediction with a small U-Net and an EMA of its weights (see the module docstring)."""
+
+    name: ClassVar[str] = "diffusion"
+    version: ClassVar[int] = 1
+    configs: ClassVar[dict[str, WorkloadConfig]] = {
+        "full": _config(_FULL_MODEL, batch=128, max_steps=50_000,
+                        target=Target("denoise_loss", 0.035, Direction.MIN, seeds=5,
+                                      provisional=True),
+                        max_time_s=3600.0, every=2500, late=500, precision="bf16-autocast"),
+        "smoke": _config(_SMOKE_MODEL, batch=32, max_steps=250,
+                         target=Target("denoise_loss", 0.2, Direction.MIN, seeds=1,
+                                       provisional=True),
+                         max_time_s=30.0, every=50, late=25, precision="fp32"),
+    }  # fmt: skip
+    reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
+        "full": {"lr": 1e-3, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.02},
+        "smoke": {"lr": 3e-3, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
+    }  # fmt: skip
+
+    def setup(self, device: torch.device, seed: int) -> None:
+        self.device = torch.device(device)
+        self.seed = seed
+        settings = dict(self.config.model)
+        x_train, _, x_test, _ = image_arrays(self.scale, self.data_dir)
+        self.train_x = self._stage(x_train, settings["image_size"])
+        self.test_x = self._stage(x_test, settings["image_size"])
+        self.steps_per_epoch = len(self.train_x) // self.config.batch_size
+        alpha_bars = linear_alpha_bars()
+        self._signal_scale = alpha_bars.sqrt().float().to(self.device)  # √ᾱ_t
+        self._noise_scale = (1.0 - alpha_bars).sqrt().float().to(self.device)  # √(1 − ᾱ_t)
+        self._order: tuple[int, torch.Tensor] | None = None
+
+    def _stage(self, images: np.ndarray, size: int) -> torch.Tensor:
+        """uint8 (N, 3, 32, 32) -> float32 in [-1, 1] on the device, average-pooled to `size`."""
+        x = torch.as_tensor(np.asarray(images)).to(self.device).float().div_(127.5).sub_(1.0)
+        return F.avg_pool2d(x, x.shape[-1] // size) if size != x.shape[-1] else x
+
+    def build_model(self, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        settings = dict(self.config.model)
+        model = UNet(**{key: settings[key] for key in _UNET_SETTINGS}).to(self.device)
+        self.ema = copy.deepcopy(model).requires_grad_(False).eval()
+        self.ema_decay = float(settings["ema_decay"])
+        self.ema_updates = 0
+        return model
+
+    def param_roles(self, model: nn.Module) -> dict[str, Role]:
+        assert isinstance(model, UNet)
+
+        def role_of(module: nn.Module, param_name: str) -> Role | None:
+            if module is model.conv_out and param_name == "weight":
+                return Role.HEAD
+            return conventional_role(module, param_name, model.conv_out)
+
+        return roles_by_module(model, role_of, self.name)
+
+    def _epoch_index(self, epoch: int) -> torch.Tensor:
+        """The training-set order of `epoch` on the device (cached for the current epoch)."""
+        if self._order is None or self._order[0] != epoch:
+            order = epoch_order(self.seed, epoch, len(self.train_x))
+            self._order = (epoch, torch.as_tensor(order).to(self.device))
+        return self._order[1]
+
+    def get_batch(self, step: int) -> Batch:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        start = position * self.config.batch_size
+        index = self._epoch_index(epoch)[start : start + self.config.batch_size]
+        draws = _seeded_generator(self.device, self.seed, step)
+        size, device = len(index), self.device
+        t = torch.randint(NUM_TIMESTEPS, (size,), generator=draws, device=device)
+        is_flipped = torch.rand(size, generator=draws, device=device) < 0.5
+        x0 = flip(self.train_x[index], is_flipped)
+        noise = torch.randn(x0.shape, generator=draws, device=device)
+        return self.noised(x0, t, noise), t, noise
+
+    def noised(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε for per-image timesteps t (B,)."""
+        view = (-1, 1, 1, 1)
+        return self._signal_scale[t].view(view) * x0 + self._noise_scale[t].view(view) * noise
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        x_t, t, noise = batch
+        with self.autocast(self.device):
+            predicted = model(x_t, t)
+        return F.mse_loss(predicted.float(), noise)
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        """θ̄ ← d·θ̄ + (1 − d)·θ with d = min(ema_decay, (1 + n) / (10 + n)) at update n."""
+        self.ema_updates += 1
+        n = self.ema_updates
+        decay = min(self.ema_decay, (1 + n) / (10 + n))
+        weights = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(list(self.ema.parameters()), weights, 1.0 - decay)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """The EMA weights' ε-MSE on the fixed grid (`model` itself is not scored)."""
+        timesteps = eval_timesteps()
+        totals = torch.zeros(len(timesteps), device=self.device)
+        for chunk, start in enumerate(range(0, len(self.test_x), _EVAL_CHUNK)):
+            x0 = self.test_x[start : start + _EVAL_CHUNK]
+            for level, step in enumerate(timesteps):
+                draws = _seeded_generator(self.device, _EVAL_NOISE_SEED, level, chunk)
+                noise = torch.randn(x0.shape, generator=draws, device=self.device)
+                t = torch.full((len(x0),), step, device=self.device)
+                with self.autocast(self.device):
+                    predicted = self.ema(self.noised(x0, t, noise), t)
+                totals[level] += (predicted.float() - noise).square().mean(dim=(1, 2, 3)).sum()
+        per_level = (totals / len(self.test_x)).tolist()
+        metrics = {"denoise_loss": sum(per_level) / len(per_level)}
+        metrics.update({f"denoise_loss_t{step:03d}": v for step, v in zip(timesteps, per_level)})
+        return metrics
