@@ -98,7 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = TrialSpec(
         workload=workload.name, scale=workload.scale, submission=str(loaded.folder),
         hparams_json=TrialSpec.canonical_hparams(hp), seed=args.seed, data_dir=args.data_dir,
-        max_steps=args.max_steps, num_threads=args.threads, command_line=args.command_line,
+        max_steps=args.max_steps, num_threads=args.threads, world_size=args.processes,
+        device=args.device, command_line=args.command_line,
     )  # fmt: skip
     print(f"running {loaded.name} on {workload.name}@{workload.scale} with {hp}", file=sys.stderr)
     (summary,) = run_isolated([spec], str(Path(args.results).resolve()))
@@ -306,7 +307,8 @@ def _positive(text: str) -> int:
 _EXAMPLES = {
     "list": "optbench list",
     "validate": "optbench validate submissions/adamw",
-    "run": "optbench run adamw --workload digits --hp lr=0.003 --seed 1",
+    "run": "optbench run adamw --workload digits --hp lr=0.003 --seed 1\n"
+           "  optbench run muon --workload nanogpt --scale full --device cuda --processes 8",
     "sweep": "optbench sweep adamw muon --workloads digits,nanogpt --trials 5 --studies 3",
     "submit": "optbench submit path/to/my-optimizer --trials 4 --studies 2",
     "score": "optbench score --results results",
@@ -348,7 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hyperparameter (repeatable; the rest default to the space's centre)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=_positive, default=None, help="override the step budget")
-    p.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=_positive, default=1, help="torch CPU threads per process")
+    p.add_argument("--processes", type=_positive, default=1,
+                   help="data-parallel processes (gloo on CPU, NCCL on GPUs; same global batch)")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
     p.add_argument("--data-dir", default=_default_data_dir())
     _add_results(p)
 

@@ -93,13 +93,13 @@ class StagedImages:
 def stage_images(arrays: Arrays, device: torch.device) -> StagedImages:
     """Copies `arrays` to `device`, scaled to [0, 1] and normalized per channel."""
     x_train, y_train, x_test, y_test = arrays
-    train = torch.as_tensor(np.asarray(x_train)).to(device).float().div_(255)
+    train = torch.from_numpy(np.array(x_train)).to(device).float().div_(255)  # copies a memmap
     mean = train.mean(dim=(0, 2, 3), keepdim=True)
     std = train.std(dim=(0, 2, 3), keepdim=True)
-    test = torch.as_tensor(np.asarray(x_test)).to(device).float().div_(255)
+    test = torch.from_numpy(np.array(x_test)).to(device).float().div_(255)
 
     def labels(y: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(y), dtype=torch.int64).to(device)
+        return torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
 
     return StagedImages((train - mean) / std, labels(y_train), (test - mean) / std,
                         labels(y_test), mean, std)  # fmt: skip

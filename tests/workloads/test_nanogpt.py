@@ -121,8 +121,45 @@ def test_adamw_steps_reduce_the_loss_and_eval_reports_the_target(smoke_dir: Path
     assert after["val_loss"] < before["val_loss"] - 1.0
 
 
-def test_unknown_scale_has_no_pipeline(tmp_path: Path) -> None:
-    workload = NanoGPT("smoke", tmp_path)
-    workload.scale = "full"
-    with pytest.raises(UsageError, match="no data pipeline for scale 'full'"):
-        workload.setup(torch.device("cpu"), 0)
+@pytest.fixture(scope="module")
+def fake_fineweb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FineWeb10B in the prepared layout: random GPT-2 token ids, a val shard just long enough."""
+    from workloads.shards import write_shard
+
+    root = tmp_path_factory.mktemp("fake-fineweb")
+    folder = root / "fineweb10B"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in (1, 2):
+        write_shard(folder / f"fineweb_train_{index:06d}.bin", rng.integers(0, 50257, 400_000))
+    write_shard(folder / "fineweb_val_000000.bin", rng.integers(0, 50257, 10_485_760 + 1))
+    return root
+
+
+def test_full_scale_reads_fineweb_shards_in_speedrun_batches(fake_fineweb_dir: Path) -> None:
+    workload = NanoGPT("full", fake_fineweb_dir)
+    workload.setup(torch.device("cpu"), seed=0)
+    config = workload.config
+    assert config.batch_size * 1024 == config.tokens_per_step == 524_288
+    inputs, targets = workload.get_batch(3)
+    assert inputs.shape == targets.shape == (512, 1024) and inputs.dtype == torch.int64
+    assert torch.equal(inputs.flatten()[1:], targets.flatten()[:-1])  # one contiguous read
+    assert len(workload._val) == 320 and workload._val[0][0].shape == (32, 1024)
+    val_tokens = read_shard(fake_fineweb_dir / "fineweb10B" / "fineweb_val_000000.bin")
+    last_inputs = workload._val[-1][0]
+    assert torch.equal(last_inputs[-1, -1], torch.tensor(int(val_tokens[10_485_760 - 1])))
+    assert config.micro_batch_size == 32 and config.precision == "bf16-autocast"
+
+
+def test_full_scale_model_is_the_speedrun_gpt() -> None:
+    model = GPT(GPT_CONFIGS["full"])
+    assert sum(p.numel() for p in model.parameters()) == 162_201_600
+    assert model.embed.weight.shape == (50304, 768) and model.lm_head.weight.shape == (50304, 768)
+    assert len(model.blocks) == 12 and model.blocks[0].attn.c_q.weight.shape == (768, 768)
+    logits = model(torch.zeros(1, 8, dtype=torch.int64))
+    assert logits.shape == (1, 8, 50304) and float(logits.detach().abs().max()) <= 30.0
+
+
+def test_full_scale_without_shards_names_the_prepare_command(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="optbench data prepare fineweb10B"):
+        NanoGPT("full", tmp_path).setup(torch.device("cpu"), seed=0)

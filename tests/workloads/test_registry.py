@@ -8,26 +8,53 @@ import pytest
 import torch
 
 import workloads
-from harness.contract import Role
+from harness.contract import Hyperparameters, Role
 from harness.errors import ContractError, UsageError
+from harness.submission import load_submission
 from harness.workload import Workload
 
 
-def test_registry_lists_both_workloads(tmp_path: Path) -> None:
-    assert sorted(workloads.WORKLOADS) == ["digits", "nanogpt"]
+BENCHMARK = ["cifar10-94", "diffusion", "nanogpt", "resnet18-cifar10", "vit-cifar10"]
+
+
+def test_registry_declares_every_workload_at_both_scales(tmp_path: Path) -> None:
+    assert sorted(workloads.WORKLOADS) == sorted([*BENCHMARK, "digits"])
+    adamw = load_submission("adamw").search_space
     for name, cls in workloads.WORKLOADS.items():
         assert cls.name == name and cls.version >= 1
-        workload = workloads.get_workload(name, "smoke", tmp_path)
-        assert isinstance(workload, Workload) and workload.scale == "smoke"
-        config = workload.config
-        assert config.budget.step_hint == round(0.8 * config.budget.max_steps)
-        assert config.precision == "fp32"
-        assert 10 <= config.budget.max_steps // config.eval_every_steps <= 25
+        assert set(cls.configs) == ({"smoke"} if name == "digits" else {"smoke", "full"})
+        for scale, config in cls.configs.items():
+            workload = workloads.get_workload(name, scale, tmp_path)
+            assert isinstance(workload, Workload) and workload.scale == scale
+            assert config.budget.step_hint == round(0.8 * config.budget.max_steps)
+            assert config.precision == ("fp32" if scale == "smoke" else "bf16-autocast")
+            assert workload.precision(torch.device("cpu")) == "fp32"
+            assert 10 <= config.budget.max_steps // config.eval_every_steps <= 50
+            adamw.validate_point(Hyperparameters(cls.reference_hparams[scale]))
+            if scale == "smoke":
+                assert config.budget.max_time_s <= 30 and not config.target.provisional
+            else:
+                assert config.target.provisional and config.target.seeds >= 3
     assert list(tmp_path.iterdir()) == []  # constructing builds nothing; setup does
 
 
+def test_eval_cadence_densens_late_in_the_budget() -> None:
+    config = workloads.NanoGPT.configs["full"]
+    due = [s for s in range(1, 6001) if config.eval_due(s, 6000)]
+    assert due[:2] == [125, 250] and 5400 in due and 5425 in due and 5410 not in due
+    assert len(due) == 5375 // 125 + (6000 - 5400) // 25 + 1
+
+
+def test_the_seed_gate_is_the_speedrun_s() -> None:
+    target = workloads.NanoGPT.configs["full"].target
+    assert target.gate_passes([3.275] * 5)  # (3.28 - 3.275) * sqrt(5) = 0.011 >= 0.004
+    assert not target.gate_passes([3.279] * 5)  # 0.0022 < 0.004
+    assert not target.gate_passes([3.20] * 4)  # fewer seeds than the gate's n
+    assert not target.gate_passes([3.2, 3.2, 3.2, 3.2, float("nan")])
+
+
 def test_unknown_name_and_scale(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"unknown workload 'x' \(known: digits, nanogpt\)"):
+    with pytest.raises(UsageError, match=r"unknown workload 'x' \(known: cifar10-94, diffusion"):
         workloads.get_workload("x", "smoke", tmp_path)
     with pytest.raises(UsageError, match=r"workload 'digits' has no scale 'huge' \(known: smoke\)"):
         workloads.get_workload("digits", "huge", tmp_path)

@@ -175,3 +175,18 @@ def test_stream_rejects_too_little_data(tmp_path: Path) -> None:
         TokenStream([tmp_path / "tiny.bin"], batch_size=2, seq_len=8)
     with pytest.raises(UsageError, match="at least one shard"):
         TokenStream([], batch_size=2, seq_len=8)
+
+
+@pytest.mark.parametrize("sampling", list(Sampling))
+def test_memory_mapped_and_staged_streams_give_the_same_batches(tmp_path: Path,
+                                                                 sampling: Sampling) -> None:  # fmt: skip
+    paths = [tmp_path / "a.bin", tmp_path / "b.bin"]
+    write_shard(paths[0], np.arange(0, 700) % 65536)
+    write_shard(paths[1], np.arange(700, 1000) % 65536)
+    staged = TokenStream(paths, 4, 50, sampling=sampling)
+    mapped = TokenStream(paths, 4, 50, sampling=sampling, staged=False)
+    for step in (0, 3, 4, 11):  # batches that cross the shard boundary and wrap around the end
+        for a, b in zip(staged.batch(7, step), mapped.batch(7, step), strict=True):
+            assert torch.equal(a, b) and b.dtype == torch.int64
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(staged.fixed_batches(3),
+                                                         mapped.fixed_batches(3), strict=True))  # fmt: skip
