@@ -10,11 +10,22 @@ from workloads.cifar10_94 import Cifar10At94
 from workloads.diffusion import Diffusion
 from workloads.digits import Digits
 from workloads.nanogpt import NanoGPT
+from workloads.resnet18_cifar10 import ResNet18Cifar10
+from workloads.vit_cifar10 import VitCifar10
 
-__all__ = ["WORKLOADS", "Cifar10At94", "Diffusion", "Digits", "NanoGPT", "get_workload"]
+__all__ = [
+    "WORKLOADS",
+    "Cifar10At94",
+    "Diffusion",
+    "Digits",
+    "NanoGPT",
+    "ResNet18Cifar10",
+    "VitCifar10",
+    "get_workload",
+]
 
 WORKLOADS: dict[str, type[Workload]] = {
-    cls.name: cls for cls in (Digits, NanoGPT, Cifar10At94, Diffusion)
+    cls.name: cls for cls in (Digits, NanoGPT, Cifar10At94, Diffusion, ResNet18Cifar10, VitCifar10)
 }
 
 
