@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -73,8 +73,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.contract import Role
-from harness.workload import Budget, Direction, Target, Workload, WorkloadConfig, roles_by_module
-from workloads.vision import conventional_role, epoch_order, flip, image_arrays
+from harness.workload import Direction, Target, Workload, WorkloadConfig, roles_by_module
+from workloads.vision import conventional_role, epoch_order, flip, image_arrays, image_config
 
 __all__ = ["EVAL_CHUNK", "Diffusion", "UNet", "eval_noise", "eval_timesteps", "linear_alpha_bars"]
 
@@ -253,20 +253,6 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-def _config(model: dict[str, Any], batch: int, max_steps: int, target: Target, max_time_s: float,
-            every: int, late: int | None, precision: str) -> WorkloadConfig:  # fmt: skip
-    return WorkloadConfig(
-        target=target,
-        budget=Budget(max_steps=max_steps, max_time_s=max_time_s, step_hint=round(0.8 * max_steps)),
-        batch_size=batch,
-        tokens_per_step=batch,
-        throughput_unit="examples",
-        eval_every_steps=every,
-        eval_every_steps_late=late,
-        precision=precision,
-        model=tuple(model.items()),
-    )
-
 
 _FULL_MODEL = {"image_size": 32, "base_channels": 64, "channel_mults": (1, 2, 2, 2),
                "num_res_blocks": 2, "attention_resolutions": (16,), "dropout": 0.1,
@@ -284,11 +270,11 @@ class Diffusion(Workload):
     name: ClassVar[str] = "diffusion"
     version: ClassVar[int] = 1
     configs: ClassVar[dict[str, WorkloadConfig]] = {
-        "full": _config(_FULL_MODEL, batch=128, max_steps=50_000,
+        "full": image_config(_FULL_MODEL, batch=128, max_steps=50_000,
                         target=Target("denoise_loss", 0.035, Direction.MIN, seeds=5,
                                       provisional=True),
                         max_time_s=3600.0, every=2500, late=500, precision="bf16-autocast"),
-        "smoke": _config(_SMOKE_MODEL, batch=32, max_steps=400,
+        "smoke": image_config(_SMOKE_MODEL, batch=32, max_steps=400,
                          target=Target("denoise_loss", 0.054, Direction.MIN, seeds=1),
                          max_time_s=30.0, every=40, late=None, precision="fp32"),
     }  # fmt: skip

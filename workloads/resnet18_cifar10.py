@@ -45,8 +45,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.contract import Role
-from harness.workload import Budget, Direction, Target, WorkloadConfig
-from workloads.vision import ImageClassification, conventional_role, cutout, flip, translate
+from harness.workload import Direction, Target, WorkloadConfig
+from workloads.vision import (
+    ImageClassification,
+    conventional_role,
+    cutout,
+    flip,
+    image_config,
+    translate,
+)
 
 __all__ = ["BasicBlock", "ResNet18", "ResNet18Cifar10"]
 
@@ -111,22 +118,6 @@ class ResNet18(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-def _config(widths: tuple[int, ...], blocks: tuple[int, ...], batch: int, epochs: int,
-            steps_per_epoch: int, target: Target, max_time_s: float, every: int, late: int,
-            precision: str) -> WorkloadConfig:  # fmt: skip
-    max_steps = epochs * steps_per_epoch
-    return WorkloadConfig(
-        target=target,
-        budget=Budget(max_steps=max_steps, max_time_s=max_time_s, step_hint=round(0.8 * max_steps)),
-        batch_size=batch,
-        tokens_per_step=batch,
-        throughput_unit="examples",
-        eval_every_steps=every,
-        eval_every_steps_late=late,
-        precision=precision,
-        model=(("widths", widths), ("blocks", blocks)),
-    )
-
 
 class ResNet18Cifar10(ImageClassification):
     """ResNet-18 on CIFAR-10 to 94% test accuracy (see the module docstring)."""
@@ -134,13 +125,13 @@ class ResNet18Cifar10(ImageClassification):
     name: ClassVar[str] = "resnet18-cifar10"
     version: ClassVar[int] = 1
     configs: ClassVar[dict[str, WorkloadConfig]] = {
-        "full": _config((64, 128, 256, 512), (2, 2, 2, 2), batch=500, epochs=40,
-                        steps_per_epoch=50_000 // 500,
+        "full": image_config({"widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2)},
+                             batch=500, max_steps=40 * (50_000 // 500),
                         target=Target("test_accuracy", 0.94, Direction.MAX, seeds=3,
                                       provisional=True),
                         max_time_s=900.0, every=100, late=20, precision="bf16-autocast"),
-        "smoke": _config((8, 16, 32, 64), (1, 1, 1, 1), batch=64, epochs=10,
-                         steps_per_epoch=1437 // 64,
+        "smoke": image_config({"widths": (8, 16, 32, 64), "blocks": (1, 1, 1, 1)},
+                              batch=64, max_steps=10 * (1437 // 64),
                          target=Target("test_accuracy", 0.95, Direction.MAX, seeds=1),
                          max_time_s=30.0, every=22, late=11, precision="fp32"),
     }  # fmt: skip

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.contract import Role
-from harness.workload import Workload, roles_by_module
+from harness.workload import Budget, Target, Workload, WorkloadConfig, roles_by_module
 
 __all__ = [
     "ImageClassification",
@@ -38,6 +38,7 @@ __all__ = [
     "epoch_order",
     "flip",
     "image_arrays",
+    "image_config",
     "stage_images",
     "translate",
 ]
@@ -76,6 +77,23 @@ def image_arrays(scale: str, data_dir: Path) -> Arrays:
 
     arrays = cifar10_arrays(data_dir)
     return arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels
+
+
+def image_config(model: dict[str, Any], batch: int, max_steps: int, target: Target,
+                 max_time_s: float, every: int, late: int | None,
+                 precision: str) -> WorkloadConfig:  # fmt: skip
+    """The config of an image workload: examples per step = batch, step hint = 80% of the budget."""
+    return WorkloadConfig(
+        target=target,
+        budget=Budget(max_steps=max_steps, max_time_s=max_time_s, step_hint=round(0.8 * max_steps)),
+        batch_size=batch,
+        tokens_per_step=batch,
+        throughput_unit="examples",
+        eval_every_steps=every,
+        eval_every_steps_late=late,
+        precision=precision,
+        model=tuple(model.items()),
+    )
 
 
 @dataclass(frozen=True, slots=True)

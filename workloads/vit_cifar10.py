@@ -55,8 +55,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.contract import Role
-from harness.workload import Budget, Direction, Target, WorkloadConfig
-from workloads.vision import ImageClassification, flip, translate
+from harness.workload import Direction, Target, WorkloadConfig
+from workloads.vision import ImageClassification, flip, image_config, translate
 
 __all__ = ["ViT", "VitBlock", "VitCifar10"]
 
@@ -140,22 +140,6 @@ class ViT(nn.Module):
         return self.head(self.norm(self.blocks(x_BTD))[:, 0])
 
 
-def _config(model: dict[str, int], batch: int, epochs: int, steps_per_epoch: int,
-            target: Target, max_time_s: float, every: int, late: int,
-            precision: str) -> WorkloadConfig:  # fmt: skip
-    max_steps = epochs * steps_per_epoch
-    return WorkloadConfig(
-        target=target,
-        budget=Budget(max_steps=max_steps, max_time_s=max_time_s, step_hint=round(0.8 * max_steps)),
-        batch_size=batch,
-        tokens_per_step=batch,
-        throughput_unit="examples",
-        eval_every_steps=every,
-        eval_every_steps_late=late,
-        precision=precision,
-        model=tuple(model.items()),
-    )
-
 
 class VitCifar10(ImageClassification):
     """A small ViT on CIFAR-10 to 85% test accuracy (see the module docstring)."""
@@ -163,13 +147,13 @@ class VitCifar10(ImageClassification):
     name: ClassVar[str] = "vit-cifar10"
     version: ClassVar[int] = 1
     configs: ClassVar[dict[str, WorkloadConfig]] = {
-        "full": _config({"width": 256, "depth": 7, "heads": 8, "mlp_width": 512, "patch": 4},
-                        batch=512, epochs=60, steps_per_epoch=50_000 // 512,
+        "full": image_config({"width": 256, "depth": 7, "heads": 8, "mlp_width": 512, "patch": 4},
+                        batch=512, max_steps=60 * (50_000 // 512),
                         target=Target("test_accuracy", 0.85, Direction.MAX, seeds=3,
                                       provisional=True),
                         max_time_s=900.0, every=97, late=20, precision="bf16-autocast"),
-        "smoke": _config({"width": 64, "depth": 4, "heads": 4, "mlp_width": 128, "patch": 8},
-                         batch=64, epochs=20, steps_per_epoch=1437 // 64,
+        "smoke": image_config({"width": 64, "depth": 4, "heads": 4, "mlp_width": 128, "patch": 8},
+                         batch=64, max_steps=20 * (1437 // 64),
                          target=Target("test_accuracy", 0.77, Direction.MAX, seeds=1),
                          max_time_s=30.0, every=22, late=11, precision="fp32"),
     }  # fmt: skip

@@ -13,7 +13,6 @@ from harness.errors import ContractError, UsageError
 from harness.submission import load_submission
 from harness.workload import Workload
 
-
 BENCHMARK = ["cifar10-94", "diffusion", "nanogpt", "resnet18-cifar10", "vit-cifar10"]
 
 
