@@ -28,7 +28,9 @@ def test_registry_declares_every_workload_at_both_scales(tmp_path: Path) -> None
             assert config.budget.step_hint == round(0.8 * config.budget.max_steps)
             assert config.precision == ("fp32" if scale == "smoke" else "bf16-autocast")
             assert workload.precision(torch.device("cpu")) == "fp32"
-            assert 10 <= config.budget.max_steps // config.eval_every_steps <= 60
+            steps = config.budget.max_steps
+            evals = sum(config.eval_due(done, steps) for done in range(1, steps + 1))
+            assert 6 <= evals <= 80, f"{name}@{scale}: {evals} evals per trial"
             adamw.validate_point(Hyperparameters(cls.reference_hparams[scale]))
             if scale == "smoke":
                 assert config.budget.max_time_s <= 30 and not config.target.provisional
