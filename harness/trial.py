@@ -26,7 +26,7 @@ class TrialSpec:
     """Everything that determines one trial: a trial is a pure function of its spec.
 
     Attributes:
-      workload: workload name (`digits`, `nanogpt`).
+      workload: workload name (a key of `workloads.WORKLOADS`).
       scale: `smoke` or `full`.
       submission: a submission folder path or a reference submission name.
       hparams_json: the hyperparameter point, as canonical JSON (sorted keys).

@@ -137,17 +137,15 @@ class Cifar10At94(ImageClassification):
         assert isinstance(model, AirbenchNet)
         return conventional_role(module, param_name, model.head)
 
+    def setup(self, device: torch.device, seed: int) -> None:
+        super().setup(device, seed)
+        bits = torch.Generator().manual_seed(seed)
+        # Each training image's flip bit for even epochs (odd epochs use its inverse).
+        self.flip_bits = (torch.rand(len(self.images.train_y), generator=bits) < 0.5).to(self.device)
+
     def augment(self, images: torch.Tensor, step: int, epoch: int,
                 index: torch.Tensor) -> torch.Tensor:  # fmt: skip
         rng = self.augmentation_rng(step)
         shifts = torch.as_tensor(rng.integers(-2, 3, size=(2, len(index)))).to(self.device)
-        flips = self._flip_bits()[index] ^ bool(epoch % 2)
+        flips = self.flip_bits[index] ^ bool(epoch % 2)
         return translate(flip(images, flips), shifts[0], shifts[1], pad=2)
-
-    def _flip_bits(self) -> torch.Tensor:
-        """Each training image's flip bit for even epochs (a function of the seed)."""
-        if not hasattr(self, "_flips"):
-            n = len(self.images.train_y)
-            bits = torch.Generator().manual_seed(self.seed)
-            self._flips = (torch.rand(n, generator=bits) < 0.5).to(self.device)
-        return self._flips

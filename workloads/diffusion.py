@@ -74,7 +74,7 @@ from torch import nn
 
 from harness.contract import Role
 from harness.workload import Direction, Target, Workload, WorkloadConfig, roles_by_module
-from workloads.vision import conventional_role, epoch_order, flip, image_arrays, image_config
+from workloads.vision import EpochBatches, conventional_role, flip, image_arrays, image_config
 
 __all__ = ["EVAL_CHUNK", "Diffusion", "UNet", "eval_noise", "eval_timesteps", "linear_alpha_bars"]
 
@@ -290,11 +290,10 @@ class Diffusion(Workload):
         x_train, _, x_test, _ = image_arrays(self.scale, self.data_dir)
         self.train_x = self._stage(x_train, settings["image_size"])
         self.test_x = self._stage(x_test, settings["image_size"])
-        self.steps_per_epoch = len(self.train_x) // self.config.batch_size
+        self.batches = EpochBatches(seed, len(self.train_x), self.config.batch_size, self.device)
         alpha_bars = linear_alpha_bars()
         self._signal_scale = alpha_bars.sqrt().float().to(self.device)  # √ᾱ_t
         self._noise_scale = (1.0 - alpha_bars).sqrt().float().to(self.device)  # √(1 − ᾱ_t)
-        self._order: tuple[int, torch.Tensor] | None = None
 
     def _stage(self, images: np.ndarray, size: int) -> torch.Tensor:
         """uint8 (N, 3, 32, 32) -> float32 in [-1, 1] on the device, average-pooled to `size`."""
@@ -320,17 +319,8 @@ class Diffusion(Workload):
 
         return roles_by_module(model, role_of, self.name)
 
-    def _epoch_index(self, epoch: int) -> torch.Tensor:
-        """The training-set order of `epoch` on the device (cached for the current epoch)."""
-        if self._order is None or self._order[0] != epoch:
-            order = epoch_order(self.seed, epoch, len(self.train_x))
-            self._order = (epoch, torch.as_tensor(order).to(self.device))
-        return self._order[1]
-
     def get_batch(self, step: int) -> Batch:
-        epoch, position = divmod(step, self.steps_per_epoch)
-        start = position * self.config.batch_size
-        index = self._epoch_index(epoch)[start : start + self.config.batch_size]
+        _, index = self.batches.indices(step)
         draws = _seeded_generator(self.device, self.seed, step)
         size, device = len(index), self.device
         t = torch.randint(NUM_TIMESTEPS, (size,), generator=draws, device=device)

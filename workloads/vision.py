@@ -30,6 +30,7 @@ from harness.contract import Role
 from harness.workload import Budget, Target, Workload, WorkloadConfig, roles_by_module
 
 __all__ = [
+    "EpochBatches",
     "ImageClassification",
     "StagedImages",
     "conventional_role",
@@ -128,6 +129,30 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+class EpochBatches:
+    """Which training examples step s uses: batch `s mod steps_per_epoch` of epoch
+    `s // steps_per_epoch` in `epoch_order(seed, epoch, n)`, the last partial batch dropped."""
+
+    def __init__(self, seed: int, num_examples: int, batch_size: int, device: torch.device) -> None:
+        self.seed, self.num_examples, self.batch_size = seed, num_examples, batch_size
+        self.device = device
+        self.steps_per_epoch = num_examples // batch_size
+        self._order: tuple[int, torch.Tensor] | None = None  # the current epoch's, on the device
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The training-set order of `epoch` on the device (cached for the current epoch)."""
+        if self._order is None or self._order[0] != epoch:
+            order = epoch_order(self.seed, epoch, self.num_examples)
+            self._order = (epoch, torch.as_tensor(order).to(self.device))
+        return self._order[1]
+
+    def indices(self, step: int) -> tuple[int, torch.Tensor]:
+        """(epoch, the example indices of step `step`)."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        start = position * self.batch_size
+        return epoch, self.order(epoch)[start : start + self.batch_size]
+
+
 def flip(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mirrors left-right the images (B, C, H, W) where `mask` (B,) is True."""
     return torch.where(mask.view(-1, 1, 1, 1), images.flip(-1), images)
@@ -189,8 +214,8 @@ class ImageClassification(Workload):
         self.device = torch.device(device)
         self.seed = seed
         self.images = stage_images(image_arrays(self.scale, self.data_dir), self.device)
-        self.steps_per_epoch = len(self.images.train_y) // self.config.batch_size
-        self._order: tuple[int, torch.Tensor] | None = None
+        self.batches = EpochBatches(seed, len(self.images.train_y), self.config.batch_size,
+                                    self.device)  # fmt: skip
 
     def build_model(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
@@ -203,17 +228,8 @@ class ImageClassification(Workload):
         """The generator of step `step`'s augmentation draws (a pure function of seed and step)."""
         return np.random.default_rng([self.seed, step, 1])
 
-    def epoch_index(self, epoch: int) -> torch.Tensor:
-        """The training-set order of `epoch` on the device (cached for the current epoch)."""
-        if self._order is None or self._order[0] != epoch:
-            order = epoch_order(self.seed, epoch, len(self.images.train_y))
-            self._order = (epoch, torch.as_tensor(order).to(self.device))
-        return self._order[1]
-
     def get_batch(self, step: int) -> Batch:
-        epoch, position = divmod(step, self.steps_per_epoch)
-        start = position * self.config.batch_size
-        index = self.epoch_index(epoch)[start : start + self.config.batch_size]
+        epoch, index = self.batches.indices(step)
         images = self.augment(self.images.train_x[index], step, epoch, index)
         return images, self.images.train_y[index]
 

@@ -10,8 +10,6 @@ from torch import nn
 
 from harness.contract import Role
 from harness.errors import UsageError
-from harness.runner import run_trial
-from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Direction
 from workloads.diffusion import (
     EVAL_CHUNK,
@@ -117,7 +115,7 @@ def test_full_scale_stages_cifar_in_minus_one_to_one_and_batches_128(fake_cifar_
     a, b = _workload(fake_cifar_dir, 3, "full"), _workload(fake_cifar_dir, 3, "full")
     assert a.train_x.shape == (2048, 3, 32, 32) and a.test_x.shape == (512, 3, 32, 32)
     assert float(a.train_x.min()) == -1.0 and float(a.train_x.max()) == 1.0
-    assert a.steps_per_epoch == 16 and a.config.batch_size == 128
+    assert a.batches.steps_per_epoch == 16 and a.config.batch_size == 128
     assert a.config.precision == "bf16-autocast" and a.precision(CPU) == "fp32"
     x_t, t, noise = a.get_batch(17)
     assert x_t.shape == noise.shape == (128, 3, 32, 32) and t.shape == (128,)
@@ -191,15 +189,3 @@ def test_ema_follows_the_model_and_is_what_evaluate_scores(data_dir: Path) -> No
     for p, q, o in zip(model.parameters(), ema.parameters(), old, strict=True):
         torch.testing.assert_close(q, decay * o + (1 - decay) * p.detach())
     assert workload.evaluate(model)["denoise_loss"] < before["denoise_loss"] - 0.3
-
-
-@pytest.mark.slow
-def test_smoke_trial_reaches_the_target_with_the_reference_adamw(data_dir: Path) -> None:
-    point = Diffusion.reference_hparams["smoke"]
-    spec = TrialSpec(workload="diffusion", scale="smoke", submission="adamw",
-                     hparams_json=TrialSpec.canonical_hparams(point), seed=0,
-                     data_dir=str(data_dir))  # fmt: skip
-    outcome = run_trial(spec)
-    assert outcome.status is TrialStatus.TARGET_REACHED, outcome.row["error"]
-    assert outcome.row["steps_to_target"] <= Diffusion.configs["smoke"].budget.step_hint
-    assert outcome.row["precision"] == "fp32" and outcome.row["wall_time_s"] < 30

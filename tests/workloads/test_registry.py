@@ -10,7 +10,9 @@ import torch
 import workloads
 from harness.contract import Hyperparameters, Role
 from harness.errors import ContractError, UsageError
+from harness.runner import run_trial
 from harness.submission import load_submission
+from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Workload
 
 BENCHMARK = ["cifar10-94", "diffusion", "nanogpt", "resnet18-cifar10", "vit-cifar10"]
@@ -59,6 +61,21 @@ def test_unknown_name_and_scale(tmp_path: Path) -> None:
         workloads.get_workload("x", "smoke", tmp_path)
     with pytest.raises(UsageError, match=r"workload 'digits' has no scale 'huge' \(known: smoke\)"):
         workloads.get_workload("digits", "huge", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(workloads.WORKLOADS))
+def test_smoke_trial_reaches_the_target_with_the_reference_adamw(name: str, data_dir: Path) -> None:
+    """The calibration's promise, checked on seed 0: the target by the step hint, in under 30 s."""
+    config = workloads.WORKLOADS[name].configs["smoke"]
+    point = workloads.WORKLOADS[name].reference_hparams["smoke"]
+    spec = TrialSpec(workload=name, scale="smoke", submission="adamw",
+                     hparams_json=TrialSpec.canonical_hparams(point), seed=0,
+                     data_dir=str(data_dir))  # fmt: skip
+    outcome = run_trial(spec)
+    assert outcome.status is TrialStatus.TARGET_REACHED, outcome.row["error"]
+    assert outcome.row["steps_to_target"] <= config.budget.step_hint
+    assert outcome.row["precision"] == "fp32" and outcome.row["wall_time_s"] < 30
 
 
 @pytest.mark.parametrize("name", sorted(workloads.WORKLOADS))

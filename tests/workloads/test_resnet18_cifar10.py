@@ -9,8 +9,6 @@ import pytest
 import torch
 
 from harness.contract import Role
-from harness.runner import run_trial
-from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Direction
 from workloads.resnet18_cifar10 import BasicBlock, ResNet18, ResNet18Cifar10
 
@@ -145,14 +143,3 @@ def test_model_init_is_seeded(data_dir: Path) -> None:
     a, b, c = workload.build_model(0), workload.build_model(0), workload.build_model(1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
-
-
-@pytest.mark.slow
-def test_smoke_trial_reaches_the_target_with_the_reference_adamw(data_dir: Path) -> None:
-    point = ResNet18Cifar10.reference_hparams["smoke"]
-    spec = TrialSpec(workload="resnet18-cifar10", scale="smoke", submission="adamw",
-                     hparams_json=TrialSpec.canonical_hparams(point), seed=0,
-                     data_dir=str(data_dir))  # fmt: skip
-    outcome = run_trial(spec)
-    assert outcome.status is TrialStatus.TARGET_REACHED, outcome.row["error"]
-    assert outcome.row["precision"] == "fp32" and outcome.row["wall_time_s"] < 30

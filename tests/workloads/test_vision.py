@@ -10,8 +10,6 @@ import torch
 
 from harness.contract import Role
 from harness.errors import UsageError
-from harness.runner import run_trial
-from harness.trial import TrialSpec, TrialStatus
 from workloads.cifar10_94 import AirbenchNet, Cifar10At94
 from workloads.vision import cutout, digits32_arrays, flip, stage_images, translate
 
@@ -87,7 +85,7 @@ def test_cifar10_94_batches_flip_alternately_and_are_deterministic(data_dir: Pat
     images, labels = a.get_batch(30)
     assert images.shape == (64, 3, 32, 32) and labels.dtype == torch.int64
     assert torch.equal(images, b.get_batch(30)[0]) and torch.equal(labels, b.get_batch(30)[1])
-    bits = a._flip_bits()
+    bits = a.flip_bits
     assert 0.3 < bits.float().mean() < 0.7
     index = torch.arange(8)
     unshifted = a.images.train_x[index]
@@ -101,14 +99,3 @@ def test_full_scale_without_prepared_data_names_the_prepare_command(tmp_path: Pa
     workload = Cifar10At94("full", tmp_path)
     with pytest.raises(UsageError, match="optbench data prepare cifar10"):
         workload.setup(torch.device("cpu"), seed=0)
-
-
-@pytest.mark.slow
-def test_smoke_trial_reaches_the_target_with_the_reference_adamw(data_dir: Path) -> None:
-    point = Cifar10At94.reference_hparams["smoke"]
-    spec = TrialSpec(workload="cifar10-94", scale="smoke", submission="adamw",
-                     hparams_json=TrialSpec.canonical_hparams(point), seed=0,
-                     data_dir=str(data_dir))  # fmt: skip
-    outcome = run_trial(spec)
-    assert outcome.status is TrialStatus.TARGET_REACHED, outcome.row["error"]
-    assert outcome.row["precision"] == "fp32" and outcome.row["wall_time_s"] < 30

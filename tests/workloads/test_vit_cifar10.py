@@ -10,8 +10,6 @@ import pytest
 import torch
 
 from harness.contract import Role
-from harness.runner import run_trial
-from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Direction
 from workloads.vit_cifar10 import ViT, VitBlock, VitCifar10
 
@@ -158,14 +156,3 @@ def test_model_init_is_seeded(data_dir: Path) -> None:
     a, b, c = workload.build_model(0), workload.build_model(0), workload.build_model(1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert not torch.equal(a.position_embedding, c.position_embedding)
-
-
-@pytest.mark.slow
-def test_smoke_trial_reaches_the_target_with_the_reference_adamw(data_dir: Path) -> None:
-    point = VitCifar10.reference_hparams["smoke"]
-    spec = TrialSpec(workload="vit-cifar10", scale="smoke", submission="adamw",
-                     hparams_json=TrialSpec.canonical_hparams(point), seed=0,
-                     data_dir=str(data_dir))  # fmt: skip
-    outcome = run_trial(spec)
-    assert outcome.status is TrialStatus.TARGET_REACHED, outcome.row["error"]
-    assert outcome.row["precision"] == "fp32" and outcome.row["wall_time_s"] < 30
