@@ -1,0 +1,142 @@
+"""The zoo check: every reference submission, at its literature defaults, on every smoke workload.
+
+Each reference's search space is centred on its optimizer's literature defaults, so its centre
+point (`SearchSpace.center()`) is what a user gets without tuning. This trains that point once per
+(reference, workload) under the workload's own budget (the per-trial budget every ruleset grants),
+stopping at the target, through Ray Tune into a results store (resumable: finished trials are kept).
+`zoo_table` turns the store into the Markdown table `submissions/ZOO-SMOKE.md` commits.
+
+    python -m sweeps.zoo --results results/zoo --out submissions/ZOO-SMOKE.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from harness.search_space import Choice, Range
+from harness.submission import load_submission, reference_dir
+from harness.trial import TrialSpec
+
+__all__ = ["RULESET", "reference_names", "search_space_table", "zoo_specs", "zoo_table"]
+
+RULESET = "zoo-centre"
+
+
+def reference_names() -> list[str]:
+    """Every reference submission folder, the example excluded."""
+    folders = sorted(p.parent.name for p in reference_dir().glob("*/submission.py"))
+    return [name for name in folders if not name.startswith("example-")]
+
+
+def zoo_specs(submissions: list[str], workloads: list[str], data_dir: str, seed: int = 0,
+              command_line: str = "") -> list[TrialSpec]:  # fmt: skip
+    """One trial per (submission, workload) at the submission's search-space centre."""
+    specs = []
+    for name in submissions:
+        point = load_submission(name).search_space.center()
+        for workload in workloads:
+            specs.append(TrialSpec(workload=workload, scale="smoke", submission=name,
+                                   hparams_json=TrialSpec.canonical_hparams(point), seed=seed,
+                                   data_dir=data_dir, ruleset=RULESET,
+                                   command_line=command_line))  # fmt: skip
+    return specs
+
+
+def search_space_table(names: list[str]) -> str:
+    """Markdown: every reference's four tuned hyperparameters, centre first (the defaults)."""
+    lines = ["| submission | level | lr range (centre) | weight decay | momentum-like knob | warmup_frac |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for name in names:
+        loaded = load_submission(name)
+        dims = {dim.name: dim for dim in loaded.search_space.dims}
+        centre = loaded.search_space.center()
+        knob = next(key for key in dims if key not in ("lr", "weight_decay", "warmup_frac"))
+        cells = [
+            f"[{name}]({name}/README.md)",
+            str(loaded.level),
+            f"{_bounds(dims['lr'])} ({centre['lr']:.3g})",
+            _bounds(dims["weight_decay"]),
+            f"`{knob}` {_bounds(dims[knob])}",
+            _bounds(dims["warmup_frac"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _bounds(dim: Range | Choice) -> str:
+    if isinstance(dim, Choice):
+        return "{" + ", ".join(f"{v:g}" for v in dim.values) + "}"
+    return f"[{dim.low:.3g}, {dim.high:.3g}]"
+
+
+def zoo_table(trials: pd.DataFrame) -> str:
+    """Markdown: one row per submission, one column per workload.
+
+    A cell is `✓ steps / s` (reached the target at that step and training time), `✗ best` (budget
+    exhausted; the best metric reached), or the status (failed, diverged).
+    """
+    trials = trials[trials["ruleset"] == RULESET]
+    workloads = sorted(trials["workload"].unique())
+    lines = [
+        "| submission | " + " | ".join(workloads) + " | reached |",
+        "|---" * (len(workloads) + 2) + "|",
+    ]
+    for name, rows in trials.groupby("submission", sort=True):
+        latest = rows.sort_values("created_utc").groupby("workload").tail(1).set_index("workload")
+        cells, reached = [], 0
+        for workload in workloads:
+            if workload not in latest.index:
+                cells.append("–")
+                continue
+            row = latest.loc[workload]
+            if row["status"] == "target_reached":
+                reached += 1
+                cells.append(f"✓ {int(row['steps_to_target'])} / {row['time_to_target_s']:.1f}s")
+            elif row["status"] == "budget_exhausted":
+                cells.append(f"✗ {row['best_metric']:.3g} ({int(row['steps'])} st)")
+            else:
+                cells.append(str(row["status"]))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {reached}/{len(workloads)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.results import ResultsStore
+    from sweeps.driver import run_sweep
+    from workloads import WORKLOADS
+
+    parser = argparse.ArgumentParser(prog="python -m sweeps.zoo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--results", default="results/zoo", help="results root")
+    parser.add_argument("--submissions", default="", help="comma-separated (default: all)")
+    parser.add_argument("--workloads", default="", help="comma-separated (default: all)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get(
+            "OPTBENCH_DATA_DIR", str(Path.home() / ".cache" / "optbench" / "data")
+        ),
+    )
+    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default="", help="write the Markdown table here")
+    args = parser.parse_args(argv)
+    names = [s for s in args.submissions.split(",") if s] or reference_names()
+    workloads = [w for w in args.workloads.split(",") if w] or sorted(WORKLOADS)
+    specs = zoo_specs(names, workloads, str(Path(args.data_dir).resolve()),
+                      command_line=" ".join(sys.argv))  # fmt: skip
+    run_sweep(specs, args.results, num_cpus=args.cpus)
+    table = zoo_table(ResultsStore(args.results).read_trials())
+    if args.out:
+        tmp = Path(args.out).with_suffix(".tmp")
+        tmp.write_text(table)
+        os.replace(tmp, args.out)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
