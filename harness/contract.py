@@ -13,7 +13,13 @@ which of three levels `submission.py` implements:
 2. Full control: a class `Submission` with `__init__(params, hp, info)`,
    `update(batch, step, ctx: StepContext) -> loss tensor`, and optionally `prepare_for_eval()`
    (timed: schedule-free and EMA weight swaps) and `state_dict()`/`load_state_dict()`.
-3. AlgoPerf compatibility: AlgoPerf's five functions (`init_optimizer_state`, `update_params`, ...).
+3. AlgoPerf compatibility: an AlgoPerf PyTorch submission module, unmodified: `get_batch_size`,
+   `init_optimizer_state`, `update_params`, `data_selection` and optionally `prepare_for_eval`,
+   importing `spec` / `pytorch_utils` from `algoperf` or `algorithmic_efficiency` (optbench's
+   stand-in, `harness.algoperf_shim`, unless AlgoPerf is installed). `workload` is an adapter with
+   `model_fn`, `loss_fn`, `param_shapes`, `model_params_types`, `step_hint`; `hyperparameters` a
+   namedtuple of the point. One process only; the workload's fixed batch size (`get_batch_size` is
+   not called). Details: `harness.algoperf_stepper`, `harness.algoperf_adapter`.
 
 Parameters come labelled with a `Role`; a submission chooses by role, never by name, shape or
 workload. `WorkloadInfo` is all a submission may know about the workload: never its name.

@@ -25,7 +25,7 @@ from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
 from harness.parallel import Collective, GradientPass
 from harness.provenance import collect_provenance, cpu_model
 from harness.results import PROVENANCE_FIELDS, TRIALS_SCHEMA
-from harness.stepper import Stepper, make_stepper
+from harness.stepper import Stepper, TrainingComplete, TrialContext, make_stepper
 from harness.submission import load_submission
 from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Workload
@@ -86,7 +86,8 @@ def _run(spec: TrialSpec, collective: Collective) -> TrialOutcome:
         groups = workload.param_groups(model)
         info = workload.info(str(device), spec.max_steps, spec.max_time_s)
         grads = GradientPass(model, workload.loss, workload.config.micro_batch_size, collective)
-        stepper = make_stepper(submission, groups, hp, info, grads.loss, grads)
+        trial = TrialContext(model, workload, spec.seed, collective.world_size, record.clock)
+        stepper = make_stepper(submission, groups, hp, info, grads.loss, grads, trial)
         _compile_warmup(stepper, model, workload, record.clock)
         peak.reset()  # the peak of the training steps, not of one-time warm-up work
         _train(workload, model, stepper, info, spec, record, collective)
@@ -100,36 +101,54 @@ def _run(spec: TrialSpec, collective: Collective) -> TrialOutcome:
 def _train(workload: Workload, model: torch.nn.Module, stepper: Stepper, info: WorkloadInfo,
            spec: TrialSpec, record: _Record, collective: Collective) -> None:  # fmt: skip
     """The step loop: timed steps, evals on the workload's cadence, stop at target / budget /
-    divergence. Rank 0 evaluates and decides; every rank follows its decision."""
+    divergence, or when the submission declares training complete (after one more eval).
+    Rank 0 evaluates and decides; every rank follows its decision."""
     clock, config, device = record.clock, workload.config, _model_device(model)
     losses: list[torch.Tensor] = []  # global mean losses, fetched from the device at evals only
     for step in range(info.max_steps):
         with clock.timed():
-            losses.append(stepper.step(workload.get_batch(step), step))
-            workload.after_step(model)
-        done_steps = step + 1
+            is_complete = _step(stepper, workload, model, step, losses)
+        done_steps = step if is_complete else step + 1
         out_of_time = collective.from_rank0(clock.train_s >= info.max_time_s, device)
+        if is_complete and record.last_eval_steps == done_steps:
+            break  # evaluated at this very step already (level 3, so a single process)
         if not (config.eval_due(done_steps, info.max_steps) or done_steps == info.max_steps
-                or out_of_time):  # fmt: skip
+                or out_of_time or is_complete):  # fmt: skip
             continue
         with clock.timed():
             stepper.prepare_for_eval()
-        stop = collective.rank == 0 and _eval_point(workload, model, losses, done_steps, record)
-        if collective.from_rank0(stop or out_of_time, device):
+        stop = collective.rank == 0 and _eval_point(workload, model, stepper, losses, done_steps,
+                                                    record)  # fmt: skip
+        if collective.from_rank0(stop or out_of_time or is_complete, device):
             break
     if collective.rank == 0 and "status" not in record.row:
         reached = record.reached_target
         record.finish(TrialStatus.TARGET_REACHED if reached else TrialStatus.BUDGET_EXHAUSTED)
 
 
-def _eval_point(workload: Workload, model: torch.nn.Module, losses: list[torch.Tensor],
-                done_steps: int, record: _Record) -> bool:  # fmt: skip
+def _step(stepper: Stepper, workload: Workload, model: torch.nn.Module, step: int,
+          losses: list[torch.Tensor]) -> bool:  # fmt: skip
+    """Training step `step` (the caller times it); True if the submission declared training
+    complete instead of taking it."""
+    try:
+        losses.append(stepper.step(workload.get_batch(step), step))
+    except TrainingComplete:
+        return True
+    workload.after_step(model)
+    return False
+
+
+def _eval_point(workload: Workload, model: torch.nn.Module, stepper: Stepper,
+                losses: list[torch.Tensor], done_steps: int, record: _Record) -> bool:  # fmt: skip
     """Evaluates, records the point and the interval's losses; True when the trial must stop."""
     metrics = _evaluate(workload, model, record.clock)
-    interval = torch.stack(losses[len(record.train_losses) :]).float().cpu()
+    new_losses = losses[len(record.train_losses) :]
+    interval = torch.stack(new_losses).float().cpu() if new_losses else torch.zeros(0)
     record.train_losses += interval.tolist()
-    metrics["train_loss"] = float(interval.mean())  # the mean over the steps since the last eval
+    if new_losses:  # none when training was declared complete right at the start
+        metrics["train_loss"] = float(interval.mean())  # the mean since the last eval
     record.eval_point(done_steps, metrics)
+    stepper.observe_eval(done_steps, metrics)
     if not bool(torch.isfinite(interval).all()) or not all(map(math.isfinite, metrics.values())):
         record.finish(TrialStatus.DIVERGED)
         return True
@@ -249,6 +268,11 @@ class _Record:
             throughput_unit=config.throughput_unit, target_metric=config.target.metric,
             target_value=config.target.value, target_direction=str(config.target.direction),
         )  # fmt: skip
+
+    @property
+    def last_eval_steps(self) -> int | None:
+        """The step count of the last eval point (None before the first)."""
+        return self._eval_points[-1][0] if self._eval_points else None
 
     def eval_point(self, steps: int, metrics: dict[str, float]) -> None:
         tokens = steps * self._tokens_per_step

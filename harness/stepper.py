@@ -10,13 +10,15 @@ The harness owns forward, backward, clipping and the schedule for level-1 submis
     optimizer.step()
 
 Level-2 submissions get the same forward/backward as closures and do the rest themselves.
+Level-3 (AlgoPerf) submissions run their own `update_params` through `harness.algoperf_stepper`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,11 +27,39 @@ from harness.errors import ContractError
 from harness.schedules import warmup_cosine
 from harness.submission import Level, Submission
 
-__all__ = ["Stepper", "make_stepper"]
+if TYPE_CHECKING:
+    from harness.clock import Clock
+    from harness.workload import Workload
+
+__all__ = ["Stepper", "TrainingComplete", "TrialContext", "make_stepper"]
 
 LossFn = Callable[[Any], torch.Tensor]
 # forward + backward of a whole step's batch, returning the detached mean loss (GradientPass)
 ForwardBackward = Callable[[Any], torch.Tensor]
+
+
+class TrainingComplete(Exception):
+    """Raised by `Stepper.step` instead of stepping when the submission declares training done
+    (AlgoPerf's `TrainingCompleteError`): the runner evaluates once more and ends the trial."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrialContext:
+    """The trial's pieces a level-3 (AlgoPerf) submission's adapter needs besides the groups.
+
+    Attributes:
+      model: the model (not a DDP wrapper); `ParamGroups` holds its trainable parameters.
+      workload: the set-up workload the model belongs to.
+      seed: the trial's seed (the submission's `rng` keys derive from it and the step).
+      world_size: processes in the trial.
+      clock: the trial's clock (AlgoPerf's `train_state` reports its times).
+    """
+
+    model: torch.nn.Module
+    workload: Workload
+    seed: int
+    world_size: int
+    clock: Clock
 
 
 class Stepper:
@@ -38,11 +68,18 @@ class Stepper:
     optimizer_state: Any  # what the memory accounting walks for optimizer-state bytes
 
     def step(self, batch: Any, step: int) -> torch.Tensor:
-        """One training step; returns the detached training loss (no host sync)."""
+        """One training step; returns the detached training loss (no host sync).
+
+        Raises:
+          TrainingComplete: the submission ended training instead of taking this step.
+        """
         raise NotImplementedError
 
     def prepare_for_eval(self) -> None:
         """The submission's weight swap before evaluation (schedule-free, EMA); timed."""
+
+    def observe_eval(self, steps: int, metrics: Mapping[str, float]) -> None:
+        """Hears the metrics of the eval after `steps` steps (untimed; AlgoPerf's eval_results)."""
 
     def snapshot(self) -> Any | None:
         """Optimizer state to restore after the compile warm-up, or None if it cannot be taken."""
@@ -187,16 +224,27 @@ def _check_coverage(optimizers: list[Any], groups: ParamGroups, source: str) -> 
 
 
 def make_stepper(submission: Submission, groups: ParamGroups, hp: Hyperparameters,
-                 info: WorkloadInfo, loss_fn: LossFn,
-                 forward_backward: ForwardBackward) -> Stepper:  # fmt: skip
+                 info: WorkloadInfo, loss_fn: LossFn, forward_backward: ForwardBackward,
+                 trial: TrialContext | None = None) -> Stepper:  # fmt: skip
     """Builds the submission's optimizer(s) for this model and wraps them in a `Stepper`.
 
     Args:
       loss_fn: the forward pass on a batch with autograd on (a full-control submission's `ctx.loss`).
       forward_backward: the step's forward and backward, accumulating the batch's mean gradient.
+      trial: the model, workload, seed, world size and clock; required for level 3 only.
+
+    Raises:
+      ContractError: a level-3 submission without `trial`, or one the adapter refuses.
     """
     module = submission.module
     source = str(submission.folder / "submission.py")
+    if submission.level is Level.ALGOPERF:
+        if trial is None:
+            raise ContractError(f"{source}: AlgoPerf-style submissions (level 3) need the trial's "
+                                "model and workload (make_stepper(..., trial=TrialContext(...)))")  # fmt: skip
+        from harness.algoperf_stepper import make_algoperf_stepper  # imports this module
+
+        return make_algoperf_stepper(submission, groups, hp, info, trial)
     schedule_factory = getattr(module, "schedule", None) or warmup_cosine
     schedule = schedule_factory(hp, info)
     if submission.level is Level.FACTORY:
@@ -207,7 +255,4 @@ def make_stepper(submission: Submission, groups: ParamGroups, hp: Hyperparameter
         instance = module.Submission(groups, hp, info)
         ctx = _Context(list(groups.params), loss_fn, forward_backward, schedule)
         return FullControlStepper(instance, ctx)
-    raise ContractError(
-        f"{source}: AlgoPerf-style submissions (level 3) need the AlgoPerf adapter, "
-        "which this version of optbench does not include yet"
-    )
+    raise AssertionError(f"unhandled submission level {submission.level}")

@@ -2,6 +2,9 @@
 
 A submission is a folder holding `submission.py`, `search_space.json` and a README. It is named on
 the command line either by a path or by the name of a reference folder under `submissions/`.
+Every `submission.py` is imported with `algoperf` / `algorithmic_efficiency` importable (optbench's
+stand-in unless AlgoPerf is installed: `harness.algoperf_names`), so AlgoPerf submissions load
+unmodified.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
 
+from harness.algoperf_names import install_algoperf_names
 from harness.errors import ContractError, UsageError
 from harness.search_space import SearchSpace, load_search_space
 
-__all__ = ["Level", "Submission", "load_submission", "reference_dir", "resolve_submission"]
+__all__ = ["ALGOPERF_FUNCTIONS", "Level", "Submission", "load_submission", "reference_dir",
+           "resolve_submission"]  # fmt: skip
+
+# What AlgoPerf's runner requires of a submission module (`prepare_for_eval` is optional).
+ALGOPERF_FUNCTIONS = ("get_batch_size", "init_optimizer_state", "update_params", "data_selection")
 
 
 class Level(StrEnum):
@@ -97,6 +105,7 @@ def _import_module(source: Path, module_name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, source)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    install_algoperf_names()  # cheap and idempotent: the level is known only after the import
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's module: any error is a contract error at this boundary
@@ -113,6 +122,13 @@ def _detect_level(module: ModuleType, source: Path) -> Level:
             raise ContractError(f"{source}: class Submission has no update(batch, step, ctx) method")
         return Level.FULL_CONTROL
     if callable(getattr(module, "update_params", None)):
+        missing = [name for name in ALGOPERF_FUNCTIONS if not callable(getattr(module, name, None))]
+        if missing:
+            raise ContractError(
+                f"{source}: AlgoPerf-style submissions (level 3) define "
+                f"{', '.join(ALGOPERF_FUNCTIONS)} (and optionally prepare_for_eval); "
+                f"missing: {', '.join(missing)}"
+            )
         return Level.ALGOPERF
     raise ContractError(
         f"{source}: defines none of optimizer(params, hp, info) (level 1), class Submission "

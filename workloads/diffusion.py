@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -282,6 +282,7 @@ class Diffusion(Workload):
         "full": {"lr": 1e-3, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.1},
         "smoke": {"lr": 5e-3, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
     }  # fmt: skip
+    algoperf_loss_type: ClassVar[str | None] = "MEAN_SQUARED_ERROR"  # the ε-MSE, per image
 
     def setup(self, device: torch.device, seed: int) -> None:
         self.device = torch.device(device)
@@ -339,6 +340,15 @@ class Diffusion(Workload):
         with self.autocast(self.device):
             predicted = model(x_t, t)
         return F.mse_loss(predicted.float(), noise)
+
+    def algoperf_batch(self, batch: Batch) -> dict[str, Any]:
+        x_t, t, noise = batch
+        return {"inputs": (x_t, t), "targets": noise}
+
+    def algoperf_forward(self, model: nn.Module, inputs: Any) -> torch.Tensor:
+        x_t, t = inputs
+        with self.autocast(self.device):
+            return model(x_t, t)
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:

@@ -118,6 +118,7 @@ class Digits(Workload):
             model=(("width", 16), ("hidden", 64)),
         ),
     }
+    algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
     }  # fmt: skip

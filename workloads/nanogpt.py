@@ -339,6 +339,7 @@ class NanoGPT(Workload):
             micro_batch_size=32,
         ),
     }
+    algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"  # per token for GPT
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "smoke": {"lr": 1e-2, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
         "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.95, "warmup_frac": 0.05},

@@ -195,6 +195,7 @@ class ImageClassification(Workload):
     (the target metric) and `test_loss` (no smoothing) with TTA over the whole test set.
     """
 
+    algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"
     label_smoothing: ClassVar[float] = 0.0
     tta_views: ClassVar[tuple[tuple[float, bool, int, int], ...]] = ((1.0, False, 0, 0),)
     eval_batch_size: ClassVar[int] = 1000
