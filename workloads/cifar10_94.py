@@ -119,8 +119,8 @@ class Cifar10At94(ImageClassification):
                          max_time_s=30.0, every=44, late=22, precision="fp32"),
     }  # fmt: skip
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
-        "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
-        "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
+        "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
+        "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
     }  # fmt: skip
     label_smoothing: ClassVar[float] = 0.2
     tta_views: ClassVar[tuple[tuple[float, bool, int, int], ...]] = (

@@ -341,8 +341,8 @@ class NanoGPT(Workload):
     }
     algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"  # per token for GPT
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
-        "smoke": {"lr": 1e-2, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05},
-        "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.95, "warmup_frac": 0.05},
+        "smoke": {"lr": 1e-2, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
+        "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
     }  # fmt: skip
     # Validation: this many consecutive batches of `val_batch_size` sequences from the val stream.
     val_batches: ClassVar[dict[str, int]] = {

@@ -13,7 +13,7 @@ from harness.parallel import Collective, GradientPass, shard_batch, split_batch
 from harness.runner import run_trial
 from harness.trial import TrialSpec, TrialStatus
 
-ADAMW_POINT = {"lr": 1e-2, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05}
+ADAMW_POINT = {"lr": 5e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05}
 
 
 def _mse(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

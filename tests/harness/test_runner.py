@@ -14,7 +14,7 @@ from harness.runner import run_trial
 from harness.trial import TrialSpec, TrialStatus
 from workloads import Digits
 
-ADAMW_POINT = {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "beta2": 0.999, "warmup_frac": 0.05}
+ADAMW_POINT = {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05}
 
 RAISING = '''
 import torch
