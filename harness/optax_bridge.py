@@ -29,8 +29,26 @@ from harness.errors import ContractError
 
 __all__ = ["OptaxOptimizer"]
 
-# JAX runs with x64 off, so only these dtypes cross the bridge unchanged.
+# JAX runs with x64 off, so only these dtypes cross the bridge unchanged; float64 needs x64 on.
 _SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_X64_DTYPES = (torch.float64,)
+
+
+def _is_x64_enabled() -> bool:
+    """Whether JAX holds 64-bit floats here (`jax.enable_x64(True)` sets it within its scope)."""
+    return bool(jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.float64)
+
+
+def _check_dtype(i: int, p: torch.Tensor) -> None:
+    """Raises ContractError unless JAX can hold parameter `i`'s dtype as it is configured now."""
+    if p.dtype in _SUPPORTED_DTYPES or (p.dtype in _X64_DTYPES and _is_x64_enabled()):
+        return
+    supported = ", ".join(str(d) for d in _SUPPORTED_DTYPES)
+    hint = " (float64 only with JAX's x64 mode on: jax.enable_x64(True))"
+    raise ContractError(
+        f"OptaxOptimizer: parameter {i} (shape {tuple(p.shape)}) has dtype {p.dtype}; "
+        f"supported: {supported}{hint}"
+    )
 
 
 def _to_jax(t: torch.Tensor) -> jax.Array:
@@ -52,8 +70,9 @@ class OptaxOptimizer:
         u = -lr * (m_hat / (sqrt(v_hat) + eps) + wd * p),
     exactly like torch.optim.AdamW; it holds for sgd, lion, lamb and Muon-style rules alike. It does
     not hold for a rule whose state depends on the learning rate (e.g. schedule-free averaging,
-    whose weights use lr); such a submission should put its schedule inside `tx` and leave the
-    multiplier at 1.
+    whose weights use lr, or Prodigy, whose distance estimate does); such a submission should put
+    its schedule inside `tx` and leave the multiplier at 1 (see submissions/schedule-free-adamw
+    and submissions/prodigy).
 
     Missing gradients: a parameter whose `.grad` is None is stepped with an all-zero gradient, so
     the optax state keeps one leaf per parameter (moments still decay; decoupled weight decay still
@@ -67,12 +86,15 @@ class OptaxOptimizer:
     is not donated, so that `state_dict()` can hand out a reference that stays valid.
 
     Args:
-      params: the parameters to optimize, in pytree order (float32, bfloat16 or float16; all on
-        one device that JAX can address: the CPU, or a GPU when jax has its CUDA plugin).
+      params: the parameters to optimize, in pytree order (float32, bfloat16 or float16; float64
+        too while JAX's x64 mode is on, e.g. inside `jax.enable_x64(True)`, for construction and
+        every step; all on one device that JAX can address: the CPU, or a GPU when jax has its
+        CUDA plugin).
       tx: the optax transformation.
 
     Raises:
-      ContractError: no parameters are given, or one has a dtype JAX cannot hold with x64 off.
+      ContractError: no parameters are given, or one has a dtype JAX cannot hold as configured
+        (float64 with x64 off; integer or complex dtypes always).
     """
 
     def __init__(self, params: Sequence[torch.nn.Parameter], tx: optax.GradientTransformation):
@@ -80,14 +102,12 @@ class OptaxOptimizer:
         if not self._params:
             raise ContractError("OptaxOptimizer got no parameters; pass ParamGroups.params")
         for i, p in enumerate(self._params):
-            if p.dtype not in _SUPPORTED_DTYPES:
-                raise ContractError(
-                    f"OptaxOptimizer: parameter {i} (shape {tuple(p.shape)}) has dtype {p.dtype}; "
-                    f"supported: {', '.join(str(d) for d in _SUPPORTED_DTYPES)} (JAX x64 stays off)"
-                )
+            _check_dtype(i, p)
+        self._needs_x64 = any(p.dtype in _X64_DTYPES for p in self._params)
         self._tx = tx
         self._param_views: list[jax.Array] = [_to_jax(p) for p in self._params]
-        state = tx.init(list(self._param_views))
+        self._device = next(iter(self._param_views[0].devices()))
+        state = self._committed(tx.init(list(self._param_views)))
         self._state: optax.OptState = self._own(state, self._torch_ptrs())
         self._update = jax.jit(lambda grads, state, params: tx.update(grads, state, params))
 
@@ -104,6 +124,15 @@ class OptaxOptimizer:
     def _torch_ptrs(self) -> set[int]:
         ptrs = {p.data_ptr() for p in self._params}
         return ptrs | {p.grad.data_ptr() for p in self._params if p.grad is not None}
+
+    def _committed(self, state: optax.OptState) -> optax.OptState:
+        """The state with every leaf committed to the parameters' device.
+
+        `init` leaves some leaves (e.g. a `jnp.zeros([], int32)` count) uncommitted, while
+        `update` returns committed ones; jit compiles once per commitment pattern, so without
+        this the second step would compile again, inside the timed loop.
+        """
+        return jax.device_put(state, self._device)
 
     @staticmethod
     def _own(state: optax.OptState, torch_ptrs: set[int]) -> optax.OptState:
@@ -144,7 +173,16 @@ class OptaxOptimizer:
 
         Args:
           lr_multiplier: the harness schedule's value at this step (see the class docstring).
+
+        Raises:
+          ContractError: float64 parameters, but JAX's x64 mode is off at this call.
         """
+        if self._needs_x64 and not _is_x64_enabled():
+            # With x64 off, from_dlpack silently makes float32 copies of float64 buffers.
+            raise ContractError(
+                "OptaxOptimizer.step: float64 parameters need JAX's x64 mode on for every step "
+                "(run inside jax.enable_x64(True)), as it was when the optimizer was built"
+            )
         param_views = self._views_of_params()
         grads = self._views_of_grads(param_views)
         updates, state = self._update(grads, self._state, param_views)
@@ -193,7 +231,7 @@ class OptaxOptimizer:
                     f"OptaxOptimizer.load_state_dict: leaf shape {jnp.shape(a)} "
                     f"where this optimizer has {jnp.shape(b)}"
                 )
-        self._state = jax.tree.map(jnp.asarray, new)
+        self._state = self._committed(jax.tree.map(jnp.asarray, new))
 
     def state_bytes(self) -> int:
         """Exact bytes of the optax state: the sum of `nbytes` over its array leaves.

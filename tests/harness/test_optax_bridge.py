@@ -177,3 +177,27 @@ def test_state_that_aliases_params_is_copied() -> None:
 def test_float64_params_are_rejected() -> None:
     with pytest.raises(ContractError, match="float64"):
         OptaxOptimizer([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))], optax.sgd(0.1))
+
+
+def test_float64_params_step_in_float64_with_x64_on() -> None:
+    with jax.enable_x64(True):
+        param = torch.nn.Parameter(torch.full((3,), 1.0, dtype=torch.float64))
+        opt = OptaxOptimizer([param], optax.sgd(1e-9))
+        param.grad = torch.ones(3, dtype=torch.float64)
+        opt.step()
+        assert opt._param_views[0].dtype == jax.numpy.float64
+        assert opt._param_views[0].unsafe_buffer_pointer() == param.data_ptr()  # still zero-copy
+    # 1 - 1e-9 is exact to float64's 2e-16, and would round to 1.0 in float32.
+    assert param.dtype == torch.float64 and param.detach()[0].item() == 1.0 - 1e-9
+    with pytest.raises(ContractError, match="x64"):
+        opt.step()  # x64 is off again: a float64 step would be a float32 one
+
+
+def test_update_compiles_once_across_steps_and_a_restore() -> None:
+    """A second compile would land in the runner's timed loop (init leaves are uncommitted)."""
+    model = _mlp()
+    opt = OptaxOptimizer(list(model.parameters()), optax.adamw(LR, weight_decay=WD))
+    _train(model, opt, 2)
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    _train(model, opt, 2)
+    assert opt._update._cache_size() == 1
