@@ -227,6 +227,40 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_optimizers(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from harness.bench_optimizers import (
+        BenchConfig,
+        run_benchmark,
+        select_submissions,
+        write_report,
+    )
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device cuda: no CUDA device is available to torch {torch.__version__}")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
+    folders = select_submissions(args.submissions)  # refuses an unknown name before measuring
+    if args.threads is not None or device == "cpu":  # one thread on CPU: steadier on a busy box
+        torch.set_num_threads(args.threads or 1)
+    config = BenchConfig(device=device, scale=args.scale or ("full" if device == "cuda" else "reduced"),
+                         steps=args.steps, repeats=args.repeats, warmup=args.warmup)  # fmt: skip
+    print(f"bench optimizers: {len(folders)} submission(s) on {device}, {config.scale} shapes, "
+          f"{config.warmup} + {config.repeats} x {config.steps} steps ...", file=sys.stderr)  # fmt: skip
+    bar = tqdm(total=len(folders), desc="bench optimizers", unit="submission", disable=args.quiet)
+    with bar:
+        report = run_benchmark(config, folders, args.command_line, on_start=bar.set_postfix_str,
+                               on_done=lambda _: bar.update())  # fmt: skip
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.markdown())
+    if args.output:
+        sidecar = write_report(report, Path(args.output))
+        print(f"wrote {args.output} and {sidecar}", file=sys.stderr)
+    return 0
+
+
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from workloads.datasets import prepare
 
@@ -316,6 +350,8 @@ _EXAMPLES = {
     "import-algoperf": "optbench import-algoperf logs/external_tuning --results algoperf-results",
     "sysinfo": "optbench sysinfo",
     "bench-overhead": "optbench bench-overhead --workload digits --steps 200 --repeats 5",
+    "bench": "optbench bench optimizers --device cuda --output bench/optimizers.md",
+    "bench optimizers": "optbench bench optimizers --submissions muon,lion --output bench.md",
     "calibrate": "optbench calibrate cifar10-94 --scale full --seeds 20 --device cuda",
     "data": "optbench data prepare cifar10",
     "data prepare": "optbench data prepare fineweb10B --train-shards 8 --dir /scratch/optbench-data",
@@ -388,6 +424,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, default=200)
     p.add_argument("--repeats", type=_positive, default=3)
     p.add_argument("--data-dir", default=_default_data_dir())
+
+    bench = command("bench", None, "benchmarks of the harness and the submissions")
+    kinds = bench.add_subparsers(dest="kind", required=True, metavar="BENCHMARK")
+    p = kinds.add_parser("optimizers", help="optimizer step time and state memory, vs AdamW",
+                         description="For every submission (or --submissions): the optimizer step "
+                         "time and state memory\non a fixed GPT parameter set (GPT-2 small's shapes "
+                         "on GPU, a reduced set on CPU),\nas ratios to AdamW measured in the same "
+                         "run. Markdown on stdout; progress on stderr.",
+                         epilog=f"example:\n  {_EXAMPLES['bench optimizers']}",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.set_defaults(func=cmd_bench_optimizers)
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="torch device (default: cuda when available, else cpu)")  # fmt: skip
+    p.add_argument("--scale", choices=("full", "reduced", "tiny"), default=None,
+                   help="parameter set: full = GPT-2 small's shapes (default on cuda), reduced = "
+                   "width 256, 4 layers, vocab 12288 (default on cpu), tiny = a toy for tests")  # fmt: skip
+    p.add_argument("--submissions", default=None, metavar="A,B,C",
+                   help="comma-separated names or folders (default: every reference submission); "
+                   "adamw, the baseline, is always measured")  # fmt: skip
+    p.add_argument("--steps", type=_positive, default=20, help="timed steps per repeat")
+    p.add_argument("--repeats", type=_positive, default=5, help="timed repeats; medians reported")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps before the timed ones")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="torch CPU threads (default: 1 on cpu, torch's default on cuda)")  # fmt: skip
+    p.add_argument("--output", default=None, metavar="FILE.md",
+                   help="also write the Markdown here and the JSON beside it (FILE.json)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = command("calibrate", cmd_calibrate,
                 "train the reference AdamW over seeds and check the workload's target")  # fmt: skip
