@@ -21,8 +21,10 @@ import pandas as pd
 from harness.search_space import Choice, Range
 from harness.submission import load_submission, reference_dir
 from harness.trial import TrialSpec
+from sweeps.rulesets import ExternalRuleset, WorkloadAtScale
 
-__all__ = ["RULESET", "reference_names", "search_space_table", "zoo_specs", "zoo_table"]
+__all__ = ["RULESET", "missed_pairs", "reference_names", "search_space_table", "tuning_specs",
+           "zoo_specs", "zoo_table"]  # fmt: skip
 
 RULESET = "zoo-centre"
 
@@ -74,34 +76,74 @@ def _bounds(dim: Range | Choice) -> str:
     return f"[{dim.low:.3g}, {dim.high:.3g}]"
 
 
+def missed_pairs(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """(submission, workload) pairs whose latest centre trial did not reach the target."""
+    centre = _latest(trials[trials["ruleset"] == RULESET])
+    missed = centre[centre["status"] != "target_reached"]
+    return sorted(zip(missed["submission"], missed["workload"], strict=True))
+
+
+def tuning_specs(pairs: list[tuple[str, str]], num_trials: int, data_dir: str,
+                 command_line: str = "") -> list[TrialSpec]:  # fmt: skip
+    """One external-ruleset study of `num_trials` for each pair the defaults missed."""
+    ruleset = ExternalRuleset(num_trials=num_trials, num_studies=1)
+    specs = []
+    for name, workload in pairs:
+        space = load_submission(name).search_space
+        specs += ruleset.plan(name, space, [WorkloadAtScale(workload, "smoke")], data_dir,
+                              command_line)  # fmt: skip
+    return specs
+
+
+def _latest(rows: pd.DataFrame) -> pd.DataFrame:
+    """The newest row per (submission, workload)."""
+    return rows.sort_values("created_utc").groupby(["submission", "workload"]).tail(1)
+
+
+def _cell(row: pd.Series) -> str:
+    if row["status"] == "target_reached":
+        return f"✓ {int(row['steps_to_target'])} / {row['time_to_target_s']:.1f}s"
+    if row["status"] == "budget_exhausted":
+        return f"✗ {row['best_metric']:.3g} ({int(row['steps'])} st)"
+    return str(row["status"])
+
+
 def zoo_table(trials: pd.DataFrame) -> str:
     """Markdown: one row per submission, one column per workload.
 
-    A cell is `✓ steps / s` (reached the target at that step and training time), `✗ best` (budget
-    exhausted; the best metric reached), or the status (failed, diverged).
+    A cell is the centre trial's result: `✓ steps / s` (reached the target at that step and
+    training time), `✗ best (steps)` (budget exhausted; the best metric reached), or the status
+    (failed, diverged); where the defaults missed and a tuning study ran, `→ tuned k/N` follows
+    (k of its N trials reached the target).
     """
-    trials = trials[trials["ruleset"] == RULESET]
-    workloads = sorted(trials["workload"].unique())
+    centre = _latest(trials[trials["ruleset"] == RULESET]).set_index(["submission", "workload"])
+    tuned = trials[trials["ruleset"] == "external"]
+    workloads = sorted(centre.index.get_level_values("workload").unique())
     lines = [
-        "| submission | " + " | ".join(workloads) + " | reached |",
-        "|---" * (len(workloads) + 2) + "|",
+        "| submission | " + " | ".join(workloads) + " | at defaults | tuned |",
+        "|---" * (len(workloads) + 3) + "|",
     ]
-    for name, rows in trials.groupby("submission", sort=True):
-        latest = rows.sort_values("created_utc").groupby("workload").tail(1).set_index("workload")
-        cells, reached = [], 0
+    for name in sorted(centre.index.get_level_values("submission").unique()):
+        cells, at_defaults, after_tuning = [], 0, 0
         for workload in workloads:
-            if workload not in latest.index:
+            if (name, workload) not in centre.index:
                 cells.append("–")
                 continue
-            row = latest.loc[workload]
-            if row["status"] == "target_reached":
-                reached += 1
-                cells.append(f"✓ {int(row['steps_to_target'])} / {row['time_to_target_s']:.1f}s")
-            elif row["status"] == "budget_exhausted":
-                cells.append(f"✗ {row['best_metric']:.3g} ({int(row['steps'])} st)")
-            else:
-                cells.append(str(row["status"]))
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {reached}/{len(workloads)} |")
+            row = centre.loc[(name, workload)]
+            cell = _cell(row)
+            reached = row["status"] == "target_reached"
+            at_defaults += reached
+            study = tuned[(tuned["submission"] == name) & (tuned["workload"] == workload)
+                          & (tuned["submission_hash"] == row["submission_hash"])]  # fmt: skip
+            if not reached and len(study):
+                hits = int((study["status"] == "target_reached").sum())
+                cell += f" → tuned {hits}/{len(study)}"
+                reached = hits > 0
+            after_tuning += reached
+            cells.append(cell)
+        total = len(workloads)
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {at_defaults}/{total} | {after_tuning}/{total} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -122,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--tune-misses", type=int, default=0, metavar="N",
+                        help="for each pair the defaults miss, one external-ruleset study of N trials")  # fmt: skip
     parser.add_argument("--out", default="", help="write the Markdown table here")
     args = parser.parse_args(argv)
     names = [s for s in args.submissions.split(",") if s] or reference_names()
@@ -129,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     specs = zoo_specs(names, workloads, str(Path(args.data_dir).resolve()),
                       command_line=" ".join(sys.argv))  # fmt: skip
     run_sweep(specs, args.results, num_cpus=args.cpus)
+    if args.tune_misses:
+        missed = missed_pairs(ResultsStore(args.results).read_trials())
+        missed = [(n, w) for n, w in missed if n in names and w in workloads]
+        tuning = tuning_specs(missed, args.tune_misses, specs[0].data_dir, specs[0].command_line)
+        run_sweep(tuning, args.results, num_cpus=args.cpus)
     table = zoo_table(ResultsStore(args.results).read_trials())
     if args.out:
         tmp = Path(args.out).with_suffix(".tmp")

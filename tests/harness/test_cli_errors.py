@@ -87,7 +87,7 @@ def test_hyperparameter_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixtu
     status, err = _run(capsys, "run", "adamw", "--workload", "digits", "--hp", "lr=5",
                        "--results", str(results))  # fmt: skip
     assert status == 2
-    _assert_one_line(err, "adamw/search_space.json", "lr=5 is outside [0.0002, 0.005]")
+    _assert_one_line(err, "adamw/search_space.json", "lr=5 is outside [0.0001, 0.01]")
     assert _nothing_in(results)
 
 
