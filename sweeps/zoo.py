@@ -147,6 +147,20 @@ def zoo_table(trials: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _header(trials: pd.DataFrame) -> str:
+    """Where the table's numbers come from: the trials' commits, machine and dates."""
+    commits = ", ".join(sorted(trials["git_commit"].astype(str).str[:10].unique()))
+    machines = ", ".join(sorted(trials["cpu_model"].astype(str).unique()))
+    first, last = trials["created_utc"].min(), trials["created_utc"].max()
+    return (
+        "# Zoo check: every reference at its defaults, then tuned, on every smoke workload\n\n"
+        f"{len(trials)} trials, {first} to {last}, commit(s) {commits}, on {machines}; one torch\n"
+        "thread per trial, two trials at once. Cell: `✓ step / training s` where the target was\n"
+        "reached at the defaults, else `✗ best metric (steps run)`, then `→ tuned k/N` (k of the N\n"
+        "trials of the external-ruleset study reached it). See README.md for why the misses miss.\n\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from harness.results import ResultsStore
     from sweeps.driver import run_sweep
@@ -178,10 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         missed = [(n, w) for n, w in missed if n in names and w in workloads]
         tuning = tuning_specs(missed, args.tune_misses, specs[0].data_dir, specs[0].command_line)
         run_sweep(tuning, args.results, num_cpus=args.cpus)
-    table = zoo_table(ResultsStore(args.results).read_trials())
+    trials = ResultsStore(args.results).read_trials()
+    table = zoo_table(trials)
     if args.out:
         tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(table)
+        tmp.write_text(_header(trials) + table)
         os.replace(tmp, args.out)
     print(table)
     return 0
