@@ -143,8 +143,15 @@ def optimizer(params: ParamGroups, hp: Hyperparameters, info: WorkloadInfo) -> S
     buckets: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for param, role, decays in zip(params.params, params.roles, params.decay_mask(), strict=True):
         buckets.setdefault((role in PRECONDITIONED_ROLES, decays), []).append(param)
+    # a hyperparameter a search space may set; the reference space leaves it at the default
+    frequency = int(hp.get("precondition_frequency", DEFAULTS["precondition_frequency"]))
     groups = [
-        {"params": ps, "precondition": pre, "weight_decay": hp["weight_decay"] if decays else 0.0}
+        {
+            "params": ps,
+            "precondition": pre,
+            "weight_decay": hp["weight_decay"] if decays else 0.0,
+            "precondition_frequency": frequency,
+        }
         for (pre, decays), ps in buckets.items()
     ]
     return Shampoo(groups, lr=hp["lr"], beta1=hp["beta1"])

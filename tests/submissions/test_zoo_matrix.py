@@ -288,3 +288,16 @@ def test_soap_state_memory(set_defaults, max_dim: int) -> None:
         if role in PRECONDITIONED_ROLES:
             floats += sum(2 * d * d for d in matrix_sides(shape) if d <= max_dim)
     assert state_bytes("soap", SOAP_HP) == FLOAT32_BYTES * floats
+
+
+@pytest.mark.parametrize("name", ["shampoo", "soap"])
+def test_precondition_frequency_is_a_hyperparameter(set_defaults, name: str) -> None:
+    """A search space may set the refresh frequency: hp wins over the DEFAULTS constant."""
+    hp = SHAMPOO_HP if name == "shampoo" else SOAP_HP
+    set_defaults(name, precondition_frequency=2)
+    by_constant = run_reference(name, dict(hp), steps=3).values()
+    set_defaults(name, precondition_frequency=10)
+    by_hp = run_reference(name, {**hp, "precondition_frequency": 2}, steps=3).values()
+    default = run_reference(name, dict(hp), steps=3).values()
+    assert max_abs_diff(by_hp, by_constant) == 0.0
+    assert max_abs_diff(by_hp, default) > 1e-6
