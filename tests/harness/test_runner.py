@@ -156,11 +156,12 @@ def test_full_control_submission_runs_and_prepares_for_eval(tmp_path: Path, data
     assert outcome.row["compile_time_s"] == 0.0  # no state_dict: no warm-up to undo
 
 
-def test_algoperf_level_is_detected_and_refused_clearly(tmp_path: Path, data_dir: Path) -> None:
+def test_incomplete_algoperf_module_fails_the_trial_clearly(tmp_path: Path, data_dir: Path) -> None:
     folder = _submission(tmp_path, "algoperf-style", "def update_params(*args):\n    pass\n")
     outcome = run_trial(_spec(folder, data_dir, {"lr": 0.05}))
     assert outcome.status == TrialStatus.FAILED
     assert "AlgoPerf-style submissions (level 3)" in outcome.row["error"]
+    assert "missing: get_batch_size, init_optimizer_state, data_selection" in outcome.row["error"]
 
 
 def test_time_budget_stops_the_trial(data_dir: Path) -> None:
