@@ -35,9 +35,7 @@ import dataclasses
 import gc
 import json
 import math
-import os
 import statistics
-import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +50,7 @@ from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
 from harness.errors import UsageError
 from harness.memory import optimizer_state_bytes
 from harness.provenance import collect_provenance, cpu_model
+from harness.results import write_text_atomic
 from harness.stepper import make_stepper
 from harness.submission import (
     Level,
@@ -366,13 +365,9 @@ def _info(config: BenchConfig) -> WorkloadInfo:
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def _sync_for(device: str) -> Callable[[], None]:
-    return torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
-
-
 def _timed_ms(step: Callable[[int], Any], first_index: int, config: BenchConfig) -> float:
     """Milliseconds per step of `config.steps` steps in one clocked block (device synced)."""
-    clock = Clock(sync=_sync_for(config.device))
+    clock = Clock.for_device(config.device)
     with clock.timed():
         for index in range(first_index, first_index + config.steps):
             step(index)
@@ -469,18 +464,6 @@ def run_benchmark(config: BenchConfig, folders: Sequence[Path], command_line: st
 # -- writing -----------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_report(report: BenchReport, path: Path) -> Path:
     """Writes the Markdown to `path` and the JSON beside it, each atomically (temp + rename).
 
@@ -491,6 +474,6 @@ def write_report(report: BenchReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     is_json = path.suffix == ".json"
     sidecar = path.with_name(path.name + ".json") if is_json else path.with_suffix(".json")
-    _write_atomic(path, report.markdown())
-    _write_atomic(sidecar, json.dumps(report.to_json(), indent=2) + "\n")
+    write_text_atomic(path, report.markdown())
+    write_text_atomic(sidecar, json.dumps(report.to_json(), indent=2) + "\n")
     return sidecar

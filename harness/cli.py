@@ -23,7 +23,7 @@ REFERENCES = ("adamw", "sgd-nesterov", "muon", "adamw-optax")
 DEFAULT_WORKLOADS = "digits,nanogpt"
 
 
-def _default_data_dir() -> str:
+def default_data_dir() -> str:
     return os.environ.get("OPTBENCH_DATA_DIR", str(Path.home() / ".cache" / "optbench" / "data"))
 
 
@@ -69,7 +69,7 @@ def _workloads(text: str, scale: str) -> list[Any]:
     if not names:
         raise UsageError("--workloads names no workload")
     for name in names:  # refuses an unknown name or scale; builds nothing
-        get_workload(name, scale, Path(_default_data_dir()))
+        get_workload(name, scale, Path(default_data_dir()))
     return [WorkloadAtScale(name, scale) for name in names]
 
 
@@ -163,6 +163,7 @@ _CPU_PEAK_NOTE = (
 
 
 def _write_leaderboard(args: argparse.Namespace, highlight: str | None) -> int:
+    from harness.results import write_text_atomic
     from reports.leaderboard import leaderboard_table, render_html, render_markdown
 
     trials = _read_trials(args.results)
@@ -174,9 +175,7 @@ def _write_leaderboard(args: argparse.Namespace, highlight: str | None) -> int:
     out = Path(getattr(args, "out", None) or args.results)
     out.mkdir(parents=True, exist_ok=True)
     for name, text in (("leaderboard.md", markdown), ("leaderboard.html", html)):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        write_text_atomic(out / name, text)
     print(markdown)
     if highlight is not None:
         print(f"\n{highlight}: score {table.loc[highlight, 'score']:.4f}"
@@ -327,7 +326,7 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="sweep seed (points and trial seeds)")
     p.add_argument("--cpus", type=_positive, default=os.cpu_count() or 1,
                    help="trials run at once, one CPU each (default: all cores)")  # fmt: skip
-    p.add_argument("--data-dir", default=_default_data_dir(), help="prepared datasets")
+    p.add_argument("--data-dir", default=default_data_dir(), help="prepared datasets")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -390,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=_positive, default=1,
                    help="data-parallel processes (gloo on CPU, NCCL on GPUs; same global batch)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
-    p.add_argument("--data-dir", default=_default_data_dir())
+    p.add_argument("--data-dir", default=default_data_dir())
     _add_results(p)
 
     p = command("sweep", cmd_sweep, "tune submissions under the external ruleset (Ray Tune)")
@@ -423,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", default="digits")
     p.add_argument("--steps", type=_positive, default=200)
     p.add_argument("--repeats", type=_positive, default=3)
-    p.add_argument("--data-dir", default=_default_data_dir())
+    p.add_argument("--data-dir", default=default_data_dir())
 
     bench = command("bench", None, "benchmarks of the harness and the submissions")
     kinds = bench.add_subparsers(dest="kind", required=True, metavar="BENCHMARK")
@@ -461,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
     p.add_argument("--parallel", type=_positive, default=1,
                    help="trials at once (default 1: timings stay honest)")  # fmt: skip
-    p.add_argument("--data-dir", default=_default_data_dir())
+    p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--results", default="results/calibration",
                    help="results root; re-running resumes (default: %(default)s)")  # fmt: skip
 
@@ -474,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.set_defaults(func=cmd_data_prepare)
     p.add_argument("name", metavar="NAME", help="dataset: cifar10 or fineweb10B")
-    p.add_argument("--dir", default=_default_data_dir(), help="data folder (default: %(default)s)")
+    p.add_argument("--dir", default=default_data_dir(), help="data folder (default: %(default)s)")
     p.add_argument("--train-shards", type=_positive, default=1, metavar="K",
                    help="fineweb10B: fetch train shards 1..K (default: %(default)s)")  # fmt: skip
     p.add_argument("--mirror", default=None, metavar="URL",

@@ -17,6 +17,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the clock needs torch only to pick a device's synchronization
+    import torch
 
 __all__ = ["Clock"]
 
@@ -39,6 +43,14 @@ class Clock:
         self.train_s = 0.0
         self.compile_s = 0.0
         self.eval_s = 0.0
+
+    @classmethod
+    def for_device(cls, device: str | torch.device) -> Clock:
+        """A clock that synchronizes `device` (a torch device or its name) before each read."""
+        import torch
+
+        is_cuda = torch.device(device).type == "cuda"
+        return cls(sync=torch.cuda.synchronize if is_cuda else _no_sync)
 
     def _read(self) -> float:
         self._sync()

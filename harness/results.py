@@ -14,6 +14,7 @@ hidden and temporary files. Only pyarrow and pandas are imported here, so report
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,9 +30,10 @@ from harness.errors import ResultsSchemaError
 __all__ = [
     "EVALS_SCHEMA",
     "PROVENANCE_FIELDS",
+    "ResultsStore",
     "SCHEMA_VERSION",
     "TRIALS_SCHEMA",
-    "ResultsStore",
+    "write_text_atomic",
 ]
 
 SCHEMA_VERSION = 1
@@ -228,7 +230,9 @@ def _to_table(rows: list[dict[str, Any]], schema: pa.Schema, name: str) -> pa.Ta
     try:
         return pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise ResultsSchemaError(f"{name} row does not fit schema v{SCHEMA_VERSION}: {exc}") from None
+        raise ResultsSchemaError(
+            f"{name} row does not fit schema v{SCHEMA_VERSION}: {exc}"
+        ) from None
 
 
 def _type_problem(column: pa.Field, value: Any) -> str | None:
@@ -249,3 +253,18 @@ def _type_problem(column: pa.Field, value: Any) -> str | None:
     elif pa.types.is_string(kind) and not isinstance(value, str):
         return f"needs a string, got {type(value).__name__}"
     return None
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Writes `text` to `path` through a temporary file in the same folder and a rename: a reader
+    sees the old file or the new one, never part of one, and a failure leaves no temporary behind."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

@@ -79,8 +79,7 @@ def _run(spec: TrialSpec, collective: Collective) -> TrialOutcome:
         workload = get_workload(spec.workload, spec.scale, Path(spec.data_dir))
         record.describe(workload, submission.name, submission.source_hash)
         hp = Hyperparameters(spec.hparams)
-        # calibration trains the workload's reference recipe, not a point drawn from the space
-        submission.search_space.validate_point(hp, check_ranges=spec.ruleset != "calibration")
+        submission.search_space.validate_point(hp)
         workload.setup(device, spec.seed)
         peak = memory.PeakMemory(device)  # after data staging: the peak is the model's and steps'
         model = workload.build_model(spec.seed)
@@ -241,7 +240,7 @@ class _Record:
         self.spec = spec
         self.device = device
         self.train_losses: list[float] = []  # every step's global mean training loss
-        self.clock = Clock(sync=torch.cuda.synchronize if device.type == "cuda" else _no_sync)
+        self.clock = Clock.for_device(device)
         self.evals: list[dict[str, Any]] = []
         self.reached_target = False
         self._target: Any = None
@@ -331,9 +330,6 @@ class _Record:
         full = {name: self.row.get(name) for name in TRIALS_SCHEMA.names}
         return TrialOutcome(row=full, evals=evals, train_losses=self.train_losses)
 
-
-def _no_sync() -> None:
-    return None
 
 
 

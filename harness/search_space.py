@@ -93,12 +93,8 @@ class SearchSpace:
             point[dim.name] = dim.from_unit(0.5) if isinstance(dim, Range) else dim.values[0]
         return point
 
-    def validate_point(self, point: Mapping[str, Any], check_ranges: bool = True) -> None:
-        """Raises ContractError naming the first hyperparameter that is missing or out of range.
-
-        `check_ranges=False` checks the names only (a workload's calibration recipe may lie
-        outside the reference's tuning ranges; it must still name exactly its hyperparameters).
-        """
+    def validate_point(self, point: Mapping[str, Any]) -> None:
+        """Raises ContractError naming the first hyperparameter that is missing or out of range."""
         if self.fixed_points:
             if dict(point) not in [dict(p) for p in self.fixed_points]:
                 raise ContractError(f"{self.source}: point {dict(point)} is not one of its points")
@@ -113,7 +109,7 @@ class SearchSpace:
         for dim in self.dims:
             if dim.name not in point:
                 raise ContractError(f"{self.source}: hyperparameter {dim.name!r} missing")
-            if check_ranges and not dim.contains(point[dim.name]):
+            if not dim.contains(point[dim.name]):
                 valid = (
                     f"[{dim.low:g}, {dim.high:g}]" if isinstance(dim, Range) else list(dim.values)
                 )

@@ -162,7 +162,8 @@ def _header(trials: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.results import ResultsStore
+    from harness.cli import default_data_dir
+    from harness.results import ResultsStore, write_text_atomic
     from sweeps.driver import run_sweep
     from workloads import WORKLOADS
 
@@ -171,12 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default="results/zoo", help="results root")
     parser.add_argument("--submissions", default="", help="comma-separated (default: all)")
     parser.add_argument("--workloads", default="", help="comma-separated (default: all)")
-    parser.add_argument(
-        "--data-dir",
-        default=os.environ.get(
-            "OPTBENCH_DATA_DIR", str(Path.home() / ".cache" / "optbench" / "data")
-        ),
-    )
+    parser.add_argument("--data-dir", default=default_data_dir(), help="prepared datasets")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tune-misses", type=int, default=0, metavar="N",
                         help="for each pair the defaults miss, one external-ruleset study of N trials")  # fmt: skip
@@ -195,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     trials = ResultsStore(args.results).read_trials()
     table = zoo_table(trials)
     if args.out:
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(_header(trials) + table)
-        os.replace(tmp, args.out)
+        write_text_atomic(args.out, _header(trials) + table)
     print(table)
     return 0
 

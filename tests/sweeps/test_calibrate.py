@@ -48,3 +48,16 @@ def test_calibrate_refuses_an_unknown_workload(tmp_path: Path,
     assert main(["calibrate", "imagenet", "--results", str(tmp_path / "r")]) == 2
     assert "unknown workload 'imagenet'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_every_calibration_recipe_is_a_point_of_the_adamw_reference() -> None:
+    """Calibration trains `submissions/adamw` through the runner, which refuses points outside
+    its search space: each workload's recipe must lie inside it, at every scale."""
+    from harness.contract import Hyperparameters
+    from harness.submission import load_submission
+    from workloads import WORKLOADS
+
+    space = load_submission("adamw").search_space
+    for workload in WORKLOADS.values():
+        for point in workload.reference_hparams.values():
+            space.validate_point(Hyperparameters(point))
