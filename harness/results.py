@@ -36,7 +36,7 @@ __all__ = [
     "write_text_atomic",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _VERSION_KEY = b"optbench_schema_version"
 
 # Every row of both tables carries these, so a row copied anywhere still says where it came from.
@@ -101,7 +101,11 @@ _TRIAL_FIELDS: list[pa.Field] = [
     pa.field("peak_bytes", pa.int64()),
     pa.field("activations_bytes", pa.int64()),
     pa.field("peak_source", pa.string()),
+    # how it ran (schema v2): launcher runs of this trial (retries), and resumes from a checkpoint
+    pa.field("attempts", pa.int64()),
+    pa.field("restarts", pa.int64()),
 ]
+_ADDED_IN_V2 = {"attempts", "restarts"}  # v1 files are read with these null
 
 _EVAL_FIELDS: list[pa.Field] = [
     pa.field("trial_id", pa.string(), nullable=False),
@@ -202,7 +206,9 @@ def _validate_file(path: Path, schema: pa.Schema) -> None:
     except (OSError, pa.ArrowException) as exc:
         raise ResultsSchemaError(f"{path}: not a readable parquet file ({exc})") from None
     version = (found.metadata or {}).get(_VERSION_KEY)
-    if version != str(SCHEMA_VERSION).encode():
+    if version == b"1":  # v1 is v2 without the columns v2 added: those read as null
+        schema = pa.schema([f for f in schema if f.name not in _ADDED_IN_V2])
+    elif version != str(SCHEMA_VERSION).encode():
         shown = version.decode() if version else "missing"
         raise ResultsSchemaError(
             f"{path}: results schema version {shown}, this optbench reads version {SCHEMA_VERSION}"

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import sys
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from harness import memory, parallel
+from harness import checkpoint, memory, parallel
+from harness.checkpoint import LiveTrial, TrialCheckpoint
 from harness.clock import Clock
 from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
 from harness.parallel import Collective, GradientPass
@@ -30,7 +32,7 @@ from harness.submission import load_submission
 from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Workload
 
-__all__ = ["TrialOutcome", "hardware_class", "run_trial"]
+__all__ = ["TrialOutcome", "failed_outcome", "hardware_class", "run_rank", "run_trial"]
 
 
 @dataclass(slots=True)
@@ -55,25 +57,30 @@ def hardware_class(device: torch.device, num_threads: int, world_size: int = 1) 
     return f"cpu {cpu_model()} ({threads}){processes}"
 
 
-def run_trial(spec: TrialSpec) -> TrialOutcome:
+def run_trial(spec: TrialSpec, live_root: str | Path | None = None, attempt: int = 1) -> TrialOutcome:
     """Runs one trial to its target, budget, divergence or error and returns its record.
 
     With `spec.world_size` > 1 this process is rank 0 and starts ranks 1.. as child processes
-    (`harness.parallel`); rank 0's record is the trial's.
+    (`harness.parallel`); rank 0's record is the trial's. With `live_root`, the trial checkpoints
+    at every eval point into `live_root/<trial_id>/` and resumes from a checkpoint it finds there
+    (`harness.checkpoint`). `attempt` counts the launcher's runs of this trial (retries).
     """
     if spec.world_size == 1:
-        return _run(spec, Collective())
-    return _run_data_parallel(spec)
+        return run_rank(spec, Collective(), live_root, attempt)
+    return _run_data_parallel(spec, live_root, attempt)
 
 
-def _run(spec: TrialSpec, collective: Collective) -> TrialOutcome:
-    """One process's part of a trial: setup, warm-up, the step loop, the record."""
+def run_rank(spec: TrialSpec, collective: Collective, live_root: str | Path | None = None,
+             attempt: int = 1) -> TrialOutcome:  # fmt: skip
+    """One process's part of a trial: setup, warm-up, the step loop, the record. With
+    `collective.world_size` > 1 the process group must be initialised already (rank 0 records)."""
     from workloads import get_workload  # workloads import harness: resolve at call time
 
     wall_start = time.perf_counter()
     torch.set_num_threads(spec.num_threads)
     device = _rank_device(spec.device, collective.rank)
     record = _Record(spec, device)
+    record.row["attempts"] = attempt
     try:
         submission = load_submission(spec.submission)
         workload = get_workload(spec.workload, spec.scale, Path(spec.data_dir))
@@ -89,8 +96,10 @@ def _run(spec: TrialSpec, collective: Collective) -> TrialOutcome:
         trial = TrialContext(model, workload, spec.seed, collective.world_size, record.clock)
         stepper = make_stepper(submission, groups, hp, info, grads.loss, grads, trial)
         _compile_warmup(stepper, model, workload, record.clock)
+        live = LiveTrial.under(live_root, record.row["trial_id"]) if live_root else None
+        start_step = _resume(live, model, stepper, workload, record) if live else 0
         peak.reset()  # the peak of the training steps, not of one-time warm-up work
-        _train(workload, model, stepper, info, spec, record, collective)
+        _train(workload, model, stepper, info, spec, record, collective, start_step, live)
         record.memory(model, groups, stepper, peak.read())
     except Exception:  # the trial boundary: the one place where failures become data
         record.fail(traceback.format_exc())
@@ -99,13 +108,14 @@ def _run(spec: TrialSpec, collective: Collective) -> TrialOutcome:
 
 
 def _train(workload: Workload, model: torch.nn.Module, stepper: Stepper, info: WorkloadInfo,
-           spec: TrialSpec, record: _Record, collective: Collective) -> None:  # fmt: skip
+           spec: TrialSpec, record: _Record, collective: Collective, start_step: int,
+           live: LiveTrial | None) -> None:  # fmt: skip
     """The step loop: timed steps, evals on the workload's cadence, stop at target / budget /
     divergence, or when the submission declares training complete (after one more eval).
-    Rank 0 evaluates and decides; every rank follows its decision."""
+    Rank 0 evaluates, checkpoints and decides; every rank follows its decision."""
     clock, config, device = record.clock, workload.config, _model_device(model)
-    losses: list[torch.Tensor] = []  # global mean losses, fetched from the device at evals only
-    for step in range(info.max_steps):
+    losses: list[torch.Tensor] = []  # global mean losses since the last eval, fetched at evals
+    for step in range(start_step, info.max_steps):
         with clock.timed():
             is_complete = _step(stepper, workload, model, step, losses)
         done_steps = step if is_complete else step + 1
@@ -119,7 +129,12 @@ def _train(workload: Workload, model: torch.nn.Module, stepper: Stepper, info: W
             stepper.prepare_for_eval()
         stop = collective.rank == 0 and _eval_point(workload, model, stepper, losses, done_steps,
                                                     record)  # fmt: skip
-        if collective.from_rank0(stop or out_of_time or is_complete, device):
+        stop = collective.from_rank0(stop or out_of_time or is_complete, device)
+        if live is not None and collective.rank == 0:
+            if not stop:  # a finished trial's rows are its record; no resume needed
+                _save_checkpoint(live, done_steps, model, stepper, workload, record)
+            live.append_progress(done_steps, clock.train_s, record.last_metrics)
+        if stop:
             break
     if collective.rank == 0 and "status" not in record.row:
         reached = record.reached_target
@@ -142,11 +157,11 @@ def _eval_point(workload: Workload, model: torch.nn.Module, stepper: Stepper,
                 losses: list[torch.Tensor], done_steps: int, record: _Record) -> bool:  # fmt: skip
     """Evaluates, records the point and the interval's losses; True when the trial must stop."""
     metrics = _evaluate(workload, model, record.clock)
-    new_losses = losses[len(record.train_losses) :]
-    interval = torch.stack(new_losses).float().cpu() if new_losses else torch.zeros(0)
+    interval = torch.stack(losses).float().cpu() if losses else torch.zeros(0)
     record.train_losses += interval.tolist()
-    if new_losses:  # none when training was declared complete right at the start
+    if losses:  # none when training was declared complete right at the start
         metrics["train_loss"] = float(interval.mean())  # the mean since the last eval
+    losses.clear()
     record.eval_point(done_steps, metrics)
     stepper.observe_eval(done_steps, metrics)
     if not bool(torch.isfinite(interval).all()) or not all(map(math.isfinite, metrics.values())):
@@ -155,17 +170,18 @@ def _eval_point(workload: Workload, model: torch.nn.Module, stepper: Stepper,
     return record.reached_target and record.spec.stop_at_target
 
 
-def _run_data_parallel(spec: TrialSpec) -> TrialOutcome:
+def _run_data_parallel(spec: TrialSpec, live_root: str | Path | None, attempt: int) -> TrialOutcome:
     """Rank 0 here, ranks 1.. in fresh child processes, meeting over a loopback rendezvous."""
     port = parallel.free_port()
     ctx = mp.get_context("spawn")
-    ranks = [ctx.Process(target=_rank_process, args=(spec.to_dict(), rank, port), daemon=True)
+    live = str(live_root) if live_root else None
+    ranks = [ctx.Process(target=_rank_process, args=(spec.to_dict(), rank, port, live), daemon=True)
              for rank in range(1, spec.world_size)]  # fmt: skip
     for process in ranks:
         process.start()
     try:
         parallel.init_process_group(0, spec.world_size, port, _rank_device(spec.device, 0))
-        outcome = _run(spec, Collective(0, spec.world_size))
+        outcome = run_rank(spec, Collective(0, spec.world_size), live_root, attempt)
     except Exception:
         outcome = failed_outcome(spec, traceback.format_exc())
     finally:
@@ -183,13 +199,13 @@ def _run_data_parallel(spec: TrialSpec) -> TrialOutcome:
     return outcome
 
 
-def _rank_process(spec_dict: dict[str, Any], rank: int, port: int) -> None:
+def _rank_process(spec_dict: dict[str, Any], rank: int, port: int, live_root: str | None) -> None:
     """Rank `rank` (>= 1) of a data-parallel trial; its record is dropped, its failure is not."""
     spec = TrialSpec.from_dict(spec_dict)
     torch.set_num_threads(spec.num_threads)
     parallel.init_process_group(rank, spec.world_size, port, _rank_device(spec.device, rank))
     try:
-        outcome = _run(spec, Collective(rank, spec.world_size))
+        outcome = run_rank(spec, Collective(rank, spec.world_size), live_root)
     finally:
         dist.destroy_process_group()
     if outcome.row.get("error"):
@@ -229,6 +245,41 @@ def _compile_warmup(stepper: Stepper, model: torch.nn.Module, workload: Workload
         param.grad = None
 
 
+def _save_checkpoint(live: LiveTrial, step: int, model: torch.nn.Module, stepper: Stepper,
+                     workload: Workload, record: _Record) -> None:  # fmt: skip
+    """Checkpoints the trial after `step` steps (untimed); skipped when the submission's state
+    cannot be taken (a full-control submission without `state_dict`): it would restart afresh."""
+    optimizer = stepper.snapshot()
+    if optimizer is None:
+        return
+    clock = record.clock
+    live.save(TrialCheckpoint(
+        step=step, model=model.state_dict(), optimizer=optimizer, workload=workload.state_dict(),
+        rng=checkpoint.rng_state(_model_device(model)), record=record.state(),
+        clock={"train_s": clock.train_s, "compile_s": clock.compile_s, "eval_s": clock.eval_s},
+        restarts=record.row["restarts"],
+    ))  # fmt: skip
+
+
+def _resume(live: LiveTrial, model: torch.nn.Module, stepper: Stepper, workload: Workload,
+            record: _Record) -> int:  # fmt: skip
+    """Restores the trial's last checkpoint, if any; returns the step to continue from."""
+    saved = live.load()
+    if saved is None:
+        return 0
+    device = _model_device(model)
+    model.load_state_dict(saved.model)
+    stepper.restore(saved.optimizer)
+    workload.load_state_dict(saved.workload)
+    checkpoint.restore_rng(saved.rng, device)
+    record.load_state(saved.record)
+    clock = record.clock
+    clock.train_s, clock.eval_s = saved.clock["train_s"], saved.clock["eval_s"]
+    clock.compile_s += saved.clock["compile_s"]  # this process compiled again: both count
+    record.row["restarts"] = saved.restarts + 1
+    return saved.step
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -252,7 +303,7 @@ class _Record:
             "seed": spec.seed, "ruleset": spec.ruleset, "ruleset_json": spec.ruleset_json,
             "study": spec.study, "trial_index": spec.trial_index, "num_threads": spec.num_threads,
             "hardware_class": hardware_class(device, spec.num_threads, spec.world_size), "steps": 0, "tokens": 0,
-            "error": None,
+            "error": None, "attempts": 1, "restarts": 0,
         }  # fmt: skip
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         self.row.update(collect_provenance(name, spec.command_line or None))
@@ -268,6 +319,32 @@ class _Record:
             throughput_unit=config.throughput_unit, target_metric=config.target.metric,
             target_value=config.target.value, target_direction=str(config.target.direction),
         )  # fmt: skip
+
+    _RESUMED_FIELDS = ("steps", "tokens", "final_metric", "best_metric", "time_to_target_s",
+                       "steps_to_target", "tokens_to_target")  # fmt: skip
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the record (see `load_state`)."""
+        return {
+            "train_losses": list(self.train_losses), "evals": [dict(r) for r in self.evals],
+            "reached_target": self.reached_target, "eval_points": list(self._eval_points),
+            "row": {name: self.row.get(name) for name in self._RESUMED_FIELDS},
+        }  # fmt: skip
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.train_losses = list(state["train_losses"])
+        self.evals = [dict(r) for r in state["evals"]]
+        self.reached_target = bool(state["reached_target"])
+        self._eval_points = [tuple(p) for p in state["eval_points"]]
+        self.row.update(state["row"])
+
+    @property
+    def last_metrics(self) -> dict[str, float]:
+        """The metrics of the last eval point."""
+        if not self._eval_points:
+            return {}
+        index = len(self._eval_points) - 1
+        return {r["metric"]: r["value"] for r in self.evals if r["eval_index"] == index}
 
     @property
     def last_eval_steps(self) -> int | None:
@@ -334,16 +411,25 @@ class _Record:
 
 
 
-def failed_outcome(spec: TrialSpec, error: str) -> TrialOutcome:
-    """The record of a trial that died outside `run_trial` (its process killed or crashed)."""
+def failed_outcome(spec: TrialSpec, error: str, status: TrialStatus = TrialStatus.FAILED,
+                   attempts: int = 1, evals: Sequence[Mapping[str, Any]] = ()) -> TrialOutcome:  # fmt: skip
+    """The record of a trial that ended outside `run_trial`: its process killed or crashed,
+    its SLURM job cancelled or out of time, or stopped early by the search's scheduler. `evals`
+    are the eval points it reported (`LiveTrial.read_progress`), kept in the record."""
     from workloads import get_workload
 
     record = _Record(spec, torch.device(spec.device))
+    record.row["attempts"] = attempts
     try:
         submission = load_submission(spec.submission)
         workload = get_workload(spec.workload, spec.scale, Path(spec.data_dir))
         record.describe(workload, submission.name, submission.source_hash)
     except Exception as exc:  # describing is best effort: the failure itself is what matters
         error += f"\n(while describing the trial: {exc})"
+    if record._target is not None:
+        for point in evals:
+            record.clock.train_s = point["train_time_s"]
+            record.eval_point(point["step"], dict(point["metrics"]))
     record.fail(error)
+    record.row["status"] = str(status)
     return record.outcome()

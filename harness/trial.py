@@ -19,6 +19,11 @@ class TrialStatus(StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"  # step or time budget spent without reaching the target
     DIVERGED = "diverged"  # non-finite training loss or eval metric
     FAILED = "failed"  # raised; the traceback is kept in the `error` column
+    # Ended from outside the trial's process (recorded by the launcher, `sweeps.launchers`):
+    KILLED = "killed"  # the process died by a signal (SIGKILL, out of memory, node failure)
+    CANCELLED = "cancelled"  # its SLURM job was cancelled (scancel)
+    TIMED_OUT = "timed_out"  # its SLURM job hit the job's time limit
+    STOPPED = "stopped"  # stopped early by the search's scheduler (ASHA)
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,6 +210,14 @@ class Workload(abc.ABC):
         """Work the workload does after each optimizer step, timed (e.g. an EMA of the weights)."""
         return None
 
+    def state_dict(self) -> dict[str, Any]:
+        """State the workload itself changes during training (e.g. an EMA), for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores `state_dict()`'s state (after `setup` and `build_model`)."""
+        return None
+
     def precision(self, device: torch.device) -> str:
         """The precision a trial on `device` runs: `config.precision` on a GPU, else `fp32`."""
         return self.config.precision if device.type == "cuda" else "fp32"

@@ -350,6 +350,13 @@ class Diffusion(Workload):
         with self.autocast(self.device):
             return model(x_t, t)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema.state_dict(), "ema_updates": self.ema_updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state["ema"])
+        self.ema_updates = int(state["ema_updates"])
+
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
         """θ̄ ← d·θ̄ + (1 − d)·θ with d = min(ema_decay, (1 + n) / (10 + n)) at update n."""
