@@ -7,6 +7,7 @@ where, and exit with status 2 before anything is written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -107,31 +108,86 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launcher(args: argparse.Namespace) -> tuple[Any, int, dict[str, Any]]:
+    """The launcher, the trials in flight at once, and the spec fields the launcher fixes."""
+    from sweeps.launchers import LocalLauncher, SlurmLauncher
+    from sweeps.slurm.profile import load_profile
+
+    if args.launcher == "local":
+        if args.cluster:
+            raise UsageError("--cluster needs --launcher slurm")
+        return LocalLauncher(max_retries=args.max_retries), args.cpus, {}
+    if not args.cluster:
+        raise UsageError("--launcher slurm needs --cluster PROFILE (e.g. --cluster local)")
+    profile = load_profile(args.cluster)
+    if args.max_retries != _DEFAULT_RETRIES:
+        profile = dataclasses.replace(profile, max_retries=args.max_retries)
+    fields = {"device": profile.device, "num_threads": profile.cpus_per_task,
+              "world_size": profile.world_size}  # fmt: skip
+    return SlurmLauncher(profile, str(Path(args.results).resolve())), profile.array_parallelism, fields
+
+
 def _sweep(args: argparse.Namespace, submissions: list[str]) -> None:
     from harness.submission import load_submission
-    from sweeps.driver import SweepInterrupted, run_sweep
-    from sweeps.rulesets import ExternalRuleset
+    from sweeps.driver import SweepInterrupted, check_search, run_lanes, write_manifest
+    from sweeps.rulesets import make_ruleset
 
     workloads = _workloads(args.workloads, args.scale)
-    ruleset = ExternalRuleset(num_trials=args.trials, num_studies=args.studies, seed=args.seed)
-    specs = []
+    ruleset = make_ruleset(args.ruleset, trials=args.trials, studies=args.studies, seed=args.seed,
+                           search=args.search, budget_s=args.budget_s,
+                           budget_factor=args.budget_factor)  # fmt: skip
+    launcher, concurrency, fields = _launcher(args)
+    lanes = []
     for name in submissions:  # load all first: a bad submission stops the sweep before any trial
         loaded = load_submission(name)
-        specs += ruleset.plan(str(loaded.folder), loaded.search_space, workloads, args.data_dir,
-                              args.command_line)  # fmt: skip
-    print(f"sweep: {len(submissions)} submission(s) x {len(workloads)} workload(s) x "
-          f"{ruleset.num_studies} studies x {ruleset.num_trials} trials = {len(specs)} trials "
-          f"-> {args.results}", file=sys.stderr)  # fmt: skip
+        lanes += ruleset.lanes(str(loaded.folder), loaded.name, loaded.search_space, workloads,
+                               args.data_dir, args.command_line, fields)  # fmt: skip
+    check_search(lanes, args.results)
+    write_manifest(args.results, args.argv, lanes, launcher.name)
+    per_lane = (f"{lanes[0].trials} trial(s)" if lanes[0].trials is not None
+                else f"{lanes[0].budget_s:g} trial-seconds")  # fmt: skip
+    print(f"sweep ({ruleset.name} ruleset, {ruleset.search} search, {launcher.name} launcher): "
+          f"{len(submissions)} submission(s) x {len(workloads)} workload(s) x "
+          f"{ruleset.num_studies} studies x {per_lane} -> {args.results}", file=sys.stderr)  # fmt: skip
     try:
-        run_sweep(specs, args.results, num_cpus=args.cpus, show_progress=not args.quiet)
+        run_lanes(lanes, args.results, launcher, max_concurrent=concurrency,
+                  num_cpus=args.cpus, ray_address=args.ray_address, show_progress=not args.quiet)  # fmt: skip
     except (SweepInterrupted, KeyboardInterrupt) as exc:
         print(f"optbench: {exc or 'interrupted'}", file=sys.stderr)
         raise SystemExit(130) from None
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.resume:
+        resumed = _resumed_args(args)
+        return int(resumed.func(resumed) or 0)
+    if not args.submissions:
+        raise UsageError("sweep: name at least one submission (or --resume --results DIR)")
     _sweep(args, args.submissions)
     return _write_leaderboard(args, highlight=None)
+
+
+def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The options of the sweep recorded in `--results`, to finish it."""
+    from sweeps.driver import read_manifest
+
+    if args.submissions or args.launcher != "local" or args.cluster:
+        raise UsageError("sweep --resume takes the sweep's options from --results; "
+                         "name no submissions")  # fmt: skip
+    argv = read_manifest(args.results)["argv"]
+    resumed = build_parser().parse_args(argv)
+    resumed.argv = argv
+    resumed.command_line = args.command_line
+    resumed.results = args.results
+    resumed.quiet = args.quiet
+    return resumed
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sweeps.status import sweep_status
+
+    print(sweep_status(args.results))
+    return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -316,9 +372,30 @@ def _add_selection(p: argparse.ArgumentParser, ruleset: str | None) -> None:
                    help="score only trials of this hardware class (needed when the store mixes)")  # fmt: skip
 
 
+_DEFAULT_RETRIES = 1
+
+
 def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     _add_results(p)
-    _add_selection(p, ruleset="external")
+    p.add_argument("--ruleset", default="external", choices=("external", "self", "compute"),
+                   help="tuning budget: external = N trials x S studies, self = 1 trial x S "
+                   "studies at the defaults, compute = --budget-s trial-seconds per study")  # fmt: skip
+    p.add_argument("--hardware-class", default=None,
+                   help="leaderboard: only trials of this hardware class")  # fmt: skip
+    p.add_argument("--search", default="quasi-random", choices=("quasi-random", "tpe", "asha"),
+                   help="search algorithm of the external ruleset (default: %(default)s)")  # fmt: skip
+    p.add_argument("--budget-s", type=float, default=None, help="compute ruleset: seconds per study")
+    p.add_argument("--budget-factor", type=float, default=3.0,
+                   help="self ruleset: x the workload's budgets (default: %(default)s)")  # fmt: skip
+    p.add_argument("--launcher", default="local", choices=("local", "slurm"),
+                   help="local: processes on this machine (or --ray-address's cluster); "
+                   "slurm: one SLURM job per trial (needs --cluster)")  # fmt: skip
+    p.add_argument("--cluster", default=None, metavar="PROFILE",
+                   help="SLURM profile: a name in sweeps/slurm/profiles/ or a .toml path")  # fmt: skip
+    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="attach to a running Ray cluster instead of starting one")  # fmt: skip
+    p.add_argument("--max-retries", type=int, default=_DEFAULT_RETRIES,
+                   help="re-runs of a trial whose process was killed (default: %(default)s)")  # fmt: skip
     p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated workload names")
     p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
     p.add_argument("--trials", type=_positive, default=5, help="N: trials per study")
@@ -342,7 +419,10 @@ _EXAMPLES = {
     "validate": "optbench validate submissions/adamw",
     "run": "optbench run adamw --workload digits --hp lr=0.003 --seed 1\n"
            "  optbench run muon --workload nanogpt --scale full --device cuda --processes 8",
-    "sweep": "optbench sweep adamw muon --workloads digits,nanogpt --trials 5 --studies 3",
+    "sweep": "optbench sweep adamw muon --workloads digits,nanogpt --trials 5 --studies 3\n"
+             "  optbench sweep adamw muon --launcher slurm --cluster gpu-example --results runs/a\n"
+             "  optbench sweep --resume --results runs/a",
+    "status": "optbench status --results runs/a",
     "submit": "optbench submit path/to/my-optimizer --trials 4 --studies 2",
     "score": "optbench score --results results",
     "leaderboard": "optbench leaderboard --results results --out site/",
@@ -392,9 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=default_data_dir())
     _add_results(p)
 
-    p = command("sweep", cmd_sweep, "tune submissions under the external ruleset (Ray Tune)")
-    p.add_argument("submissions", nargs="+", help="submission folders or reference names")
+    p = command("sweep", cmd_sweep, "tune submissions under a ruleset (Ray Tune; local or SLURM)")
+    p.add_argument("submissions", nargs="*", help="submission folders or reference names")
+    p.add_argument("--resume", action="store_true",
+                   help="finish the sweep recorded in --results (no other options needed)")  # fmt: skip
     _add_sweep_options(p)
+
+    p = command("status", cmd_status, "a sweep's progress per submission x workload, with an ETA")
+    _add_results(p)
 
     p = command("submit", cmd_submit,
                 "sweep one submission and the references; print its leaderboard entry")  # fmt: skip
@@ -489,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX must not take torch's GPU
     args = build_parser().parse_args(argv)
     args.command_line = _command_line(argv)
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
     except OptbenchError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 from harness.results import ResultsStore
 from harness.trial import TrialSpec
 
-__all__ = ["TrialSummary", "execute_trial", "run_isolated"]
+__all__ = ["TrialSummary", "execute_trial", "run_isolated", "start_isolated", "summarize"]
 
 TrialSummary = dict[str, Any]
 # Imported once by the fork server; torch._dynamo is what torch.optim imports on its first step.
@@ -32,18 +32,46 @@ def summarize(row: dict[str, Any]) -> TrialSummary:
     return {key: row.get(key) for key in _SUMMARY_KEYS}
 
 
-def execute_trial(spec: TrialSpec, results_root: str) -> TrialSummary:
-    """Runs `spec` in this process and writes its trial and eval rows to `results_root`."""
+def execute_trial(spec: TrialSpec, results_root: str, checkpoints: bool = False,
+                  attempt: int = 1) -> TrialSummary:  # fmt: skip
+    """Runs `spec` in this process and writes its trial and eval rows to `results_root`.
+
+    With `checkpoints`, the trial checkpoints into the store's live folder and resumes from what a
+    killed or preempted run of it left there (`harness.checkpoint`); the folder goes once the rows
+    are stored.
+    """
     from harness.runner import run_trial
 
-    outcome = run_trial(spec)
-    ResultsStore(results_root).write_trial(outcome.row, outcome.evals)
+    store = ResultsStore(results_root)
+    outcome = run_trial(spec, store.live_root if checkpoints else None, attempt)
+    store.write_trial(outcome.row, outcome.evals)
+    if checkpoints:
+        store.remove_live(outcome.row["trial_id"])
     return summarize(outcome.row)
 
 
-def _child(spec_dict: dict[str, Any], results_root: str, conn: Connection) -> None:
-    conn.send(execute_trial(TrialSpec.from_dict(spec_dict), results_root))
-    conn.close()
+def _child(spec_dict: dict[str, Any], results_root: str, conn: Connection | None,
+           checkpoints: bool = False, attempt: int = 1) -> None:  # fmt: skip
+    summary = execute_trial(TrialSpec.from_dict(spec_dict), results_root, checkpoints, attempt)
+    if conn is not None:
+        conn.send(summary)
+        conn.close()
+
+
+def _forkserver() -> Any:
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def start_isolated(spec: TrialSpec, results_root: str, attempt: int = 1) -> Any:
+    """Starts `spec` in a fresh process (see `run_isolated`) that checkpoints as it goes; returns
+    the started `multiprocessing.Process`. Its exit code says how it ended: 0 once its rows are
+    stored, negative when a signal killed it."""
+    proc = _forkserver().Process(target=_child, args=(spec.to_dict(), results_root, None, True,
+                                                       attempt))  # fmt: skip
+    proc.start()
+    return proc
 
 
 def run_isolated(
@@ -58,8 +86,7 @@ def run_isolated(
     else: no model, no thread pool), so a trial's process starts in milliseconds instead of the
     ~6 s those imports take, and still shares no state with any other trial.
     """
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)
+    ctx = _forkserver()
     pending = list(specs)
     running: dict[int, tuple[Any, TrialSpec, Connection]] = {}
     summaries: list[TrialSummary] = []

@@ -14,6 +14,7 @@ hidden and temporary files. Only pyarrow and pandas are imported here, so report
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -149,6 +150,15 @@ class ResultsStore:
         self._write_atomic(evals, "evals", trial_id)
         self._write_atomic(trial, "trials", trial_id)  # last: marks the trial complete
         return True
+
+    @property
+    def live_root(self) -> Path:
+        """Where running trials keep their checkpoints and progress (`harness.checkpoint`)."""
+        return self.root / "_live"
+
+    def remove_live(self, trial_id: str) -> None:
+        """Removes a stored trial's live folder (its checkpoint is no longer needed)."""
+        shutil.rmtree(self.live_root / trial_id, ignore_errors=True)
 
     def has_trial(self, trial_id: str) -> bool:
         return (self.root / "trials" / f"{trial_id}.parquet").exists()

@@ -214,10 +214,11 @@ def _rank_process(spec_dict: dict[str, Any], rank: int, port: int, live_root: st
 
 
 def _rank_device(device: str, rank: int) -> torch.device:
-    """Rank r of a data-parallel GPU trial uses `cuda:r`; CPU ranks all use the CPU."""
+    """Rank r of a data-parallel GPU trial uses the r-th visible GPU, modulo the visible count (a
+    SLURM task sees only its own); CPU ranks all use the CPU."""
     base = torch.device(device)
     if base.type == "cuda" and rank > 0:
-        return torch.device("cuda", rank)
+        return torch.device("cuda", rank % torch.cuda.device_count())
     return base
 
 

@@ -1,19 +1,25 @@
-"""The local sweep driver: trials through Ray Tune on this machine, results into the store.
+"""The sweep driver: every lane's trials through one Ray Tune `Tuner`, results into the store.
 
-Each trial spec becomes one Ray Tune trial. Ray's actors are reused, and each trial runs in a fresh
-process forked from the actor's preloaded fork server (`harness.isolation`): one process per trial,
-without paying the seconds of torch and JAX imports per trial. The trial writes its rows to the
-results store itself; the driver only schedules, shows progress, and records trials whose process
-died before writing. Trials already in the store are skipped, so re-running an interrupted sweep
-finishes it without repeating finished trials.
+Ray Tune asks `LaneSearcher` (`sweeps.search`) for trials and runs each as a Ray trial that
+supervises it through a launcher (`sweeps.launchers`): a fresh process on the Ray worker's machine
+(`local`, this machine or an existing Ray cluster's nodes given by `ray_address`) or a SLURM job
+(`slurm`). The trial writes its own rows; the supervisor records what could not (killed,
+cancelled, timed out, stopped) and relays eval points to Ray Tune as they appear.
+
+The results store is the sweep's state. A re-run (or `optbench sweep --resume`) skips stored
+trials, adopts trials a killed driver left running (their launch records name the process or job),
+and runs the rest, so no trial is lost or run twice. The sweep's manifest
+(`_sweep/manifest.json`, written first) tells `optbench status` what the sweep will run.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,12 +27,15 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune import Callback
-from tqdm import tqdm
 
-from harness.isolation import TrialSummary, run_isolated, summarize
-from harness.results import ResultsStore
+from harness.errors import UsageError
+from harness.isolation import TrialSummary, summarize
+from harness.results import ResultsStore, write_text_atomic
 from harness.submission import load_submission
 from harness.trial import TrialSpec
+from sweeps.launchers import Launcher, LocalLauncher, supervise
+from sweeps.rulesets import Lane, lanes_of_specs
+from sweeps.search import OBJECTIVE, LaneScheduler, LaneSearcher
 
 _RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -34,7 +43,8 @@ _RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
 }
 
-__all__ = ["SweepInterrupted", "pending_specs", "run_sweep", "spec_trial_id"]
+__all__ = ["SweepInterrupted", "check_search", "pending_specs", "run_lanes", "run_sweep",
+           "spec_trial_id"]  # fmt: skip
 
 
 @functools.cache
@@ -63,67 +73,144 @@ def pending_specs(specs: Sequence[TrialSpec], results_root: str | Path) -> list[
     return pending
 
 
-def _trainable(config: dict[str, Any], specs: list[dict[str, Any]], results_root: str) -> None:
-    (summary,) = run_isolated([TrialSpec.from_dict(specs[config["index"]])], results_root)
-    tune.report({k: v for k, v in summary.items() if v is not None})
+def check_search(lanes: Sequence[Lane], results_root: str | Path) -> None:
+    """Refuses a sweep whose search algorithm differs from the one the store's trials of the
+    same ruleset used: one leaderboard compares submissions tuned by one algorithm.
+
+    Raises:
+      UsageError: naming both algorithms and the results root.
+    """
+    wanted = {(lane.ruleset.name, lane.ruleset.search) for lane in lanes if not lane.explicit}
+    trials = ResultsStore(results_root).read_trials()
+    for ruleset, search in wanted:
+        for ruleset_json in trials.loc[trials["ruleset"] == ruleset, "ruleset_json"].unique():
+            used = json.loads(ruleset_json).get("search", "quasi-random")
+            if used != search:
+                raise UsageError(
+                    f"{results_root}: its {ruleset} trials were tuned with --search {used}; a "
+                    f"leaderboard may not mix search algorithms: use --search {used}, or another "
+                    f"--results folder for the --search {search} study"
+                )
 
 
 def run_sweep(specs: Sequence[TrialSpec], results_root: str | Path, num_cpus: int = 2,
               show_progress: bool = True) -> list[TrialSummary]:  # fmt: skip
-    """Runs every pending spec through Ray Tune, at most `num_cpus` at once; returns summaries."""
+    """Runs exactly `specs` (those not stored yet) on this machine; returns their summaries."""
+    lanes = lanes_of_specs(list(specs), lambda folder: _submission_identity(folder)[0])
+    return run_lanes(lanes, results_root, LocalLauncher(), max_concurrent=num_cpus,
+                     num_cpus=num_cpus, show_progress=show_progress)  # fmt: skip
+
+
+def run_lanes(lanes: Sequence[Lane], results_root: str | Path, launcher: Launcher,
+              max_concurrent: int, num_cpus: int | None = None, ray_address: str | None = None,
+              show_progress: bool = True) -> list[TrialSummary]:  # fmt: skip
+    """Runs every lane to its budget; returns the summaries of the trials this call ran.
+
+    Raises:
+      SweepInterrupted: some lanes did not finish (Ctrl-C); re-running finishes them.
+    """
     root = str(Path(results_root).resolve())
-    todo = pending_specs(specs, root)
-    if not todo:
+    searcher = LaneSearcher(lanes, root, spec_trial_id)
+    if all(state.finished() for state in searcher.lanes):
         return []
-    progress = _Progress(len(todo), len(specs) - len(todo), show_progress)
+    before = ResultsStore(root).completed_trial_ids()
+    progress = _Progress(searcher, show_progress)
     for key, value in _RAY_ENV.items():  # Ray reads these at start: no telemetry, no extra logs
         os.environ.setdefault(key, value)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING, configure_logging=False)  # fmt: skip
+    if ray_address:
+        ray.init(address=ray_address, log_to_driver=False, logging_level=logging.WARNING,
+                 configure_logging=False)  # fmt: skip
+    else:
+        ray.init(num_cpus=num_cpus or max_concurrent, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=False)  # fmt: skip
+    # A local trial occupies a CPU; a SLURM trial's Ray side only waits on its job.
+    resources = {"cpu": 1.0 if launcher.name == "local" else 0.01}
+    uses_asha = any(lane.ruleset.search == "asha" for lane in lanes)
     try:
-        trainable = tune.with_parameters(
-            _trainable, specs=[s.to_dict() for s in todo], results_root=root
-        )
+        trainable = tune.with_parameters(_trainable, results_root=root, launcher=launcher)
         with tempfile.TemporaryDirectory(prefix="optbench-ray-") as ray_storage:
             tuner = tune.Tuner(
-                tune.with_resources(trainable, {"cpu": 1}),
-                param_space={"index": tune.grid_search(list(range(len(todo))))},
-                tune_config=tune.TuneConfig(max_concurrent_trials=num_cpus, reuse_actors=True),
+                tune.with_resources(trainable, resources),
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher, num_samples=-1, max_concurrent_trials=max_concurrent,
+                    scheduler=LaneScheduler(lanes, root) if uses_asha else None,
+                    reuse_actors=True,
+                ),
                 run_config=tune.RunConfig(storage_path=ray_storage, name="sweep", verbose=0,
                                           callbacks=[progress]),  # fmt: skip
             )
-            results = tuner.fit()
+            tuner.fit()
     finally:
         ray.shutdown()
         progress.close()
-    return _collect(todo, results, root)
+    store = ResultsStore(root)
+    if not all(state.finished() for state in LaneSearcher(lanes, root, spec_trial_id).lanes):
+        raise SweepInterrupted(
+            "sweep interrupted before every trial finished; run `optbench sweep --resume "
+            f"--results {results_root}` (finished trials are kept and not repeated)"
+        )
+    new = sorted(store.completed_trial_ids() - before)
+    trials = store.read_trials()
+    return [summarize(row) for row in trials[trials["trial_id"].isin(new)].to_dict("records")]
 
 
-def _collect(todo: list[TrialSpec], results: Any, root: str) -> list[TrialSummary]:
-    """Summaries of the finished trials; a trial whose worker died is recorded as failed here.
+def _trainable(config: dict[str, Any], results_root: str, launcher: Launcher) -> None:
+    """One Ray trial: supervise the trial, relay its eval points, report its stored outcome."""
+    spec = TrialSpec.from_dict(config["spec"])
+    trial_id = config["trial_id"]
+    metric = _target_metric(spec)
+
+    def relay(point: dict[str, Any]) -> None:
+        metrics = {k: v for k, v in point["metrics"].items() if isinstance(v, float)}
+        tune.report({"step": point["step"], "train_time_s": point["train_time_s"], **metrics,
+                     OBJECTIVE: metrics.get(metric, float("nan"))})  # fmt: skip
+
+    supervise(launcher, spec, trial_id, results_root, relay, lane=config["lane"])
+    store = ResultsStore(results_root)
+    if store.has_trial(trial_id):
+        row = _stored_row(store, trial_id)
+        tune.report({"final": True, "status": row["status"],
+                     OBJECTIVE: row["best_metric"] if row["best_metric"] is not None else float("nan")})  # fmt: skip
+
+
+def _stored_row(store: ResultsStore, trial_id: str) -> dict[str, Any]:
+    import pandas as pd
+
+    return dict(pd.read_parquet(store.root / "trials" / f"{trial_id}.parquet").iloc[0])
+
+
+@functools.cache
+def _target_metric(spec: TrialSpec) -> str:
+    from workloads import WORKLOADS
+
+    return str(WORKLOADS[spec.workload].configs[spec.scale].target.metric)
+
+
+def write_manifest(results_root: str | Path, argv: Sequence[str], lanes: Sequence[Lane],
+                   launcher: str) -> None:  # fmt: skip
+    """The sweep's plan and command, for `optbench status` and `optbench sweep --resume`."""
+    folder = Path(results_root) / "_sweep"
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "argv": list(argv), "launcher": launcher, "started_unix": time.time(),
+        "lanes": [{"key": lane.key, "submission": lane.submission_name,
+                   "workload": f"{lane.workload.name}@{lane.workload.scale}", "study": lane.study,
+                   "ruleset_json": lane.ruleset_json, "trials": lane.trials,
+                   "budget_s": lane.budget_s} for lane in lanes],
+    }  # fmt: skip
+    write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1))
+
+
+def read_manifest(results_root: str | Path) -> dict[str, Any]:
+    """The manifest of the sweep in `results_root`.
 
     Raises:
-      SweepInterrupted: some trials never finished (Ctrl-C); re-running the sweep finishes them.
+      UsageError: there is none (no sweep was started there).
     """
-    from harness.runner import failed_outcome
-
-    summaries, unfinished = [], 0
-    for result in results:
-        if result.metrics and "status" in result.metrics:
-            summaries.append(summarize(result.metrics))
-        elif result.error is not None:
-            spec = todo[result.config["index"]]
-            outcome = failed_outcome(spec, f"trial worker died: {result.error!r}")
-            ResultsStore(root).write_trial(outcome.row, outcome.evals)
-            summaries.append(summarize(outcome.row))
-        else:
-            unfinished += 1
-    if unfinished:
-        raise SweepInterrupted(
-            f"sweep interrupted with {unfinished} trial(s) not finished; re-run the same command "
-            "to finish it (finished trials are kept and not repeated)"
-        )
-    return summaries
+    path = Path(results_root) / "_sweep" / "manifest.json"
+    if not path.is_file():
+        raise UsageError(f"{results_root}: no sweep was started here (no {path.name})")
+    return dict(json.loads(path.read_text()))
 
 
 class SweepInterrupted(Exception):
@@ -133,9 +220,14 @@ class SweepInterrupted(Exception):
 class _Progress(Callback):
     """A tqdm bar over the sweep's trials, fed by Ray Tune's callbacks."""
 
-    def __init__(self, total: int, already_done: int, enabled: bool) -> None:
-        self._bar = tqdm(total=total, desc="trials", unit="trial", disable=not enabled,
-                         postfix={"already done": already_done})  # fmt: skip
+    def __init__(self, searcher: LaneSearcher, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        done = sum(len(s.done_indices) for s in searcher.lanes)
+        sized = [s.lane.trials for s in searcher.lanes]
+        total = sum(sized) if None not in sized else None  # type: ignore[arg-type]
+        self._bar = tqdm(total=total, initial=done, desc="trials", unit="trial",
+                         disable=not enabled)  # fmt: skip
 
     def on_trial_complete(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
         self._bar.update(1)

@@ -1,8 +1,18 @@
 """Rulesets: the tuning budget every submission gets, the same for all of them.
 
-`external` (AlgoPerf's external-tuning ruleset): S independent studies, each of N trials drawn from
-the submission's search space by a seeded quasi-random sequence. Per study the best trial counts;
-per workload the median over studies (see `reports.scoring`).
+A ruleset cuts a sweep into **lanes**, one per (submission, workload, study), and says what each
+lane may run:
+
+- `external` (AlgoPerf's external tuning): N trials per study, S studies, points from the
+  submission's search space by the sweep's search algorithm. Per study the best trial counts, per
+  workload the median over studies (`reports.scoring`).
+- `self` (AlgoPerf's self-tuning): no search space: one trial per study at the submission's
+  defaults (its space's centre), with `budget_factor` times the workload's step and time budgets.
+- `compute`: every study the same total trial-seconds (`budget_s`, the trials' own wall clocks),
+  spent one trial after another on quasi-random points; a slow optimizer gets fewer trials. The
+  last trial may overrun, so totals agree within one trial.
+
+The ruleset, its numbers and the search algorithm are recorded with every trial (`ruleset_json`).
 """
 
 from __future__ import annotations
@@ -10,12 +20,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
+from harness.errors import UsageError
 from harness.search_space import SearchSpace
 from harness.trial import TrialSpec
 from sweeps.points import quasi_random_points
 
-__all__ = ["ExternalRuleset", "WorkloadAtScale"]
+__all__ = ["ComputeRuleset", "ExternalRuleset", "Lane", "Ruleset", "SelfRuleset", "WorkloadAtScale",
+           "lanes_of_specs", "make_ruleset", "SEARCH_ALGORITHMS"]  # fmt: skip
+
+SEARCH_ALGORITHMS = ("quasi-random", "tpe", "asha")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,44 +40,188 @@ class WorkloadAtScale:
 
 
 @dataclass(frozen=True, slots=True)
-class ExternalRuleset:
-    """N trials x S studies per (submission, workload).
+class Lane:
+    """The trials of one study of one submission on one workload.
 
     Attributes:
-      num_trials: N, trials per study.
-      num_studies: S, independent studies.
-      seed: the sweep seed: study s draws its points with seed `seed * 1000 + s`; each trial's
-        model/data seed is derived from (seed, study, trial index).
+      submission: the submission's folder; `submission_name` its name.
+      trials: how many trials the lane runs (None: until `budget_s` trial-seconds are spent).
+      points_seed: seeds the lane's points (quasi-random sequence, or the TPE sampler).
+      overrides: `TrialSpec` fields every trial of the lane sets (budgets, device, processes).
+      explicit: the lane's trials given one by one (`lanes_of_specs`) instead of by its ruleset.
     """
 
-    num_trials: int = 5
+    submission: str
+    submission_name: str
+    space: SearchSpace
+    workload: WorkloadAtScale
+    study: int
+    ruleset: Ruleset
+    trials: int | None
+    budget_s: float | None
+    points_seed: int
+    data_dir: str
+    command_line: str = ""
+    overrides: tuple[tuple[str, Any], ...] = ()
+    explicit: tuple[TrialSpec, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.submission_name}|{self.workload.name}@{self.workload.scale}|{self.study}"
+
+    @property
+    def ruleset_json(self) -> str:
+        return self.explicit[0].ruleset_json if self.explicit else self.ruleset.to_json()
+
+    def indices(self) -> list[int] | None:
+        """The trial indices of an explicit lane (None: 0, 1, 2, ...)."""
+        return sorted(s.trial_index for s in self.explicit) if self.explicit else None
+
+    def trial(self, index: int) -> TrialSpec:
+        """Trial `index` of the lane with its quasi-random point (or its explicit spec)."""
+        for spec in self.explicit:
+            if spec.trial_index == index:
+                return spec
+        return self.spec(self.point(index), index)
+
+    def point(self, index: int) -> dict[str, Any]:
+        """Quasi-random point `index` of the lane (the space's centre under `self`)."""
+        if self.ruleset.name == "self":
+            return self.space.center()
+        return quasi_random_points(self.space, self.points_seed, index + 1)[index]
+
+    def spec(self, point: dict[str, Any], index: int) -> TrialSpec:
+        return TrialSpec(
+            workload=self.workload.name, scale=self.workload.scale, submission=self.submission,
+            hparams_json=TrialSpec.canonical_hparams(point),
+            seed=self.ruleset.trial_seed(self.study, index), data_dir=self.data_dir,
+            ruleset=self.ruleset.name, ruleset_json=self.ruleset.to_json(), study=self.study,
+            trial_index=index, command_line=self.command_line, **dict(self.overrides),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """What the rulesets share: S studies, a sweep seed, a search algorithm."""
+
     num_studies: int = 3
     seed: int = 0
-    name: str = "external"
+    search: str = "quasi-random"
+
+    name = "ruleset"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps({"name": self.name, **asdict(self)}, sort_keys=True)
 
     def point_seed(self, study: int) -> int:
         return self.seed * 1000 + study
 
     def trial_seed(self, study: int, trial_index: int) -> int:
+        """The model/data seed of a trial: a function of (sweep seed, study, trial index)."""
         key = f"{self.seed}/{study}/{trial_index}".encode()
         return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
 
+    def lane_budget(self) -> tuple[int | None, float | None]:
+        raise NotImplementedError
+
+    def overrides(self, workload: WorkloadAtScale) -> dict[str, Any]:
+        return {}
+
+    def lanes(self, submission: str, name: str, space: SearchSpace,
+              workloads: list[WorkloadAtScale], data_dir: str, command_line: str = "",
+              overrides: dict[str, Any] | None = None) -> list[Lane]:  # fmt: skip
+        """The lanes this ruleset grants one submission, in a fixed order."""
+        trials, budget_s = self.lane_budget()
+        return [
+            Lane(submission, name, space, workload, study, self, trials, budget_s,
+                 self.point_seed(study), data_dir, command_line,
+                 tuple(sorted({**self.overrides(workload), **(overrides or {})}.items())))
+            for study in range(self.num_studies) for workload in workloads
+        ]  # fmt: skip
+
     def plan(self, submission: str, space: SearchSpace, workloads: list[WorkloadAtScale],
              data_dir: str, command_line: str = "") -> list[TrialSpec]:  # fmt: skip
-        """Every trial this ruleset grants `submission`, in a fixed order."""
+        """Every trial of a fixed-size ruleset with quasi-random points, in a fixed order."""
         specs = []
-        for study in range(self.num_studies):
-            points = quasi_random_points(space, self.point_seed(study), self.num_trials)
-            for workload in workloads:
-                for index, point in enumerate(points):
-                    specs.append(TrialSpec(
-                        workload=workload.name, scale=workload.scale, submission=submission,
-                        hparams_json=TrialSpec.canonical_hparams(point),
-                        seed=self.trial_seed(study, index), data_dir=data_dir,
-                        ruleset=self.name, ruleset_json=self.to_json(), study=study,
-                        trial_index=index, command_line=command_line,
-                    ))  # fmt: skip
+        for lane in self.lanes(submission, submission, space, workloads, data_dir, command_line):
+            assert lane.trials is not None, "a compute budget has no fixed plan"
+            specs += [lane.spec(lane.point(i), i) for i in range(lane.trials)]
         return specs
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalRuleset(Ruleset):
+    """N trials x S studies per (submission, workload)."""
+
+    num_trials: int = 5
+    name = "external"
+
+    def lane_budget(self) -> tuple[int | None, float | None]:
+        return self.num_trials, None
+
+
+@dataclass(frozen=True, slots=True)
+class SelfRuleset(Ruleset):
+    """One trial x S studies at the defaults, with `budget_factor` x the workload's budgets."""
+
+    budget_factor: float = 3.0
+    name = "self"
+
+    def lane_budget(self) -> tuple[int | None, float | None]:
+        return 1, None
+
+    def overrides(self, workload: WorkloadAtScale) -> dict[str, Any]:
+        from workloads import WORKLOADS
+
+        budget = WORKLOADS[workload.name].configs[workload.scale].budget
+        return {"max_steps": round(self.budget_factor * budget.max_steps),
+                "max_time_s": self.budget_factor * budget.max_time_s}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeRuleset(Ruleset):
+    """`budget_s` trial-seconds per (submission, workload, study), spent trial after trial."""
+
+    budget_s: float = 600.0
+    name = "compute"
+
+    def lane_budget(self) -> tuple[int | None, float | None]:
+        return None, self.budget_s
+
+
+def lanes_of_specs(specs: list[TrialSpec], name_of: Any) -> list[Lane]:
+    """Lanes running exactly `specs` (grouped by submission, workload, study and ruleset);
+    `name_of(folder)` is a submission's name."""
+    groups: dict[tuple[str, str, str, int, str], list[TrialSpec]] = {}
+    for spec in specs:
+        key = (spec.submission, spec.workload, spec.scale, spec.study, spec.ruleset_json)
+        groups.setdefault(key, []).append(spec)
+    lanes = []
+    for (submission, workload, scale, study, _), group in groups.items():
+        lanes.append(Lane(submission, name_of(submission), SearchSpace(dims=()),
+                          WorkloadAtScale(workload, scale), study, ExternalRuleset(),
+                          len(group), None, 0, group[0].data_dir, explicit=tuple(group)))  # fmt: skip
+    return lanes
+
+
+def make_ruleset(name: str, *, trials: int, studies: int, seed: int, search: str,
+                 budget_s: float | None, budget_factor: float) -> Ruleset:  # fmt: skip
+    """The ruleset `name` with the command line's numbers.
+
+    Raises:
+      UsageError: unknown ruleset or search algorithm, or a combination that makes no sense.
+    """
+    if search not in SEARCH_ALGORITHMS:
+        raise UsageError(f"--search {search!r}: choose one of {', '.join(SEARCH_ALGORITHMS)}")
+    if name == "external":
+        return ExternalRuleset(num_studies=studies, seed=seed, search=search, num_trials=trials)
+    if name in ("self", "compute") and search != "quasi-random":
+        raise UsageError(f"--ruleset {name} uses no search algorithm; --search {search} applies "
+                         "to the external ruleset only")  # fmt: skip
+    if name == "self":
+        return SelfRuleset(num_studies=studies, seed=seed, budget_factor=budget_factor)
+    if name == "compute":
+        if budget_s is None:
+            raise UsageError("--ruleset compute needs --budget-s (trial-seconds per study)")
+        return ComputeRuleset(num_studies=studies, seed=seed, budget_s=budget_s)
+    raise UsageError(f"--ruleset {name!r}: choose external, self or compute")

@@ -1,0 +1,260 @@
+"""The search inside each lane, as one Ray Tune searcher (and, for ASHA, one scheduler).
+
+`LaneSearcher` hands Ray Tune the next trial of whichever lane (`sweeps.rulesets.Lane`) may run
+one, so every study of every submission progresses at once under one `Tuner`, and each lane gets
+exactly its ruleset's budget however trials end or the sweep restarts:
+
+- a fixed lane (external, self) runs its N trials; trials already in the results store are done,
+  and trials that a killed driver left running (their launch records) are adopted, not repeated;
+- a compute lane runs one trial at a time until its stored trials' wall seconds reach `budget_s`;
+- with `search="tpe"` an external lane's points come from Ray Tune's Optuna TPE searcher, one per
+  lane, seeded, told every finished trial of its lane (stored ones included) and nothing else;
+- with `search="asha"` points are quasi-random and `LaneScheduler` runs one ASHA scheduler per lane:
+  a submission's trials compete only with its own study's, on the eval metric reported as they go.
+
+Every trial's objective is the best value of its workload's target metric (direction per workload).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from harness.results import ResultsStore
+from harness.search_space import Range, SearchSpace
+from harness.trial import TrialSpec, TrialStatus
+from sweeps.launchers import STOP_MARKER
+from sweeps.rulesets import Lane
+
+__all__ = ["OBJECTIVE", "LaneScheduler", "LaneSearcher", "objective_mode"]
+
+OBJECTIVE = "objective"
+_FAILED = {str(TrialStatus.FAILED), str(TrialStatus.DIVERGED), str(TrialStatus.KILLED),
+           str(TrialStatus.CANCELLED), str(TrialStatus.TIMED_OUT)}  # fmt: skip
+
+
+def objective_mode(workload: str, scale: str) -> str:
+    """`min` or `max`: the direction of the workload's target metric."""
+    from workloads import WORKLOADS
+
+    return str(WORKLOADS[workload].configs[scale].target.direction)
+
+
+def _tune_space(space: SearchSpace) -> dict[str, Any]:
+    """The search space in Ray Tune's terms (for Optuna's TPE)."""
+    if space.fixed_points:
+        return {"__point": tune.choice(list(range(len(space.fixed_points))))}
+    return {
+        d.name: ((tune.loguniform if d.is_log else tune.uniform)(d.low, d.high)
+                 if isinstance(d, Range) else tune.choice(list(d.values)))
+        for d in space.dims
+    }  # fmt: skip
+
+
+def _from_tune(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
+    if space.fixed_points:
+        return dict(space.fixed_points[config["__point"]])
+    return {d.name: config[d.name] for d in space.dims}
+
+
+class _LaneState:
+    """One lane's progress: stored trials, adopted running ones, and what to run next."""
+
+    def __init__(self, lane: Lane, stored: pd.DataFrame, adopted: list[TrialSpec]) -> None:
+        self.lane = lane
+        self.done_indices = set(int(i) for i in stored["trial_index"])
+        self.spent_s = float(stored["wall_time_s"].fillna(0.0).sum())
+        self.adopted = [s for s in adopted if s.trial_index not in self.done_indices]
+        self.running: dict[str, TrialSpec] = {}
+        self.next_index = 0
+        self.tpe: Any = None
+        if lane.ruleset.search == "tpe" and lane.trials is not None:
+            self._start_tpe(stored)
+
+    def _start_tpe(self, stored: pd.DataFrame) -> None:
+        from ray.tune.search.optuna import OptunaSearch
+
+        mode = objective_mode(self.lane.workload.name, self.lane.workload.scale)
+        self.tpe = OptunaSearch(space=_tune_space(self.lane.space), metric=OBJECTIVE, mode=mode,
+                                seed=self.lane.points_seed)  # fmt: skip
+        for _, row in stored.iterrows():  # a resumed lane's TPE knows what its lane already ran
+            if row["status"] not in _FAILED and pd.notna(row["best_metric"]):
+                point = json.loads(row["hparams_json"])
+                if self.lane.space.fixed_points:
+                    point = {"__point": [dict(p) for p in self.lane.space.fixed_points].index(point)}
+                self.tpe.add_evaluated_point(point, float(row["best_metric"]))
+
+    @property
+    def issued(self) -> int:
+        return len(self.done_indices) + len(self.running)
+
+    def finished(self) -> bool:
+        if self.running or self.adopted:
+            return False
+        if self.lane.trials is not None:
+            return len(self.done_indices) >= self.lane.trials
+        return self.spent_s >= (self.lane.budget_s or 0.0)
+
+    def next_spec(self, tune_trial_id: str) -> TrialSpec | None:
+        """The lane's next trial, or None when it must wait (or is finished)."""
+        if self.adopted:
+            return self.adopted.pop(0)
+        if self.finished():
+            return None
+        if self.lane.trials is None:  # compute: one at a time, until the budget is spent
+            if self.running or self.spent_s >= (self.lane.budget_s or 0.0):
+                return None
+        elif self.issued >= self.lane.trials:
+            return None
+        taken = self.done_indices | {s.trial_index for s in self.running.values()}
+        order = self.lane.indices()
+        if order is not None:  # an explicit lane: its own indices
+            index = next(i for i in order if i not in taken)
+        else:
+            while self.next_index in taken:
+                self.next_index += 1
+            index = self.next_index
+        if self.tpe is not None:
+            return self.lane.spec(_from_tune(self.lane.space, self.tpe.suggest(tune_trial_id)), index)
+        return self.lane.trial(index)
+
+
+class LaneSearcher(Searcher):
+    """A Ray Tune searcher over lanes (see the module docstring); configs carry a whole spec."""
+
+    def __init__(self, lanes: Sequence[Lane], results_root: str, trial_id_of: Any) -> None:
+        super().__init__(metric=OBJECTIVE, mode="min")
+        self._store = ResultsStore(results_root)
+        self._trial_id_of = trial_id_of
+        stored = self._store.read_trials()
+        adopted = _adoptable(self._store)
+        self.lanes = [_LaneState(lane, _lane_rows(stored, lane), adopted.get(lane.key, []))
+                      for lane in lanes]  # fmt: skip
+        self._owner: dict[str, _LaneState] = {}
+        self._cursor = 0
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any],
+                              **spec: Any) -> bool:  # fmt: skip
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if all(state.finished() for state in self.lanes):
+            return Searcher.FINISHED  # type: ignore[return-value]  # Ray's documented sentinel
+        for offset in range(len(self.lanes)):  # round robin: every lane progresses
+            state = self.lanes[(self._cursor + offset) % len(self.lanes)]
+            spec = state.next_spec(trial_id)
+            if spec is not None:
+                self._cursor = (self._cursor + offset + 1) % len(self.lanes)
+                state.running[trial_id] = spec
+                self._owner[trial_id] = state
+                return {"spec": spec.to_dict(), "trial_id": self._trial_id_of(spec),
+                        "lane": state.lane.key}  # fmt: skip
+        return None
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:  # fmt: skip
+        state = self._owner.pop(trial_id, None)
+        if state is None:
+            return
+        spec = state.running.pop(trial_id)
+        row = self._stored_row(self._trial_id_of(spec))
+        if row is None:  # the sweep is stopping: the trial is not done and will run again
+            state.adopted.insert(0, spec)
+            return
+        state.done_indices.add(spec.trial_index)
+        state.spent_s += float(row.get("wall_time_s") or 0.0)
+        if state.tpe is not None:
+            value = row.get("best_metric")
+            ok = row["status"] not in _FAILED and value is not None and pd.notna(value)
+            state.tpe.on_trial_complete(trial_id, {OBJECTIVE: value} if ok else None, error=not ok)
+
+    def _stored_row(self, trial_id: str) -> dict[str, Any] | None:
+        if not self._store.has_trial(trial_id):
+            return None
+        frame = pd.read_parquet(self._store.root / "trials" / f"{trial_id}.parquet")
+        return dict(frame.iloc[0])
+
+    def save(self, checkpoint_path: str) -> None:  # the results store is the sweep's state
+        return None
+
+    def restore(self, checkpoint_path: str) -> None:
+        return None
+
+
+def _lane_rows(stored: pd.DataFrame, lane: Lane) -> pd.DataFrame:
+    """The stored trials of `lane` (same submission, workload, scale, study and ruleset)."""
+    ruleset_json = lane.ruleset_json
+    mask = ((stored["submission"] == lane.submission_name) & (stored["workload"] == lane.workload.name)
+            & (stored["scale"] == lane.workload.scale) & (stored["study"] == lane.study)
+            & (stored["ruleset_json"] == ruleset_json))  # fmt: skip
+    return stored[mask]
+
+
+def _adoptable(store: ResultsStore) -> dict[str, list[TrialSpec]]:
+    """Trials launched but not stored (a killed driver's), by lane key, in trial order."""
+    from sweeps.launchers import LiveTrial, read_launch
+
+    found: dict[str, list[TrialSpec]] = {}
+    if not store.live_root.is_dir():
+        return found
+    done = store.completed_trial_ids()
+    for folder in sorted(store.live_root.iterdir()):
+        launch = read_launch(LiveTrial(folder))
+        if launch is None or folder.name in done or "spec" not in launch:
+            continue
+        found.setdefault(launch["lane"], []).append(TrialSpec.from_dict(launch["spec"]))
+    for specs in found.values():
+        specs.sort(key=lambda s: s.trial_index)
+    return found
+
+
+class LaneScheduler(FIFOScheduler):
+    """One ASHA scheduler per lane: a trial is compared only with its own study's trials.
+
+    A stopped trial gets a stop marker in its live folder, so its supervisor records it as
+    `stopped` (a sweep that is merely interrupted leaves no marker, and its trials resume).
+    """
+
+    def __init__(self, lanes: Sequence[Lane], results_root: str, grace_evals: int = 2,
+                 reduction_factor: int = 3) -> None:  # fmt: skip
+        super().__init__()
+        self._live_root = ResultsStore(results_root).live_root
+        self._ashas: dict[str, ASHAScheduler] = {}
+        for lane in lanes:
+            mode = objective_mode(lane.workload.name, lane.workload.scale)
+            self._ashas[lane.key] = ASHAScheduler(
+                time_attr="training_iteration", metric=OBJECTIVE, mode=mode,
+                max_t=10_000, grace_period=grace_evals, reduction_factor=reduction_factor,
+            )  # fmt: skip
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return True
+
+    def _asha(self, trial: Any) -> ASHAScheduler:
+        return self._ashas[trial.config["lane"]]
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._asha(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if OBJECTIVE not in result:
+            return TrialScheduler.CONTINUE
+        decision = self._asha(trial).on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and not result.get("final"):
+            folder = self._live_root / trial.config["trial_id"]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / STOP_MARKER).touch()
+        return str(decision)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+        if OBJECTIVE in result:
+            self._asha(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._asha(trial).on_trial_remove(tune_controller, trial)
