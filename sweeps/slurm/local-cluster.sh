@@ -53,7 +53,7 @@ live_pid() {
     pid=$(tr -dc '0-9' <"$file")
     [[ -n $pid && -r /proc/$pid/comm ]] || return 0
     comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
-    [[ $comm == "$name"* ]] && echo "$pid"
+    [[ $comm == "$name" ]] && echo "$pid"
     return 0
 }
 
@@ -305,14 +305,16 @@ stop_daemon() {
     echo "local-cluster: stopped $name ($pid)"
 }
 
-# Jobs run under slurmstepd, which outlives slurmd: cancel them so `down` leaves no job processes.
+# Jobs run under slurmstepd, which outlives slurmd: cancel every job (of every user: the cluster is
+# going away) so `down` leaves no job processes behind.
 cancel_jobs() {
+    local ids deadline=$((SECONDS + 15))
     [[ -n $(live_pid slurmctld) ]] || return 0
-    [[ -n $(squeue -h -o %i 2>/dev/null) ]] || return 0
-    scancel --full --state=RUNNING,PENDING,SUSPENDED,REQUEUED 2>/dev/null || true
-    scancel --state=PENDING 2>/dev/null || true
-    local deadline=$((SECONDS + 15))
-    while [[ -n $(squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null) ]] && ((SECONDS < deadline)); do
+    ids=$(squeue -h -t PENDING,RUNNING,SUSPENDED,REQUEUED -o %i 2>/dev/null || true)
+    [[ -n $ids ]] || return 0
+    # shellcheck disable=SC2086 # one job id per word
+    scancel $ids 2>/dev/null || true
+    while [[ -n $(squeue -h -t PENDING,RUNNING,COMPLETING -o %i 2>/dev/null) ]] && ((SECONDS < deadline)); do
         sleep 0.2
     done
 }
