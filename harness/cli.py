@@ -7,7 +7,6 @@ where, and exit with status 2 before anything is written.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shlex
@@ -108,97 +107,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launcher(args: argparse.Namespace) -> tuple[Any, int, dict[str, Any]]:
-    """The launcher, the trials in flight at once, and the spec fields the launcher fixes."""
-    from sweeps.launchers import LocalLauncher, SlurmLauncher
-    from sweeps.slurm.profile import load_profile
-
-    if args.launcher == "local":
-        if args.cluster:
-            raise UsageError("--cluster needs --launcher slurm")
-        return LocalLauncher(max_retries=args.max_retries), args.cpus, {}
-    if not args.cluster:
-        raise UsageError("--launcher slurm needs --cluster PROFILE (e.g. --cluster local)")
-    profile = load_profile(args.cluster)
-    if args.max_retries != _DEFAULT_RETRIES:
-        profile = dataclasses.replace(profile, max_retries=args.max_retries)
-    fields = {"device": profile.device, "num_threads": profile.cpus_per_task,
-              "world_size": profile.world_size}  # fmt: skip
-    return SlurmLauncher(profile, str(Path(args.results).resolve())), profile.array_parallelism, fields
-
-
-def _sweep(args: argparse.Namespace, submissions: list[str]) -> None:
-    from harness.submission import load_submission
-    from sweeps.driver import SweepInterrupted, check_search, run_lanes, write_manifest
-    from sweeps.rulesets import make_ruleset
-
-    workloads = _workloads(args.workloads, args.scale)
-    ruleset = make_ruleset(args.ruleset, trials=args.trials, studies=args.studies, seed=args.seed,
-                           search=args.search, budget_s=args.budget_s,
-                           budget_factor=args.budget_factor)  # fmt: skip
-    launcher, concurrency, fields = _launcher(args)
-    lanes = []
-    for name in submissions:  # load all first: a bad submission stops the sweep before any trial
-        loaded = load_submission(name)
-        lanes += ruleset.lanes(str(loaded.folder), loaded.name, loaded.search_space, workloads,
-                               args.data_dir, args.command_line, fields)  # fmt: skip
-    check_search(lanes, args.results)
-    write_manifest(args.results, args.argv, lanes, launcher.name)
-    per_lane = (f"{lanes[0].trials} trial(s)" if lanes[0].trials is not None
-                else f"{lanes[0].budget_s:g} trial-seconds")  # fmt: skip
-    print(f"sweep ({ruleset.name} ruleset, {ruleset.search} search, {launcher.name} launcher): "
-          f"{len(submissions)} submission(s) x {len(workloads)} workload(s) x "
-          f"{ruleset.num_studies} studies x {per_lane} -> {args.results}", file=sys.stderr)  # fmt: skip
-    try:
-        run_lanes(lanes, args.results, launcher, max_concurrent=concurrency,
-                  num_cpus=args.cpus, ray_address=args.ray_address, show_progress=not args.quiet)  # fmt: skip
-    except (SweepInterrupted, KeyboardInterrupt) as exc:
-        print(f"optbench: {exc or 'interrupted'}", file=sys.stderr)
-        raise SystemExit(130) from None
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    if args.resume:
-        resumed = _resumed_args(args)
-        return int(resumed.func(resumed) or 0)
-    if not args.submissions:
-        raise UsageError("sweep: name at least one submission (or --resume --results DIR)")
-    _sweep(args, args.submissions)
-    return _write_leaderboard(args, highlight=None)
-
-
-def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The options of the sweep recorded in `--results`, to finish it."""
-    from sweeps.driver import read_manifest
-
-    if args.submissions or args.launcher != "local" or args.cluster:
-        raise UsageError("sweep --resume takes the sweep's options from --results; "
-                         "name no submissions")  # fmt: skip
-    argv = read_manifest(args.results)["argv"]
-    resumed = build_parser().parse_args(argv)
-    resumed.argv = argv
-    resumed.command_line = args.command_line
-    resumed.results = args.results
-    resumed.quiet = args.quiet
-    return resumed
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from sweeps.status import sweep_status
-
-    print(sweep_status(args.results))
-    return 0
-
-
-def cmd_submit(args: argparse.Namespace) -> int:
-    from harness.submission import load_submission
-
-    name = load_submission(args.submission).name
-    references = [r for r in args.references.split(",") if r and r != name]
-    _sweep(args, [args.submission, *references])
-    return _write_leaderboard(args, highlight=name)
-
-
 def _read_trials(results: str) -> Any:
     from harness.results import ResultsStore
 
@@ -208,6 +116,21 @@ def _read_trials(results: str) -> Any:
     if trials.empty:
         raise UsageError(f"results folder {results!r} holds no trials")
     return trials
+
+
+def _one_search(trials: Any, ruleset: str | None, results: str) -> None:
+    """Refuses to score trials tuned by different search algorithms together.
+
+    Raises:
+      UsageError: naming the algorithms found and how to select one ruleset.
+    """
+    chosen = trials if ruleset is None else trials[trials["ruleset"] == ruleset]
+    for name, group in chosen.groupby("ruleset"):
+        found = {json.loads(text).get("search", "quasi-random") for text in group["ruleset_json"]}
+        if len(found) > 1:
+            raise UsageError(f"{results}: the {name} trials mix search algorithms "
+                             f"({', '.join(sorted(found))}); a leaderboard compares submissions "
+                             "tuned by one: keep each algorithm in its own results folder")  # fmt: skip
 
 
 _CPU_PEAK_NOTE = (
@@ -223,6 +146,7 @@ def _write_leaderboard(args: argparse.Namespace, highlight: str | None) -> int:
     from reports.leaderboard import leaderboard_table, render_html, render_markdown
 
     trials = _read_trials(args.results)
+    _one_search(trials, args.ruleset, args.results)
     table = leaderboard_table(trials, ruleset=args.ruleset, hardware_class=args.hardware_class)
     title = f"optbench leaderboard ({args.results})"
     notes = [_CPU_PEAK_NOTE] if trials["peak_source"].astype("string").str.startswith("vmhwm").any() else []
@@ -248,6 +172,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from reports.scoring import benchmark_scores
 
     trials = _read_trials(args.results)
+    _one_search(trials, args.ruleset, args.results)
     scores = benchmark_scores(trials, ruleset=args.ruleset, hardware_class=args.hardware_class)
     for submission, score in scores.sort_values(ascending=False).items():
         print(f"{submission}\t{score:.4f}")
@@ -372,41 +297,6 @@ def _add_selection(p: argparse.ArgumentParser, ruleset: str | None) -> None:
                    help="score only trials of this hardware class (needed when the store mixes)")  # fmt: skip
 
 
-_DEFAULT_RETRIES = 1
-
-
-def _add_sweep_options(p: argparse.ArgumentParser) -> None:
-    _add_results(p)
-    p.add_argument("--ruleset", default="external", choices=("external", "self", "compute"),
-                   help="tuning budget: external = N trials x S studies, self = 1 trial x S "
-                   "studies at the defaults, compute = --budget-s trial-seconds per study")  # fmt: skip
-    p.add_argument("--hardware-class", default=None,
-                   help="leaderboard: only trials of this hardware class")  # fmt: skip
-    p.add_argument("--search", default="quasi-random", choices=("quasi-random", "tpe", "asha"),
-                   help="search algorithm of the external ruleset (default: %(default)s)")  # fmt: skip
-    p.add_argument("--budget-s", type=float, default=None, help="compute ruleset: seconds per study")
-    p.add_argument("--budget-factor", type=float, default=3.0,
-                   help="self ruleset: x the workload's budgets (default: %(default)s)")  # fmt: skip
-    p.add_argument("--launcher", default="local", choices=("local", "slurm"),
-                   help="local: processes on this machine (or --ray-address's cluster); "
-                   "slurm: one SLURM job per trial (needs --cluster)")  # fmt: skip
-    p.add_argument("--cluster", default=None, metavar="PROFILE",
-                   help="SLURM profile: a name in sweeps/slurm/profiles/ or a .toml path")  # fmt: skip
-    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
-                   help="attach to a running Ray cluster instead of starting one")  # fmt: skip
-    p.add_argument("--max-retries", type=int, default=_DEFAULT_RETRIES,
-                   help="re-runs of a trial whose process was killed (default: %(default)s)")  # fmt: skip
-    p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated workload names")
-    p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
-    p.add_argument("--trials", type=_positive, default=5, help="N: trials per study")
-    p.add_argument("--studies", type=_positive, default=3, help="S: studies")
-    p.add_argument("--seed", type=int, default=0, help="sweep seed (points and trial seeds)")
-    p.add_argument("--cpus", type=_positive, default=os.cpu_count() or 1,
-                   help="trials run at once, one CPU each (default: all cores)")  # fmt: skip
-    p.add_argument("--data-dir", default=default_data_dir(), help="prepared datasets")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -472,11 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=default_data_dir())
     _add_results(p)
 
+    from sweeps.cli import add_sweep_options, cmd_status, cmd_submit, cmd_sweep
+
     p = command("sweep", cmd_sweep, "tune submissions under a ruleset (Ray Tune; local or SLURM)")
     p.add_argument("submissions", nargs="*", help="submission folders or reference names")
     p.add_argument("--resume", action="store_true",
                    help="finish the sweep recorded in --results (no other options needed)")  # fmt: skip
-    _add_sweep_options(p)
+    add_sweep_options(p)
 
     p = command("status", cmd_status, "a sweep's progress per submission x workload, with an ETA")
     _add_results(p)
@@ -486,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission", help="submission folder")
     p.add_argument("--references", default=",".join(REFERENCES),
                    help="comma-separated reference submissions to compare against")  # fmt: skip
-    _add_sweep_options(p)
+    add_sweep_options(p)
 
     p = command("score", cmd_score, "AlgoPerf performance-profile scores of a results store")
     _add_results(p)

@@ -1,0 +1,154 @@
+"""What launching costs: Ray Tune's per-trial overhead, and SLURM's submit-to-start latency.
+
+    python -m sweeps.bench_launchers --trials 6 --output results/bench-launchers/local.md
+
+The same K short trials (digits, `--steps` steps each, one at a time) run three ways, timed by
+this process's clock (`time.perf_counter`):
+
+* `direct`: each in a fresh process (`harness.isolation.run_isolated`), no Ray;
+* `ray`: through the sweep driver (Ray Tune, local launcher), concurrency 1, after Ray is up;
+* `slurm`: through the sweep driver with the SLURM launcher (`--cluster`), if SLURM answers.
+
+Per-trial overhead = (way's seconds - direct seconds) / K. Ray's start-up (`ray.init`) is reported
+apart. Submit-to-start: a no-op submitit job reports the time its process started; the latency is
+that minus the time just before `submit`, and submit-to-result the time the driver saw the result
+(polling every 0.1 s), both on one machine's clock, over `--probes` jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _specs(trials: int, steps: int, data_dir: str, study: int) -> list[Any]:
+    from harness.submission import load_submission
+    from harness.trial import TrialSpec
+
+    adamw = load_submission("adamw")
+    point = TrialSpec.canonical_hparams(adamw.search_space.center())
+    return [TrialSpec(workload="digits", scale="smoke", submission=str(adamw.folder),
+                      hparams_json=point, seed=i, data_dir=data_dir, max_steps=steps, study=study,
+                      trial_index=i, stop_at_target=False) for i in range(trials)]  # fmt: skip
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _job_start_time() -> float:
+    return time.time()
+
+
+def _submit_latency(profile_name: str, folder: Path, probes: int) -> dict[str, float]:
+    import submitit
+
+    from sweeps.slurm.profile import load_profile
+
+    profile = load_profile(profile_name)
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
+    executor.update_parameters(**profile.executor_parameters())
+    starts, results = [], []
+    for _ in range(probes):
+        before = time.time()
+        job = executor.submit(_job_start_time)
+        while not job.done():
+            time.sleep(0.1)
+        results.append(time.time() - before)
+        starts.append(job.result() - before)
+    return {"submit_to_start_s": statistics.median(starts),
+            "submit_to_result_s": statistics.median(results)}  # fmt: skip
+
+
+def measure(trials: int, steps: int, data_dir: str, cluster: str | None, probes: int) -> dict[str, Any]:
+    import ray
+
+    from harness.isolation import run_isolated
+    from sweeps.driver import run_lanes, run_sweep
+    from sweeps.launchers import SlurmLauncher
+    from sweeps.rulesets import lanes_of_specs
+    from sweeps.slurm.profile import load_profile
+
+    work = Path(tempfile.mkdtemp(prefix="optbench-bench-launchers-"))
+    try:
+        run_isolated(_specs(1, steps, data_dir, study=99), str(work / "warm"))  # data, imports
+        out: dict[str, Any] = {"trials": trials, "steps": steps}
+        out["direct_s"] = _timed(lambda: run_isolated(_specs(trials, steps, data_dir, 0), str(work / "d")))
+        out["ray_init_s"] = _timed(lambda: (ray.init(num_cpus=1, include_dashboard=False,
+                                                     log_to_driver=False), ray.shutdown()))  # fmt: skip
+        out["ray_s"] = _timed(lambda: run_sweep(_specs(trials, steps, data_dir, 1), work / "r",
+                                                num_cpus=1, show_progress=False))  # fmt: skip
+        out["ray_overhead_per_trial_s"] = (out["ray_s"] - out["ray_init_s"] - out["direct_s"]) / trials
+        if cluster and shutil.which("sbatch") and _slurm_answers():
+            out.update(_submit_latency(cluster, work / "probe", probes))
+            profile = load_profile(cluster)
+            lanes = lanes_of_specs(_specs(trials, steps, data_dir, 2), lambda _: "adamw")
+            root = work / "s"
+            out["slurm_s"] = _timed(lambda: run_lanes(lanes, root, SlurmLauncher(profile, str(root)),
+                                                      max_concurrent=1, show_progress=False))  # fmt: skip
+            out["slurm_overhead_per_trial_s"] = (out["slurm_s"] - out["ray_init_s"] - out["direct_s"]) / trials
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _slurm_answers() -> bool:
+    return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30, check=False).returncode == 0
+
+
+def render(result: dict[str, Any]) -> str:
+    k = result["trials"]
+    lines = [f"# Launch overhead ({k} trials of digits, {result['steps']} steps, one at a time)", "",
+             "| measure | seconds |", "|---|---|"]  # fmt: skip
+    names = {
+        "direct_s": f"{k} trials, fresh process each, no Ray", "ray_init_s": "ray.init + shutdown",
+        "ray_s": f"{k} trials through Ray Tune (local launcher), incl. Ray start",
+        "ray_overhead_per_trial_s": "Ray per-trial overhead",
+        "submit_to_start_s": "SLURM submit-to-start (idle cluster, median)",
+        "submit_to_result_s": "SLURM submit-to-result of a no-op job (median)",
+        "slurm_s": f"{k} trials through Ray Tune + SLURM, incl. Ray start",
+        "slurm_overhead_per_trial_s": "SLURM launcher per-trial overhead",
+    }  # fmt: skip
+    lines += [f"| {label} | {result[key]:.3f} |" for key, label in names.items() if key in result]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.cli import default_data_dir
+    from harness.results import write_text_atomic
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeps.bench_launchers", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--probes", type=int, default=5, help="no-op SLURM jobs for the latency")
+    parser.add_argument("--cluster", default="local", help="SLURM profile ('' to skip SLURM)")
+    parser.add_argument("--data-dir", default=default_data_dir())
+    parser.add_argument("--output", default=None, metavar="FILE.md")
+    args = parser.parse_args(argv)
+    result = measure(args.trials, args.steps, args.data_dir, args.cluster or None, args.probes)
+    text = render(result)
+    print(text)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out, text)
+        write_text_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
