@@ -335,3 +335,16 @@ def test_concurrent_writers_from_eight_processes(tmp_path: Path) -> None:
     assert len(store.completed_trial_ids()) == 160
     leftovers = [n for n in os.listdir(tmp_path / "trials") if not n.endswith(".parquet")]
     assert leftovers == []
+
+
+def test_version_1_files_read_with_the_columns_v2_added_as_null(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    store.write_trial(trial_row("new", attempts=2, restarts=1), [])
+    v1 = pa.schema([f for f in TRIALS_SCHEMA if f.name not in ("attempts", "restarts")],
+                   metadata={b"optbench_schema_version": b"1"})  # fmt: skip
+    row = {k: v for k, v in trial_row("old").items() if k in v1.names}
+    _write_raw(tmp_path / "trials" / "old.parquet", v1, row)
+    trials = store.read_trials().set_index("trial_id")
+    assert trials.loc["new", "attempts"] == 2 and trials.loc["new", "restarts"] == 1
+    assert pd.isna(trials.loc["old", "attempts"]) and pd.isna(trials.loc["old", "restarts"])
+    assert trials.loc["old", "status"] == "target_reached"
