@@ -120,9 +120,9 @@ def run_lanes(lanes: Sequence[Lane], results_root: str | Path, launcher: Launche
     if ray_address:
         ray.init(address=ray_address, log_to_driver=False, logging_level=logging.WARNING,
                  configure_logging=False)  # fmt: skip
-    else:
-        ray.init(num_cpus=num_cpus or max_concurrent, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=False)  # fmt: skip
+    else:  # "local": a new Ray instance, never one that RAY_ADDRESS or a `ray start` names
+        ray.init(address="local", num_cpus=num_cpus or max_concurrent, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)  # fmt: skip
     # A local trial occupies a CPU; a SLURM trial's Ray side only waits on its job.
     resources = {"cpu": 1.0 if launcher.name == "local" else 0.01}
     uses_asha = any(lane.ruleset.search == "asha" for lane in lanes)

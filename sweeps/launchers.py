@@ -112,7 +112,7 @@ class LocalLauncher:
 
     name = "local"
 
-    def __init__(self, poll_s: float = 0.5, max_retries: int = 1) -> None:
+    def __init__(self, poll_s: float = 0.1, max_retries: int = 1) -> None:
         self.poll_s = poll_s
         self.max_retries = max_retries
 
