@@ -26,8 +26,8 @@ import torch.distributed as dist
 
 from harness.errors import ContractError
 
-__all__ = ["Collective", "GradientPass", "free_port", "init_process_group", "shard_batch",
-           "split_batch"]  # fmt: skip
+__all__ = ["Collective", "GradientPass", "free_port", "init_process_group",
+           "leave_process_group", "shard_batch", "split_batch"]  # fmt: skip
 
 
 def free_port() -> int:
@@ -44,6 +44,14 @@ def init_process_group(rank: int, world_size: int, port: int, device: torch.devi
         backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
         timeout=datetime.timedelta(minutes=10),
     )  # fmt: skip
+
+
+def leave_process_group() -> None:
+    """Meets every rank at a barrier, then tears the group down: a rank that tore down while
+    another still ran its last collective would take gloo's threads down with an abort."""
+    with contextlib.suppress(RuntimeError):  # a peer already gone: nothing left to wait for
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def _rows(batch: Any) -> int:

@@ -186,7 +186,7 @@ def _run_data_parallel(spec: TrialSpec, live_root: str | Path | None, attempt: i
         outcome = failed_outcome(spec, traceback.format_exc())
     finally:
         if dist.is_initialized():
-            dist.destroy_process_group()
+            parallel.leave_process_group()
         for process in ranks:
             process.join(timeout=60)
             if process.is_alive():
@@ -207,7 +207,7 @@ def _rank_process(spec_dict: dict[str, Any], rank: int, port: int, live_root: st
     try:
         outcome = run_rank(spec, Collective(rank, spec.world_size), live_root)
     finally:
-        dist.destroy_process_group()
+        parallel.leave_process_group()
     if outcome.row.get("error"):
         print(f"rank {rank}: {outcome.row['error']}", file=sys.stderr)
         sys.exit(1)

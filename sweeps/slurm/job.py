@@ -55,7 +55,7 @@ class TrialJob(submitit.helpers.Checkpointable):
         import torch.distributed as dist
 
         from harness.isolation import summarize
-        from harness.parallel import Collective
+        from harness.parallel import Collective, leave_process_group
         from harness.results import ResultsStore
         from harness.runner import failed_outcome, run_rank
 
@@ -71,7 +71,7 @@ class TrialJob(submitit.helpers.Checkpointable):
         except Exception as exc:  # a rank that cannot even start: the trial fails, as data
             outcome = failed_outcome(spec, f"rank {distributed.rank}: {exc!r}")
         finally:
-            dist.destroy_process_group()
+            leave_process_group()
         if distributed.rank != 0:
             return None
         store.write_trial(outcome.row, outcome.evals)
