@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -128,6 +129,7 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from harness.cli import default_data_dir
     from harness.results import write_text_atomic
+    from sweeps.driver import RAY_ENV
 
     parser = argparse.ArgumentParser(
         prog="python -m sweeps.bench_launchers", description=__doc__,
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=default_data_dir())
     parser.add_argument("--output", default=None, metavar="FILE.md")
     args = parser.parse_args(argv)
+    for key, value in RAY_ENV.items():  # as the driver: no telemetry, no auth token
+        os.environ.setdefault(key, value)
     result = measure(args.trials, args.steps, args.data_dir, args.cluster or None, args.probes)
     text = render(result)
     print(text)

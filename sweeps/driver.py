@@ -37,7 +37,7 @@ from sweeps.launchers import Launcher, LocalLauncher, supervise
 from sweeps.rulesets import Lane, lanes_of_specs
 from sweeps.search import OBJECTIVE, LaneScheduler, LaneSearcher
 
-_RAY_ENV = {
+RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AUTH_MODE": "disabled",
     "RAY_AIR_NEW_OUTPUT": "0",
@@ -115,7 +115,7 @@ def run_lanes(lanes: Sequence[Lane], results_root: str | Path, launcher: Launche
         return []
     before = ResultsStore(root).completed_trial_ids()
     progress = _Progress(searcher, show_progress)
-    for key, value in _RAY_ENV.items():  # Ray reads these at start: no telemetry, no extra logs
+    for key, value in RAY_ENV.items():  # Ray reads these at start: no telemetry, no extra logs
         os.environ.setdefault(key, value)
     if ray_address:
         ray.init(address=ray_address, log_to_driver=False, logging_level=logging.WARNING,
