@@ -29,6 +29,20 @@ __all__ = ["add_sweep_options", "cmd_status", "cmd_submit", "cmd_sweep"]
 _DEFAULT_RETRIES = 1
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results root (default: %(default)s)")
     p.add_argument("--ruleset", default="external", choices=("external", "self", "compute"),
@@ -38,8 +52,9 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
                    help="leaderboard: only trials of this hardware class")  # fmt: skip
     p.add_argument("--search", default="quasi-random", choices=("quasi-random", "tpe", "asha"),
                    help="search algorithm of the external ruleset (default: %(default)s)")  # fmt: skip
-    p.add_argument("--budget-s", type=float, default=None, help="compute ruleset: seconds per study")
-    p.add_argument("--budget-factor", type=float, default=3.0,
+    p.add_argument("--budget-s", type=_seconds, default=None,
+                   help="compute ruleset: trial-seconds per study")  # fmt: skip
+    p.add_argument("--budget-factor", type=_seconds, default=3.0,
                    help="self ruleset: x the workload's budgets (default: %(default)s)")  # fmt: skip
     p.add_argument("--launcher", default="local", choices=("local", "slurm"),
                    help="local: processes on this machine (or --ray-address's cluster); "
@@ -48,7 +63,7 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
                    help="SLURM profile: a name in sweeps/slurm/profiles/ or a .toml path")  # fmt: skip
     p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                    help="attach to a running Ray cluster instead of starting one")  # fmt: skip
-    p.add_argument("--max-retries", type=int, default=_DEFAULT_RETRIES,
+    p.add_argument("--max-retries", type=_count, default=_DEFAULT_RETRIES,
                    help="re-runs of a trial whose process was killed (default: %(default)s)")  # fmt: skip
     p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated workload names")
     p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")

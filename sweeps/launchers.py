@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class Launcher(Protocol):
 
     def start(self, spec: TrialSpec, results_root: str, attempt: int) -> TrialHandle: ...
     def attach(self, launch: dict[str, Any]) -> TrialHandle: ...
+    def find(self, trial_id: str) -> TrialHandle | None: ...
 
 
 # -- this machine ------------------------------------------------------------------------------
@@ -126,6 +128,9 @@ class LocalLauncher:
             return LocalHandle(pid=None)  # another machine's process: treat it as gone
         return LocalHandle(pid=launch.get("pid"), started=launch.get("pid_started"))
 
+    def find(self, trial_id: str) -> LocalHandle | None:
+        return None  # a process is recorded before it can do anything: nothing to find
+
 
 # -- SLURM -------------------------------------------------------------------------------------
 
@@ -187,8 +192,7 @@ class SlurmLauncher:
 
         executor = submitit.AutoExecutor(folder=self.folder, cluster="slurm",
                                          slurm_max_num_timeout=self.profile.requeue_on_timeout)  # fmt: skip
-        executor.update_parameters(name=f"optbench-{spec.workload}-{spec.trial_index}",
-                                   **self.profile.executor_parameters())  # fmt: skip
+        executor.update_parameters(name=job_name(spec), **self.profile.executor_parameters())
         job = executor.submit(TrialJob(spec.to_dict(), results_root, attempt,
                                        requeue_on_timeout=self.profile.requeue_on_timeout > 0))  # fmt: skip
         return SlurmHandle(job, self.poll_s)
@@ -198,6 +202,25 @@ class SlurmLauncher:
 
         return SlurmHandle(submitit.SlurmJob(folder=self.folder, job_id=str(launch["job_id"])),
                            self.poll_s)  # fmt: skip
+
+    def find(self, trial_id: str) -> SlurmHandle | None:
+        """The queued or running job of a trial whose launch record was never written (the
+        driver died between `sbatch` and the record), found by its job name."""
+        import submitit
+
+        found = subprocess.run(["squeue", "-h", "-o", "%i", "-n", f"optbench-{trial_id}"],
+                               capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        ids = found.stdout.split()
+        if found.returncode != 0 or not ids:
+            return None
+        return SlurmHandle(submitit.SlurmJob(folder=self.folder, job_id=ids[0]), self.poll_s)
+
+
+def job_name(spec: TrialSpec) -> str:
+    """A trial's SLURM job name: unique to the trial, so a lost launch record can be recovered."""
+    from sweeps.driver import spec_trial_id
+
+    return f"optbench-{spec_trial_id(spec)}"
 
 
 # -- supervision -------------------------------------------------------------------------------
@@ -236,7 +259,8 @@ def supervise(launcher: Launcher, spec: TrialSpec, trial_id: str, results_root: 
     if launch is not None and launch["launcher"] == launcher.name:
         handle, attempt, job_ids = launcher.attach(launch), launch["attempt"], launch["job_ids"]
     else:
-        attempt, handle = 1, launcher.start(spec, results_root, 1)
+        attempt, found = 1, launcher.find(trial_id)
+        handle = found or launcher.start(spec, results_root, 1)
         job_ids = [handle.job_id] if handle.job_id else []
         _write_launch(live, launcher, handle, attempt, job_ids, spec, lane)
     started, reported = time.monotonic(), 0
