@@ -394,35 +394,31 @@ def test_status_counts_a_finished_sweep_and_refuses_a_folder_without_one(
 # -- 5. TPE and ASHA ---------------------------------------------------------------------------
 
 
-def test_tpe_sweep_stores_its_trials_with_search_tpe(tmp_path: Path, data_dir: Path) -> None:
+def _search_sweep(tmp_path: Path, data_dir: Path, search: str, num_trials: int,
+                  max_steps: int) -> tuple[Path, Any, Path]:  # fmt: skip
+    """A one-study external sweep with `search`: every trial stored once, the search recorded."""
     folder = write_submission(tmp_path / "submissions", "sgd-ok")
-    ruleset = ExternalRuleset(num_trials=3, num_studies=1, search="tpe")
+    ruleset = ExternalRuleset(num_trials=num_trials, num_studies=1, search=search)
     results = tmp_path / "results"
-
-    _sweep(_lanes(ruleset, [folder], data_dir, {"max_steps": 80}), results)
-
+    _sweep(_lanes(ruleset, [folder], data_dir, {"max_steps": max_steps}), results)
     trials = _trials(results)
-    _assert_once_each(trials, expected=3)
+    _assert_once_each(trials, expected=num_trials)
+    _assert_ruleset(trials, {"name": "external", "num_trials": num_trials, "num_studies": 1,
+                             "seed": 0, "search": search})  # fmt: skip
+    return folder, trials, results
+
+
+def test_tpe_sweep_stores_its_trials_with_search_tpe(tmp_path: Path, data_dir: Path) -> None:
+    folder, trials, _ = _search_sweep(tmp_path, data_dir, "tpe", num_trials=3, max_steps=80)
     assert set(trials["status"]) <= NORMAL
-    _assert_ruleset(trials, {"name": "external", "num_trials": 3, "num_studies": 1, "seed": 0,
-                             "search": "tpe"})  # fmt: skip
     space = load_submission(folder).search_space
     for text in trials["hparams_json"]:
         space.validate_point(json.loads(text))
 
 
 def test_asha_sweep_stores_every_trial_normal_or_stopped(tmp_path: Path, data_dir: Path) -> None:
-    folder = write_submission(tmp_path / "submissions", "sgd-ok")
-    ruleset = ExternalRuleset(num_trials=4, num_studies=1, search="asha")
-    results = tmp_path / "results"
-
-    _sweep(_lanes(ruleset, [folder], data_dir, {"max_steps": 200}), results)
-
-    trials = _trials(results)
-    _assert_once_each(trials, expected=4)
+    _, trials, results = _search_sweep(tmp_path, data_dir, "asha", num_trials=4, max_steps=200)
     assert set(trials["status"]) <= NORMAL | {str(TrialStatus.STOPPED)}, trials["status"]
-    _assert_ruleset(trials, {"name": "external", "num_trials": 4, "num_studies": 1, "seed": 0,
-                             "search": "asha"})  # fmt: skip
     evals = ResultsStore(results).read_evals()
     for row in trials[trials["status"] == TrialStatus.STOPPED].to_dict("records"):
         assert 0 < row["steps"] < 200  # stopped early, with the eval points it reached
