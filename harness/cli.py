@@ -124,9 +124,11 @@ def _one_search(trials: Any, ruleset: str | None, results: str) -> None:
     Raises:
       UsageError: naming the algorithms found and how to select one ruleset.
     """
+    from harness.trial import search_algorithm
+
     chosen = trials if ruleset is None else trials[trials["ruleset"] == ruleset]
     for name, group in chosen.groupby("ruleset"):
-        found = {json.loads(text).get("search", "quasi-random") for text in group["ruleset_json"]}
+        found = {search_algorithm(text) for text in group["ruleset_json"]}
         if len(found) > 1:
             raise UsageError(f"{results}: the {name} trials mix search algorithms "
                              f"({', '.join(sorted(found))}); a leaderboard compares submissions "

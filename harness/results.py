@@ -160,6 +160,14 @@ class ResultsStore:
         """Removes a stored trial's live folder (its checkpoint is no longer needed)."""
         shutil.rmtree(self.live_root / trial_id, ignore_errors=True)
 
+    def read_trial(self, trial_id: str) -> dict[str, Any] | None:
+        """The stored row of one trial (None when it is not stored)."""
+        path = self.root / "trials" / f"{trial_id}.parquet"
+        if not path.exists():
+            return None
+        _validate_file(path, TRIALS_SCHEMA)
+        return dict(pq.read_table(path).to_pylist()[0])
+
     def has_trial(self, trial_id: str) -> bool:
         return (self.root / "trials" / f"{trial_id}.parquet").exists()
 

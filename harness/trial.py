@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["TrialSpec", "TrialStatus"]
+__all__ = ["FAULTS", "FINISHED", "TrialSpec", "TrialStatus", "search_algorithm"]
 
 
 class TrialStatus(StrEnum):
@@ -24,6 +24,17 @@ class TrialStatus(StrEnum):
     CANCELLED = "cancelled"  # its SLURM job was cancelled (scancel)
     TIMED_OUT = "timed_out"  # its SLURM job hit the job's time limit
     STOPPED = "stopped"  # stopped early by the search's scheduler (ASHA)
+
+
+FINISHED = frozenset({TrialStatus.TARGET_REACHED, TrialStatus.BUDGET_EXHAUSTED})  # trained to the end
+# Ended with no usable result: an error, or its process or job ended from outside.
+FAULTS = frozenset({TrialStatus.FAILED, TrialStatus.KILLED, TrialStatus.CANCELLED,
+                    TrialStatus.TIMED_OUT})  # fmt: skip
+
+
+def search_algorithm(ruleset_json: str) -> str:
+    """The search algorithm a trial's recorded ruleset names (quasi-random where none is named)."""
+    return str(json.loads(ruleset_json).get("search", "quasi-random"))
 
 
 @dataclass(frozen=True, slots=True)

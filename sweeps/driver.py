@@ -32,7 +32,7 @@ from harness.errors import UsageError
 from harness.isolation import TrialSummary, summarize
 from harness.results import ResultsStore, write_text_atomic
 from harness.submission import load_submission
-from harness.trial import TrialSpec
+from harness.trial import TrialSpec, search_algorithm
 from sweeps.launchers import Launcher, LocalLauncher, supervise
 from sweeps.rulesets import Lane, lanes_of_specs
 from sweeps.search import OBJECTIVE, LaneScheduler, LaneSearcher
@@ -84,7 +84,7 @@ def check_search(lanes: Sequence[Lane], results_root: str | Path) -> None:
     trials = ResultsStore(results_root).read_trials()
     for ruleset, search in wanted:
         for ruleset_json in trials.loc[trials["ruleset"] == ruleset, "ruleset_json"].unique():
-            used = json.loads(ruleset_json).get("search", "quasi-random")
+            used = search_algorithm(ruleset_json)
             if used != search:
                 raise UsageError(
                     f"{results_root}: its {ruleset} trials were tuned with --search {used}; a "
@@ -166,17 +166,10 @@ def _trainable(config: dict[str, Any], results_root: str, launcher: Launcher) ->
                      OBJECTIVE: metrics.get(metric, float("nan"))})  # fmt: skip
 
     supervise(launcher, spec, trial_id, results_root, relay, lane=config["lane"])
-    store = ResultsStore(results_root)
-    if store.has_trial(trial_id):
-        row = _stored_row(store, trial_id)
+    row = ResultsStore(results_root).read_trial(trial_id)
+    if row is not None:
         tune.report({"final": True, "status": row["status"],
                      OBJECTIVE: row["best_metric"] if row["best_metric"] is not None else float("nan")})  # fmt: skip
-
-
-def _stored_row(store: ResultsStore, trial_id: str) -> dict[str, Any]:
-    import pandas as pd
-
-    return dict(pd.read_parquet(store.root / "trials" / f"{trial_id}.parquet").iloc[0])
 
 
 @functools.cache

@@ -32,7 +32,8 @@ from harness.checkpoint import LiveTrial
 from harness.results import ResultsStore, write_text_atomic
 from harness.trial import TrialSpec, TrialStatus
 
-__all__ = ["Ending", "LocalLauncher", "SlurmLauncher", "read_launch", "supervise"]
+__all__ = ["Ending", "LocalLauncher", "SlurmLauncher", "read_launch", "supervise",
+           "unstored_launches"]  # fmt: skip
 
 STOP_MARKER = "stop"  # written into a trial's live folder by the scheduler that stops it
 
@@ -232,6 +233,19 @@ def read_launch(live: LiveTrial) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def unstored_launches(store: ResultsStore) -> list[dict[str, Any]]:
+    """The launch records of trials not stored yet: running, or left by a killed driver."""
+    if not store.live_root.is_dir():
+        return []
+    done = store.completed_trial_ids()
+    launches = []
+    for folder in sorted(store.live_root.iterdir()):
+        launch = read_launch(LiveTrial(folder))
+        if launch is not None and folder.name not in done:
+            launches.append(launch)
+    return launches
+
+
 def _write_launch(live: LiveTrial, launcher: Launcher, handle: TrialHandle, attempt: int,
                   job_ids: list[str], spec: TrialSpec, lane: str) -> None:  # fmt: skip
     live.folder.mkdir(parents=True, exist_ok=True)
@@ -289,6 +303,7 @@ def supervise(launcher: Launcher, spec: TrialSpec, trial_id: str, results_root: 
             handle.cancel()
             ending = Ending(TrialStatus.STOPPED, "stopped early by the search's scheduler")
             _record(store, live, spec, ending, attempt, job_ids, time.monotonic() - started)
+            store.remove_live(trial_id)
         elif launcher.name == "local":
             handle.cancel()  # its checkpoint stays: a resumed sweep continues it
         raise
@@ -308,4 +323,3 @@ def _record(store: ResultsStore, live: LiveTrial, spec: TrialSpec, ending: Endin
         for row in outcome.evals:
             row["slurm_job_id"] = outcome.row["slurm_job_id"]
     store.write_trial(outcome.row, outcome.evals)
-    store.remove_live(outcome.row["trial_id"])

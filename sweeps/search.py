@@ -28,15 +28,14 @@ from ray.tune.search import Searcher
 
 from harness.results import ResultsStore
 from harness.search_space import Range, SearchSpace
-from harness.trial import TrialSpec, TrialStatus
-from sweeps.launchers import STOP_MARKER
+from harness.trial import FAULTS, TrialSpec, TrialStatus
+from sweeps.launchers import STOP_MARKER, unstored_launches
 from sweeps.rulesets import Lane
 
 __all__ = ["OBJECTIVE", "LaneScheduler", "LaneSearcher", "objective_mode"]
 
 OBJECTIVE = "objective"
-_FAILED = {str(TrialStatus.FAILED), str(TrialStatus.DIVERGED), str(TrialStatus.KILLED),
-           str(TrialStatus.CANCELLED), str(TrialStatus.TIMED_OUT)}  # fmt: skip
+_NO_OBJECTIVE = FAULTS | {TrialStatus.DIVERGED}  # trials TPE hears of as failed
 
 
 def objective_mode(workload: str, scale: str) -> str:
@@ -84,7 +83,7 @@ class _LaneState:
         self.tpe = OptunaSearch(space=_tune_space(self.lane.space), metric=OBJECTIVE, mode=mode,
                                 seed=self.lane.points_seed)  # fmt: skip
         for _, row in stored.iterrows():  # a resumed lane's TPE knows what its lane already ran
-            if row["status"] not in _FAILED and pd.notna(row["best_metric"]):
+            if row["status"] not in _NO_OBJECTIVE and pd.notna(row["best_metric"]):
                 point = json.loads(row["hparams_json"])
                 if self.lane.space.fixed_points:
                     point = {"__point": [dict(p) for p in self.lane.space.fixed_points].index(point)}
@@ -163,7 +162,7 @@ class LaneSearcher(Searcher):
         if state is None:
             return
         spec = state.running.pop(trial_id)
-        row = self._stored_row(self._trial_id_of(spec))
+        row = self._store.read_trial(self._trial_id_of(spec))
         if row is None:  # the sweep is stopping: the trial is not done and will run again
             state.adopted.insert(0, spec)
             return
@@ -171,14 +170,8 @@ class LaneSearcher(Searcher):
         state.spent_s += float(row.get("wall_time_s") or 0.0)
         if state.tpe is not None:
             value = row.get("best_metric")
-            ok = row["status"] not in _FAILED and value is not None and pd.notna(value)
+            ok = row["status"] not in _NO_OBJECTIVE and value is not None and pd.notna(value)
             state.tpe.on_trial_complete(trial_id, {OBJECTIVE: value} if ok else None, error=not ok)
-
-    def _stored_row(self, trial_id: str) -> dict[str, Any] | None:
-        if not self._store.has_trial(trial_id):
-            return None
-        frame = pd.read_parquet(self._store.root / "trials" / f"{trial_id}.parquet")
-        return dict(frame.iloc[0])
 
     def save(self, checkpoint_path: str) -> None:  # the results store is the sweep's state
         return None
@@ -198,16 +191,8 @@ def _lane_rows(stored: pd.DataFrame, lane: Lane) -> pd.DataFrame:
 
 def _adoptable(store: ResultsStore) -> dict[str, list[TrialSpec]]:
     """Trials launched but not stored (a killed driver's), by lane key, in trial order."""
-    from sweeps.launchers import LiveTrial, read_launch
-
     found: dict[str, list[TrialSpec]] = {}
-    if not store.live_root.is_dir():
-        return found
-    done = store.completed_trial_ids()
-    for folder in sorted(store.live_root.iterdir()):
-        launch = read_launch(LiveTrial(folder))
-        if launch is None or folder.name in done or "spec" not in launch:
-            continue
+    for launch in unstored_launches(store):
         found.setdefault(launch["lane"], []).append(TrialSpec.from_dict(launch["spec"]))
     for specs in found.values():
         specs.sort(key=lambda s: s.trial_index)

@@ -13,17 +13,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoint import LiveTrial
 from harness.results import ResultsStore
-from harness.trial import TrialStatus
+from harness.trial import FAULTS, FINISHED, TrialStatus
 from sweeps.driver import read_manifest
-from sweeps.launchers import read_launch
+from sweeps.launchers import unstored_launches
 
 __all__ = ["sweep_status"]
 
-_OK = {str(TrialStatus.TARGET_REACHED), str(TrialStatus.BUDGET_EXHAUSTED)}
-_FAILED = {str(TrialStatus.FAILED), str(TrialStatus.KILLED), str(TrialStatus.CANCELLED),
-           str(TrialStatus.TIMED_OUT)}  # fmt: skip
 
 
 def _slurm_states(job_ids: list[str]) -> dict[str, str]:
@@ -35,32 +31,19 @@ def _slurm_states(job_ids: list[str]) -> dict[str, str]:
     return dict(line.split(maxsplit=1) for line in result.stdout.splitlines() if " " in line)
 
 
-def _running(store: ResultsStore) -> list[dict[str, Any]]:
-    if not store.live_root.is_dir():
-        return []
-    done = store.completed_trial_ids()
-    launches = []
-    for folder in sorted(store.live_root.iterdir()):
-        launch = read_launch(LiveTrial(folder))
-        if launch is not None and folder.name not in done:
-            launch["evals"] = len(LiveTrial(folder).read_progress())
-            launches.append(launch)
-    return launches
-
-
 def sweep_status(results_root: str | Path) -> str:
     """The status table of the sweep in `results_root`, as Markdown."""
     manifest = read_manifest(results_root)
     store = ResultsStore(results_root)
     trials = store.read_trials()
-    running = _running(store)
+    running = unstored_launches(store)
     states = _slurm_states([str(r["job_id"]) for r in running if r.get("job_id")])
-    planned: dict[tuple[str, str], int | None] = defaultdict(int)
-    rulesets = {lane["ruleset_json"] for lane in manifest["lanes"]}
+    lanes_of: dict[tuple[str, str], list[int | None]] = defaultdict(list)
     for lane in manifest["lanes"]:
-        key = (lane["submission"], lane["workload"])
-        planned[key] = None if lane["trials"] is None or planned[key] is None else (
-            planned[key] + lane["trials"])  # type: ignore[operator]
+        lanes_of[lane["submission"], lane["workload"]].append(lane["trials"])
+    # a compute lane has no trial count: its pair's total is unknown (None)
+    planned = {key: None if None in counts else sum(counts) for key, counts in lanes_of.items()}  # type: ignore[arg-type]
+    rulesets = {lane["ruleset_json"] for lane in manifest["lanes"]}
     rows, remaining, in_flight = [], 0, 0
     mine = trials[trials["ruleset_json"].isin(rulesets)]
     for (submission, workload), total in sorted(planned.items()):
@@ -76,8 +59,8 @@ def sweep_status(results_root: str | Path) -> str:
             remaining += max(0, total - finished)
         in_flight += len(live)
         rows.append([
-            submission, workload, str(sum(status[s] for s in _OK)), str(len(live)), queued,
-            str(sum(status[s] for s in _FAILED)), str(status[str(TrialStatus.DIVERGED)]),
+            submission, workload, str(sum(status[s] for s in FINISHED)), str(len(live)), queued,
+            str(sum(status[s] for s in FAULTS)), str(status[str(TrialStatus.DIVERGED)]),
             str(status[str(TrialStatus.STOPPED)]),
             ", ".join(f"{state} {n}" for state, n in sorted(slurm.items())) or "-",
         ])  # fmt: skip
