@@ -63,8 +63,9 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
                    help="SLURM profile: a name in sweeps/slurm/profiles/ or a .toml path")  # fmt: skip
     p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                    help="attach to a running Ray cluster instead of starting one")  # fmt: skip
-    p.add_argument("--max-retries", type=_count, default=_DEFAULT_RETRIES,
-                   help="re-runs of a trial whose process was killed (default: %(default)s)")  # fmt: skip
+    p.add_argument("--max-retries", type=_count, default=None,
+                   help="re-runs of a trial whose process was killed (default: the cluster "
+                   f"profile's, or {_DEFAULT_RETRIES} locally)")  # fmt: skip
     p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated workload names")
     p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
     p.add_argument("--trials", type=_positive, default=5, help="N: trials per study")
@@ -85,11 +86,12 @@ def _launcher(args: argparse.Namespace) -> tuple[Any, int, dict[str, Any]]:
     if args.launcher == "local":
         if args.cluster:
             raise UsageError("--cluster needs --launcher slurm")
-        return LocalLauncher(max_retries=args.max_retries), args.cpus, {}
+        retries = _DEFAULT_RETRIES if args.max_retries is None else args.max_retries
+        return LocalLauncher(max_retries=retries), args.cpus, {}
     if not args.cluster:
         raise UsageError("--launcher slurm needs --cluster PROFILE (e.g. --cluster local)")
     profile = load_profile(args.cluster)
-    if args.max_retries != _DEFAULT_RETRIES:
+    if args.max_retries is not None:  # the command line overrides the profile
         profile = dataclasses.replace(profile, max_retries=args.max_retries)
     fields = {"device": profile.device, "num_threads": profile.cpus_per_task,
               "world_size": profile.world_size}  # fmt: skip

@@ -56,3 +56,17 @@ def test_sweep_with_an_unknown_profile_exits_2_before_any_trial(
 def test_slurm_launcher_needs_a_profile(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sweep", "adamw", "--launcher", "slurm"]) == 2
     assert "--cluster PROFILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, retries", [
+    ([], 2),                          # the profile's own
+    (["--max-retries", "1"], 1),      # the command line wins, even at the local default
+    (["--max-retries", "0"], 0),
+])  # fmt: skip
+def test_max_retries_comes_from_the_profile_unless_given(extra: list[str], retries: int) -> None:
+    from harness.cli import build_parser
+    from sweeps.cli import _launcher
+
+    args = build_parser().parse_args(["sweep", "adamw", "--launcher", "slurm", "--cluster",
+                                      "gpu-example", *extra])  # fmt: skip
+    assert _launcher(args)[0].max_retries == retries
