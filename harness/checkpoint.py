@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["LiveTrial", "TrialCheckpoint"]
+__all__ = ["LiveTrial", "TrialCheckpoint", "restore_rng", "rng_state"]
 
 
 @dataclass(slots=True)
@@ -47,7 +47,6 @@ class LiveTrial:
     """The live folder of one trial (created on first write)."""
 
     folder: Path
-    _progress_lines: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def under(cls, live_root: str | os.PathLike[str], trial_id: str) -> LiveTrial:

@@ -17,6 +17,7 @@ Every trial's objective is the best value of its workload's target metric (direc
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -71,7 +72,6 @@ class _LaneState:
         self.spent_s = float(stored["wall_time_s"].fillna(0.0).sum())
         self.adopted = [s for s in adopted if s.trial_index not in self.done_indices]
         self.running: dict[str, TrialSpec] = {}
-        self.next_index = 0
         self.tpe: Any = None
         if lane.ruleset.search == "tpe" and lane.trials is not None:
             self._start_tpe(stored)
@@ -106,19 +106,13 @@ class _LaneState:
             return self.adopted.pop(0)
         if self.finished():
             return None
-        if self.lane.trials is None:  # compute: one at a time, until the budget is spent
-            if self.running or self.spent_s >= (self.lane.budget_s or 0.0):
+        if self.lane.trials is None:  # compute: one trial at a time, until the budget is spent
+            if self.running:
                 return None
         elif self.issued >= self.lane.trials:
             return None
         taken = self.done_indices | {s.trial_index for s in self.running.values()}
-        order = self.lane.indices()
-        if order is not None:  # an explicit lane: its own indices
-            index = next(i for i in order if i not in taken)
-        else:
-            while self.next_index in taken:
-                self.next_index += 1
-            index = self.next_index
+        index = next(i for i in (self.lane.indices() or itertools.count()) if i not in taken)
         if self.tpe is not None:
             return self.lane.spec(_from_tune(self.lane.space, self.tpe.suggest(tune_trial_id)), index)
         return self.lane.trial(index)
