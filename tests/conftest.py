@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +19,28 @@ SHARED = REPO.parent / "shared"
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One data folder per test session, so smoke datasets are built once."""
     return tmp_path_factory.mktemp("data")
+
+
+def _run_trial(spec_dict: dict[str, Any], live_root: str | None) -> Any:
+    from harness.runner import run_trial
+    from harness.trial import TrialSpec
+
+    return run_trial(TrialSpec.from_dict(spec_dict), live_root)
+
+
+def run_in_fresh_process(spec: Any, live_root: Path | None = None) -> Any:
+    """`run_trial(spec, live_root)` in a process forked from a clean server, as sweeps run trials:
+    the measured peak is the trial's, not hidden by what this test process allocated before."""
+    context = mp.get_context("forkserver")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        live = str(live_root) if live_root else None
+        return pool.submit(_run_trial, spec.to_dict(), live).result()
+
+
+@pytest.fixture
+def fresh_process() -> Callable[..., Any]:
+    """`run_in_fresh_process`, for tests that read a trial's memory or must leave nothing behind."""
+    return run_in_fresh_process
 
 
 def pytest_configure(config: pytest.Config) -> None:

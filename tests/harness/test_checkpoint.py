@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,15 +31,8 @@ def _spec(submission: str, workload: str, data_dir: Path) -> TrialSpec:
                      data_dir=str(data_dir), stop_at_target=False, max_steps=160)  # fmt: skip
 
 
-def _run_in_child(spec_dict: dict[str, object], live_root: str | None) -> TrialOutcome:
-    return run_trial(TrialSpec.from_dict(spec_dict), live_root)
-
-
-def _run(spec: TrialSpec, live_root: Path | None = None) -> TrialOutcome:
-    """A whole trial in a fresh process, as sweeps run them (nothing left in this one)."""
-    context = mp.get_context("forkserver")
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(_run_in_child, spec.to_dict(), str(live_root) if live_root else None).result()
+def _run_in_child(spec_dict: dict[str, object], live_root: str) -> None:
+    run_trial(TrialSpec.from_dict(spec_dict), live_root)
 
 
 def _kill_after_two_evals(spec: TrialSpec, live_root: Path) -> list[int]:
@@ -65,12 +58,12 @@ def _kill_after_two_evals(spec: TrialSpec, live_root: Path) -> list[int]:
     pytest.param("adamw", "diffusion", marks=pytest.mark.slow),
 ])  # fmt: skip
 def test_a_killed_trial_resumes_exactly(submission: str, workload: str, data_dir: Path,
-                                        tmp_path: Path) -> None:  # fmt: skip
+                                        tmp_path: Path, fresh_process: Callable[..., TrialOutcome]) -> None:  # fmt: skip
     spec = _spec(submission, workload, data_dir)
-    uninterrupted = _run(spec)
+    uninterrupted = fresh_process(spec)
     killed_at = _kill_after_two_evals(spec, tmp_path)
     assert len(killed_at) >= 2
-    resumed = _run(spec, tmp_path)
+    resumed = fresh_process(spec, tmp_path)
 
     assert resumed.row["status"] == uninterrupted.row["status"]
     assert resumed.row["restarts"] == 1 and uninterrupted.row["restarts"] == 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness.isolation import run_isolated
 from harness.results import ResultsStore
-from harness.runner import run_trial
+from harness.runner import TrialOutcome, run_trial
 from harness.trial import TrialSpec, TrialStatus
 from workloads import Digits
 
@@ -82,8 +83,8 @@ def test_failures_are_recorded_and_do_not_stop_other_trials(tmp_path: Path, data
     assert reached["steps_to_target"] % every == 0 or reached["steps_to_target"] == reached["steps"]
 
 
-def test_trial_record_fields(data_dir: Path) -> None:
-    outcome = run_trial(_spec("adamw", data_dir, ADAMW_POINT))
+def test_trial_record_fields(data_dir: Path, fresh_process: Callable[..., TrialOutcome]) -> None:
+    outcome = fresh_process(_spec("adamw", data_dir, ADAMW_POINT))  # its own peak, as in sweeps
     row = outcome.row
     assert row["status"] == TrialStatus.TARGET_REACHED, row["error"]
     assert row["tokens_to_target"] == row["steps_to_target"] * 64
