@@ -21,20 +21,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-def _run_trial(spec_dict: dict[str, Any], live_root: str | None) -> Any:
-    from harness.runner import run_trial
-    from harness.trial import TrialSpec
-
-    return run_trial(TrialSpec.from_dict(spec_dict), live_root)
-
-
 def run_in_fresh_process(spec: Any, live_root: Path | None = None) -> Any:
     """`run_trial(spec, live_root)` in a process forked from a clean server, as sweeps run trials:
     the measured peak is the trial's, not hidden by what this test process allocated before."""
+    from harness.runner import run_trial  # pickled by reference: conftest modules cannot be
+
     context = mp.get_context("forkserver")
     with ProcessPoolExecutor(1, mp_context=context) as pool:
-        live = str(live_root) if live_root else None
-        return pool.submit(_run_trial, spec.to_dict(), live).result()
+        return pool.submit(run_trial, spec, str(live_root) if live_root else None).result()
 
 
 @pytest.fixture
