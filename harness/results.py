@@ -37,7 +37,7 @@ __all__ = [
     "write_text_atomic",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _VERSION_KEY = b"optbench_schema_version"
 
 # Every row of both tables carries these, so a row copied anywhere still says where it came from.
@@ -105,8 +105,19 @@ _TRIAL_FIELDS: list[pa.Field] = [
     # how it ran (schema v2): launcher runs of this trial (retries), and resumes from a checkpoint
     pa.field("attempts", pa.int64()),
     pa.field("restarts", pa.int64()),
+    # schema v3: the target's seed gate, the model's size and batch (ladder rungs differ), and the
+    # memory cap of a fixed-resource trial (a peak above it is status `over_budget`)
+    pa.field("target_seeds", pa.int64()),
+    pa.field("target_gate_margin", pa.float64()),
+    pa.field("num_params", pa.int64()),
+    pa.field("batch_size", pa.int64()),
+    pa.field("memory_cap_bytes", pa.int64()),
 ]
-_ADDED_IN_V2 = {"attempts", "restarts"}  # v1 files are read with these null
+# Columns each schema version added: older files are read with them null.
+_ADDED_IN = {
+    2: {"attempts", "restarts"},
+    3: {"target_seeds", "target_gate_margin", "num_params", "batch_size", "memory_cap_bytes"},
+}
 
 _EVAL_FIELDS: list[pa.Field] = [
     pa.field("trial_id", pa.string(), nullable=False),
@@ -224,8 +235,10 @@ def _validate_file(path: Path, schema: pa.Schema) -> None:
     except (OSError, pa.ArrowException) as exc:
         raise ResultsSchemaError(f"{path}: not a readable parquet file ({exc})") from None
     version = (found.metadata or {}).get(_VERSION_KEY)
-    if version == b"1":  # v1 is v2 without the columns v2 added: those read as null
-        schema = pa.schema([f for f in schema if f.name not in _ADDED_IN_V2])
+    older = {str(v).encode(): v for v in range(1, SCHEMA_VERSION)}
+    if version in older:  # an older file lacks the columns added since: those read as null
+        added = set().union(*(_ADDED_IN[v] for v in range(older[version] + 1, SCHEMA_VERSION + 1)))
+        schema = pa.schema([f for f in schema if f.name not in added])
     elif version != str(SCHEMA_VERSION).encode():
         shown = version.decode() if version else "missing"
         raise ResultsSchemaError(

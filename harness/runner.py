@@ -319,6 +319,8 @@ class _Record:
             submission_hash=submission_hash, precision=workload.precision(self.device),
             throughput_unit=config.throughput_unit, target_metric=config.target.metric,
             target_value=config.target.value, target_direction=str(config.target.direction),
+            target_seeds=config.target.seeds, target_gate_margin=config.target.gate_margin,
+            batch_size=config.batch_size,
         )  # fmt: skip
 
     _RESUMED_FIELDS = ("steps", "tokens", "final_metric", "best_metric", "time_to_target_s",
@@ -393,6 +395,7 @@ class _Record:
         }
         peak_bytes, source = peak
         self.row.update(static, peak_bytes=peak_bytes, peak_source=source,
+                        num_params=sum(p.numel() for p in params),
                         activations_bytes=max(0, peak_bytes - sum(static.values())))  # fmt: skip
 
     def fail(self, error: str) -> None:
