@@ -1,4 +1,4 @@
-"""Reports: AlgoPerf scoring, leaderboards and the AlgoPerf log importer.
+"""Reports: AlgoPerf scoring, leaderboards, report statistics and the AlgoPerf log importer.
 
 Everything here reads the results store only (pandas, pyarrow, numpy; matplotlib for figures), so a
 report builds on a laptop from results copied off a cluster: nothing here imports torch or jax.
@@ -14,32 +14,52 @@ from reports.algoperf_import import (
     is_minimized,
     load_targets,
 )
+from reports.held_out import HELD_OUT_FACTOR, apply_held_out_rule, held_out_variants
 from reports.leaderboard import leaderboard_table, render_html, render_markdown
 from reports.scoring import (
     benchmark_scores,
     integrate_profiles,
     performance_profiles,
     select_trials,
+    selected_trials,
     time_ratios,
     workload_times,
+)
+from reports.stats import (
+    PowerLaw,
+    data_equivalence,
+    fit_power_law,
+    gated_workload_times,
+    reference_speedups,
+    seed_gate,
 )
 
 __all__ = [
     "ALGOPERF_HARDWARE_CLASS",
+    "HELD_OUT_FACTOR",
     "AlgoPerfTarget",
     "AlgoPerfTargets",
+    "PowerLaw",
+    "apply_held_out_rule",
     "base_workload",
     "benchmark_scores",
+    "data_equivalence",
     "find_targets_file",
+    "fit_power_law",
+    "gated_workload_times",
+    "held_out_variants",
     "import_algoperf",
     "integrate_profiles",
     "is_minimized",
     "leaderboard_table",
     "load_targets",
     "performance_profiles",
+    "reference_speedups",
     "render_html",
     "render_markdown",
+    "seed_gate",
     "select_trials",
+    "selected_trials",
     "time_ratios",
     "workload_times",
 ]

@@ -13,8 +13,13 @@ of the first eval row whose `validation/<target_metric_name>` meets `validation_
     met(v) = v >= target   (accuracy, ssim, mean_average_precision, bleu)
     time_to_target_s = score[min{j : met(validation_metric[j])}]   (no such j: None)
 
+A held-out variant's folder (`fastmri_tanh_jax`) is scored against the variant's own target but
+recorded under its base workload's name (`workload = "fastmri"`), with the variant named in
+`ruleset_json` (`{"variant": "fastmri_tanh", "held_out": true, ...}`): scoring leaves such rows out
+of the workloads W and uses them only for the held-out rule (`reports.held_out`).
+
 Trial ids hash (submission, study, workload folder, trial folder), so importing twice writes nothing
-new. Only pandas and the results store are imported here.
+new (and a variant's ids differ from its base's). Only pandas and the results store are imported.
 """
 
 from __future__ import annotations
@@ -201,8 +206,8 @@ def import_algoperf(log_dir: Path, store: ResultsStore, targets_path: Path | Non
         )
     provenance = _provenance(f"import-algoperf {log_dir}")
     written = 0
-    for path in csvs:
-        key = _trial_key(path, targets)
+    keys = [_trial_key(path, targets) for path in csvs]  # every folder name checked before writing
+    for path, key in zip(csvs, keys, strict=True):
         if store.has_trial(key.trial_id):
             continue
         trial_row, eval_rows = _rows(path, key, targets, provenance)
@@ -212,11 +217,13 @@ def import_algoperf(log_dir: Path, store: ResultsStore, targets_path: Path | Non
 
 @dataclass(frozen=True, slots=True)
 class _TrialKey:
-    """Where one CSV sits: submission, study, workload, framework, trial, and the derived id."""
+    """Where one CSV sits: submission, study, workload (maybe a variant) and its base workload,
+    framework, trial, and the derived id."""
 
     submission: str
     study: int
     workload: str
+    base: str
     framework: str
     trial_index: int
     trial_id: str
@@ -236,7 +243,8 @@ def _trial_key(path: Path, targets: AlgoPerfTargets) -> _TrialKey:
     digest = hashlib.sha256("\x1f".join(("algoperf", *path.parts[-5:-1])).encode()).hexdigest()
     submission, workload, framework = match["submission"], match["workload"], match["framework"]
     study, trial_index = int(match["study"]), int(match["trial"])
-    return _TrialKey(submission, study, workload, framework, trial_index, digest[:16])
+    base = base_workload(workload, targets)
+    return _TrialKey(submission, study, workload, base, framework, trial_index, digest[:16])
 
 
 def _rows(
@@ -253,16 +261,18 @@ def _rows(
     finite = values[values.map(math.isfinite)]
     best = (finite.min() if minimize else finite.max()) if len(finite) else None
     last = frame.iloc[-1]
-    origin = {
+    origin: dict[str, Any] = {
         "source": "algoperf",
         "version": targets.benchmark_version,
         "framework": key.framework,
     }
+    if key.base != key.workload:
+        origin.update(variant=key.workload, held_out=True)
     trial: dict[str, Any] = dict.fromkeys(TRIALS_SCHEMA.names)
     trial.update(provenance)
     trial.update(
         trial_id=key.trial_id,
-        workload=key.workload,
+        workload=key.base,
         scale="full",
         submission=key.submission,
         hparams_json=_hparams_json(path.parent),

@@ -2,7 +2,8 @@
 
 Per submission s and workload w (studies k, trials i):
 
-    best[s, w, k]   = argmin_i (time_to_target_s, steps_to_target)    (null -> inf)
+    best[s, w, k]   = the study's selected trial (`reports.scoring.selected_trials`: least time,
+                      then steps to target, then best metric, then trial index; null -> inf)
     X[s, w]         = median_k X(best[s, w, k])   for X in time, steps, tokens to target
                       (a best trial that missed the target counts inf)
     peak_mib[s, w]  = median_i peak_bytes / 2**20;   throughput[s, w] = median_i throughput_per_s
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.scoring import benchmark_scores, select_trials
+from reports.scoring import benchmark_scores, select_trials, selected_trials
 
 __all__ = ["leaderboard_table", "render_html", "render_markdown"]
 
@@ -106,18 +107,13 @@ def _to_target_medians(trials: pd.DataFrame) -> pd.DataFrame:
     A study whose best trial missed the target counts inf (tokens only on workloads that count
     tokens at all; elsewhere they stay missing).
     """
-    time_s = trials["time_to_target_s"].astype(float).fillna(np.inf)
-    steps = trials["steps_to_target"].astype(float).fillna(np.inf)
-    ranked = trials.assign(_time=time_s, _steps=steps).sort_values(
-        ["_time", "_steps", "trial_id"], kind="stable"
-    )
-    best = ranked.groupby(["submission", "workload", "study"], dropna=False).head(1)
+    best = selected_trials(trials)
     missed = best["time_to_target_s"].isna()
     counts_tokens = trials["tokens"].notna() | trials["tokens_to_target"].notna()
     token_workloads = set(trials.loc[counts_tokens, "workload"])
     values = pd.DataFrame(
         {
-            "time_to_target_s": best["_time"],
+            "time_to_target_s": best["time_to_target_s"].astype(float).fillna(np.inf),
             "steps_to_target": best["steps_to_target"].astype(float).mask(missed, np.inf),
             "tokens_to_target": best["tokens_to_target"]
             .astype(float)

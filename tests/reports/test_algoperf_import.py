@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,7 +20,12 @@ from reports.algoperf_import import (
     is_minimized,
     load_targets,
 )
-from reports.scoring import benchmark_scores
+from reports.scoring import (
+    benchmark_scores,
+    integrate_profiles,
+    performance_profiles,
+    workload_times,
+)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 ALGOPERF = SHARED / "algoperf"
@@ -203,3 +209,65 @@ def test_metric_direction(metric: str, lower: bool) -> None:
 def test_unknown_metric_direction_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="validation/f1"):
         is_minimized("validation/f1")
+
+
+# -- held-out variants, from real logs laid out as AlgoPerf v0.5 variants ---------------------
+
+BASE_SSIM, TANH_SSIM = 0.723653, 0.71784  # fastmri and fastmri_tanh targets in TARGETS
+FRAMEWORK = {"baseline": "jax", "shampoo": "pytorch"}
+
+
+def _variant_logs(root: Path, ssim_shift: dict[str, float], time_factor: dict[str, float]) -> Path:
+    """Real fastmri and ogbg logs of both submissions, plus a fastmri_tanh variant per submission:
+    its CSVs are fastmri's with ssim moved by (tanh target - base target) + ssim_shift[s] and the
+    `score` (time) column times time_factor[s]. Shift 0: it crosses its target on the same row."""
+    logs = root / "logs"
+    for submission, framework in FRAMEWORK.items():
+        for study in range(3):
+            for workload in ("fastmri", "ogbg"):
+                folder = f"{submission}/study_{study}/{workload}_{framework}"
+                shutil.copytree(LOGS / folder, logs / folder)
+            source = LOGS / f"{submission}/study_{study}/fastmri_{framework}"
+            for csv_path in source.glob("trial_*/eval_measurements.csv"):
+                frame = pd.read_csv(csv_path)
+                frame["validation/ssim"] += TANH_SSIM - BASE_SSIM + ssim_shift[submission]
+                frame["score"] *= time_factor[submission]
+                out = logs / f"{submission}/study_{study}/fastmri_tanh_{framework}"
+                out = out / csv_path.parent.name / csv_path.name
+                out.parent.mkdir(parents=True)
+                frame.to_csv(out, index=False)
+    return logs
+
+
+@pytest.mark.parametrize(
+    ("ssim_shift", "time_factor", "loses_fastmri"),
+    [
+        # shampoo's held-out runs take 6x: 6 x 640.8 s > 4 x baseline's 873.3 s -> out of 4x
+        ({"baseline": 0.0, "shampoo": 0.0}, {"baseline": 1.0, "shampoo": 6.0}, "shampoo"),
+        # baseline never reaches the held-out target
+        ({"baseline": -0.5, "shampoo": 0.0}, {"baseline": 1.0, "shampoo": 1.0}, "baseline"),
+    ],
+)
+def test_held_out_rule_on_real_logs(
+    tmp_path: Path, ssim_shift: dict, time_factor: dict, loses_fastmri: str
+) -> None:
+    _require_shared()
+    store = ResultsStore(tmp_path / "results")
+    import_algoperf(_variant_logs(tmp_path, ssim_shift, time_factor), store, TARGETS)
+    trials = store.read_trials()
+    origin = trials["ruleset_json"].map(json.loads)
+    held = origin.map(lambda o: o.get("held_out", False))
+    assert trials["trial_id"].is_unique and set(trials["workload"]) == {"fastmri", "ogbg"}
+    assert set(origin[held].map(lambda o: o["variant"])) == {"fastmri_tanh"}
+    assert (trials.loc[held, "target_value"] == TANH_SSIM).all()
+    # without the rule the variant rows change nothing: W is the two base workloads
+    base_times = workload_times(trials[~held])
+    pd.testing.assert_frame_equal(workload_times(trials), base_times)
+    assert benchmark_scores(trials).equals(benchmark_scores(trials[~held]))
+    # with it, exactly one submission loses fastmri
+    expected = base_times.copy()
+    expected.loc[loses_fastmri, "fastmri"] = np.inf
+    pd.testing.assert_frame_equal(workload_times(trials, held_out_rule=True), expected)
+    scores = benchmark_scores(trials, held_out_rule=True)
+    assert scores.to_dict() == integrate_profiles(performance_profiles(expected)).to_dict()
+    assert scores[loses_fastmri] < benchmark_scores(trials)[loses_fastmri]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -12,9 +13,11 @@ import pandas as pd
 import pytest
 
 from harness.errors import UsageError
+from reports.held_out import apply_held_out_rule
 from reports.scoring import (
     benchmark_scores,
     performance_profiles,
+    selected_trials,
     time_ratios,
     workload_times,
 )
@@ -160,3 +163,56 @@ def test_only_the_latest_version_of_a_submission_and_workload_counts() -> None:
     assert times.loc["b", "w"] == 20.0
     trials.loc[0, "created_utc"] = "2026-01-03"  # now the old hash is the most recent
     assert workload_times(trials).loc["a", "w"] == 100.0
+
+
+def test_selected_trial_rule_and_its_tie_breaks() -> None:
+    nan = np.nan
+    trials = pd.DataFrame(
+        {  # (submission, study): which trial wins, and by which rule
+            "submission": ["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["d"] * 2,
+            "workload": "w",
+            "scale": "smoke",
+            "study": 0,
+            "trial_index": [0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 2],
+            "time_to_target_s": [nan, 50.0, 40.0, 40.0, 40.0, 40.0, nan, nan, nan, 9.0, 9.0],
+            "steps_to_target": [nan, 5, 8, 9, 7, 7, nan, nan, nan, 3, 3],
+            "best_metric": [0.1, 0.5, 0.9, 0.1, 0.2, 0.3, 0.5, 0.7, nan, 0.4, 0.4],
+            "target_direction": ["min"] * 3 + ["max"] * 3 + ["max"] * 3 + ["min"] * 2,
+        }
+    )
+    chosen = selected_trials(trials).set_index("submission")["trial_index"].to_dict()
+    # a: least time; b: time tie -> fewer steps -> higher metric (max); c: none reached -> best
+    # metric (max, null worst); d: full tie -> smaller trial index
+    assert chosen == {"a": 2, "b": 2, "c": 1, "d": 2}
+    assert len(selected_trials(pd.concat([trials, trials.assign(study=1)]))) == 8
+
+
+def _variant(workload: str) -> str:
+    return json.dumps({"variant": f"{workload}_tanh", "held_out": True})
+
+
+def test_held_out_rows_are_not_workloads_and_gate_with_the_rule() -> None:
+    # base w: a 100, b 300 (within 4x), c never. Held-out w_tanh: a 100, b 500 (> 4 x 100), c 50.
+    base = _trials([("a", "w", 0, 100.0), ("b", "w", 0, 300.0), ("c", "w", 0, None),
+                    ("a", "v", 0, 10.0), ("b", "v", 0, 10.0), ("c", "v", 0, 10.0)])  # fmt: skip
+    held = _trials([("a", "w", 0, 100.0), ("b", "w", 0, 500.0), ("c", "w", 0, 50.0)])
+    trials = pd.concat([base.assign(ruleset_json="{}"), held.assign(ruleset_json=_variant("w"))])
+    times = workload_times(trials)
+    assert list(times.columns) == ["v", "w"]  # the variant is no workload of W
+    assert times["w"].tolist()[:2] == [100.0, 300.0]  # and leaves its base's times alone
+    ruled = workload_times(trials, held_out_rule=True)
+    assert ruled["w"].tolist() == [100.0, np.inf, np.inf]  # b: held-out too slow; c: base unsolved
+    assert ruled["v"].tolist() == [10.0] * 3  # no variant: untouched
+    # b keeps v (ratio 1) and loses w: rho_b = 1/2 at every tau; a keeps ratio 1 on both.
+    scores = benchmark_scores(trials, num_points=4, held_out_rule=True)
+    assert scores["b"] == pytest.approx(0.5) and scores["a"] == pytest.approx(1.0)
+
+
+def test_held_out_rule_fastest_among_base_solvers_only() -> None:
+    # c reaches the held-out variant fastest (1 s) but never the base: it sets no bar for a.
+    base = pd.DataFrame({"w": [100.0, np.inf]}, index=["a", "c"])
+    held = pd.DataFrame({("w", "w_tanh"): [20.0, 1.0]}, index=["a", "c"])
+    held.columns = pd.MultiIndex.from_tuples(held.columns, names=["workload", "variant"])
+    assert apply_held_out_rule(base, held)["w"].tolist() == [100.0, np.inf]
+    missing = apply_held_out_rule(base, held.iloc[[1]])  # a has no held-out trial: inf
+    assert np.isinf(missing["w"]).all()

@@ -1,0 +1,184 @@
+"""The report figures, drawn with matplotlib's Agg backend into PNG bytes.
+
+Each function takes tidy data already reduced by the report that calls it and draws one figure;
+none reads the results store. A submission keeps its colour in every figure of a report
+(`colours`), and every figure that has a target draws it as a dashed line.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; set before pyplot is imported
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+__all__ = [
+    "band_curves",
+    "colours",
+    "memory_bars",
+    "pareto",
+    "scatter_with_fits",
+    "sensitivity",
+]
+
+_SIZE = (7.0, 4.2)
+
+
+def colours(submissions: Sequence[str]) -> dict[str, str]:
+    """A fixed colour per submission (sorted names over the tab10 / tab20 cycles)."""
+    names = sorted(set(submissions))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: matplotlib.colors.to_hex(cmap(i % cmap.N)) for i, name in enumerate(names)}
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _target_line(ax: plt.Axes, target: float | None, horizontal: bool = True) -> None:
+    if target is not None and np.isfinite(target):
+        line = ax.axhline if horizontal else ax.axvline
+        line(target, color="black", linestyle="--", linewidth=1, label=f"target {target:g}")
+
+
+def band_curves(curves: Mapping[str, pd.DataFrame], *, title: str, xlabel: str, ylabel: str,
+                colour: Mapping[str, str], target: float | None = None, logx: bool = False,
+                logy: bool = False, step: bool = False) -> bytes:  # fmt: skip
+    """One line per submission (`median` over `x`) with a shaded band between `lo` and `hi`."""
+    fig, ax = plt.subplots(figsize=_SIZE)
+    for name, frame in curves.items():
+        if step:
+            ax.step(frame["x"], frame["median"], color=colour[name], label=name, where="post")
+        else:
+            ax.plot(frame["x"], frame["median"], color=colour[name], label=name)
+        ax.fill_between(frame["x"], frame["lo"], frame["hi"], color=colour[name], alpha=0.18,
+                        linewidth=0, step="post" if step else None)  # fmt: skip
+    _target_line(ax, target)
+    _finish(ax, title, xlabel, ylabel, logx, logy)
+    return _png(fig)
+
+
+def sensitivity(points: pd.DataFrame, *, title: str, xlabel: str, ylabel: str,
+                colour: Mapping[str, str], target: float | None = None) -> bytes:  # fmt: skip
+    """Final metric vs one hyperparameter (log x) per submission: trials as dots, the median per
+    log-spaced bin as a line, diverged trials as crosses at the top of the axis."""
+    fig, ax = plt.subplots(figsize=_SIZE)
+    finite = points[np.isfinite(points["y"])]
+    top = float(finite["y"].max()) if len(finite) else 1.0
+    for name, group in points.groupby("submission", sort=True):
+        ok = group[np.isfinite(group["y"]) & ~group["diverged"]]
+        bad = group[group["diverged"] | ~np.isfinite(group["y"])]
+        ax.scatter(ok["x"], ok["y"], s=14, alpha=0.55, color=colour[name])
+        if len(bad):
+            ax.scatter(bad["x"], np.full(len(bad), top), marker="x", color=colour[name])
+        line = _binned_median(ok["x"].to_numpy(float), ok["y"].to_numpy(float))
+        ax.plot(line[0], line[1], color=colour[name], label=name)
+    _target_line(ax, target)
+    _finish(ax, title, xlabel, ylabel, logx=True)
+    return _png(fig)
+
+
+def _binned_median(x: np.ndarray, y: np.ndarray, bins: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    if len(x) < 3:
+        order = np.argsort(x)
+        return x[order], y[order]
+    edges = np.geomspace(x.min(), x.max() * (1 + 1e-9), bins + 1)
+    which = np.digitize(x, edges) - 1
+    keep = [b for b in range(bins) if np.any(which == b)]
+    centres = np.array([np.exp(np.mean(np.log(x[which == b]))) for b in keep])
+    medians = np.array([np.median(y[which == b]) for b in keep])
+    return centres, medians
+
+
+def memory_bars(frame: pd.DataFrame, *, title: str) -> bytes:
+    """Stacked bars per submission (rows) of the memory parts (MiB columns), with the measured
+    peak (column `peak`) as a black tick: the parts are exact, the peak is measured."""
+    fig, ax = plt.subplots(figsize=_SIZE)
+    parts = [c for c in frame.columns if c != "peak"]
+    bottom = np.zeros(len(frame))
+    palette = plt.get_cmap("Set2")
+    x = np.arange(len(frame))
+    for i, part in enumerate(parts):
+        values = frame[part].to_numpy(float)
+        ax.bar(x, np.nan_to_num(values), bottom=bottom, color=palette(i), label=part, width=0.6)
+        bottom += np.nan_to_num(values)
+    if "peak" in frame:
+        ax.scatter(x, frame["peak"], marker="_", s=900, color="black", label="measured peak",
+                   zorder=3)  # fmt: skip
+    ax.set_xticks(x, [str(i) for i in frame.index], rotation=20, ha="right")
+    _finish(ax, title, "", "MiB")
+    return _png(fig)
+
+
+def pareto(points: pd.DataFrame, *, title: str, xlabel: str, ylabel: str,
+           colour: Mapping[str, str], logx: bool = False, logy: bool = False) -> bytes:  # fmt: skip
+    """Points per submission (`submission`, `x`, `y`, `on_frontier`, optional `label`): frontier
+    points filled and joined by a step line, dominated points hollow."""
+    fig, ax = plt.subplots(figsize=_SIZE)
+    for name, group in points.groupby("submission", sort=True):
+        front = group[group["on_frontier"]]
+        dominated = group[~group["on_frontier"]]
+        ax.scatter(front["x"], front["y"], color=colour[name], s=46, label=name, zorder=3)
+        ax.scatter(dominated["x"], dominated["y"], facecolors="none", edgecolors=colour[name],
+                   s=46, zorder=3, label=f"{name} (dominated)" if len(front) == 0 else None)  # fmt: skip
+        if "label" in group:
+            for _, row in group.iterrows():
+                ax.annotate(str(row["label"]), (row["x"], row["y"]), fontsize=7,
+                            xytext=(4, 3), textcoords="offset points")  # fmt: skip
+    frontier = points[points["on_frontier"]].sort_values("x")
+    if len(frontier) > 1:
+        ax.step(frontier["x"], frontier["y"], where="post", color="grey", linewidth=1,
+                linestyle=":", label="frontier")  # fmt: skip
+    _finish(ax, title, xlabel, ylabel, logx, logy)
+    return _png(fig)
+
+
+def scatter_with_fits(points: pd.DataFrame, fits: Mapping[str, tuple[np.ndarray, np.ndarray, str]],
+                      *, title: str, xlabel: str, ylabel: str, colour: Mapping[str, str],
+                      logx: bool = True, logy: bool = True, reference_line: float | None = None,
+                      ) -> bytes:  # fmt: skip
+    """Points per submission (`submission`, `x`, `y`, optional `lo`/`hi` error bars) with a fitted
+    curve per submission (`fits[name] = (x, y, legend text)`)."""
+    fig, ax = plt.subplots(figsize=_SIZE)
+    for name, group in points.groupby("submission", sort=True):
+        if {"lo", "hi"} <= set(group.columns):
+            err = np.vstack([group["y"] - group["lo"], group["hi"] - group["y"]])
+            ax.errorbar(group["x"], group["y"], yerr=np.clip(np.nan_to_num(err), 0, None),
+                        fmt="o", color=colour[name], capsize=3, label=name)  # fmt: skip
+        else:
+            ax.scatter(group["x"], group["y"], color=colour[name], label=name, zorder=3)
+        if name in fits:
+            fx, fy, legend = fits[name]
+            ax.plot(fx, fy, color=colour[name], linestyle="-", linewidth=1, label=legend)
+        else:
+            ordered = group.sort_values("x")
+            ax.plot(ordered["x"], ordered["y"], color=colour[name], linewidth=1)
+    if reference_line is not None:
+        ax.axhline(reference_line, color="black", linestyle="--", linewidth=1)
+    _finish(ax, title, xlabel, ylabel, logx, logy)
+    return _png(fig)
+
+
+def _finish(ax: plt.Axes, title: str, xlabel: str, ylabel: str, logx: bool = False,
+            logy: bool = False) -> None:  # fmt: skip
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=8, loc="best")

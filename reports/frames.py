@@ -1,0 +1,132 @@
+"""Reductions of the results store that every report shares: which trials a report compares, each
+trial's eval curve, bands over seeds, and the value a curve had reached by a budget.
+
+Conventions: a *group* is one (workload, scale); a trial's *track* is `fixed-resource` when its
+ruleset says so and `fixed-model` otherwise; a study's *selected* trial is the one
+`reports.scoring.selected_trials` picks (fastest to target, then fewest steps, then best metric).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import UsageError
+
+__all__ = [
+    "band",
+    "curve",
+    "groups",
+    "hparam",
+    "one_hardware_class",
+    "track_of",
+    "value_within",
+]
+
+
+def track_of(trials: pd.DataFrame) -> pd.Series:
+    """`fixed-resource` or `fixed-model` per trial, from its recorded ruleset."""
+
+    def track(text: object) -> str:
+        try:
+            return str(json.loads(str(text)).get("track", "fixed-model"))
+        except (ValueError, AttributeError):
+            return "fixed-model"
+
+    return trials["ruleset_json"].map(track)
+
+
+def hparam(trials: pd.DataFrame, name: str) -> pd.Series:
+    """One hyperparameter per trial (nan where the trial's point lacks it or is not a number)."""
+
+    def value(text: object) -> float:
+        try:
+            got = json.loads(str(text)).get(name)
+        except (ValueError, AttributeError):
+            return float("nan")
+        return float(got) if isinstance(got, int | float) and not isinstance(got, bool) else np.nan
+
+    return trials["hparams_json"].map(value).astype(float)
+
+
+def one_hardware_class(trials: pd.DataFrame, hardware_class: str | None, where: str) -> pd.DataFrame:
+    """The trials of one hardware class: wall-clock numbers compare only within one.
+
+    Raises:
+      UsageError: the trials mix classes and none was chosen, or the chosen one has no trials.
+    """
+    if hardware_class is not None:
+        chosen = trials[trials["hardware_class"] == hardware_class]
+        if chosen.empty:
+            found = sorted(trials["hardware_class"].dropna().unique())
+            raise UsageError(f"{where}: no trials of hardware class {hardware_class!r} "
+                             f"(found: {', '.join(found) or 'none'})")  # fmt: skip
+        return chosen
+    classes = sorted(trials["hardware_class"].dropna().unique())
+    if len(classes) > 1:
+        raise UsageError(f"{where}: trials of several hardware classes ({', '.join(classes)}); "
+                         "wall-clock compares only within one: pass --hardware-class")  # fmt: skip
+    return trials
+
+
+def groups(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (workload, scale) pairs present, sorted."""
+    pairs = trials[["workload", "scale"]].drop_duplicates().itertuples(index=False)
+    return sorted((str(w), str(s)) for w, s in pairs)
+
+
+def curve(evals: pd.DataFrame, trial_id: str, metric: str) -> pd.DataFrame:
+    """One trial's eval curve of `metric`: columns step, tokens, train_time_s, value (by step)."""
+    rows = evals[(evals["trial_id"] == trial_id) & (evals["metric"] == metric)]
+    return rows[["step", "tokens", "train_time_s", "value"]].sort_values("step").reset_index(drop=True)
+
+
+def band(curves: list[pd.DataFrame], x: str, points: int = 60, log: bool = False) -> pd.DataFrame:
+    """Median and inter-quartile band over curves of `value` against column `x`.
+
+    Each curve is interpolated linearly onto a common grid spanning all curves. Before its first
+    eval a curve contributes nothing; after its last it holds its last value (a trial that stopped
+    at the target is done, and dropping it would make the median jump to the slower trials).
+    Columns: x, median, lo (25%), hi (75%), n (curves that had started).
+    """
+    usable = [c[[x, "value"]].dropna() for c in curves]
+    usable = [c[np.isfinite(c["value"].astype(float))] for c in usable]
+    usable = [c for c in usable if len(c) >= 1]
+    if not usable:
+        return pd.DataFrame(columns=["x", "median", "lo", "hi", "n"])
+    lo_x = min(float(c[x].min()) for c in usable)
+    hi_x = max(float(c[x].max()) for c in usable)
+    if log and lo_x > 0:
+        grid = np.geomspace(lo_x, hi_x, points)
+    else:
+        grid = np.linspace(lo_x, hi_x, points)
+    stacked = np.full((len(usable), len(grid)), np.nan)
+    for i, c in enumerate(usable):
+        xs, ys = c[x].to_numpy(float), c["value"].to_numpy(float)
+        started = grid >= xs.min()
+        stacked[i, started] = np.interp(grid[started], xs, ys)  # holds ys[-1] past the end
+    counts = np.isfinite(stacked).sum(axis=0)
+    keep = counts > 0
+    with np.errstate(all="ignore"):
+        frame = pd.DataFrame({
+            "x": grid[keep],
+            "median": np.nanmedian(stacked[:, keep], axis=0),
+            "lo": np.nanquantile(stacked[:, keep], 0.25, axis=0),
+            "hi": np.nanquantile(stacked[:, keep], 0.75, axis=0),
+            "n": counts[keep],
+        })  # fmt: skip
+    return frame
+
+
+def value_within(curve_frame: pd.DataFrame, column: str, budget: float, minimize: bool) -> float:
+    """The best value a curve had reached by `budget` (of `column`, e.g. train_time_s); nan if none.
+
+    The best, not the last, because a user stopping at the budget keeps the best checkpoint.
+    """
+    within = curve_frame[curve_frame[column] <= budget]["value"].astype(float)
+    within = within[np.isfinite(within)]
+    if within.empty:
+        return float("nan")
+    return float(within.min() if minimize else within.max())

@@ -1,0 +1,131 @@
+"""The scaling study: how each optimizer's tuned learning rate and its speedup move with model size.
+
+The trials are one sweep per rung of a workload's ladder (`optbench scaling`). Per submission and
+rung r with N_r parameters (median over its trials):
+
+    lr*_r        = exp(median_k log lr[selected trial of study k])
+    lr*(N)       ~ A · N^alpha           (least squares on log lr* vs log N over the rungs)
+    speedup_r    = reference's median steps to target / the submission's   (bootstrap 95% CI)
+    trend        = slope of log speedup vs log N: > 0, the advantage grows with scale
+
+A trend from a few small rungs is a hint, not a law; the section says over which sizes it holds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import UsageError
+from reports import figures, frames, stats
+from reports.page import Figure, Section, Table
+from reports.scoring import selected_trials
+
+__all__ = ["ladder_trials", "scaling_section", "write_scaling_report"]
+
+_BATCH_VARIANT = re.compile(r"-b\d+$")
+
+
+def ladder_trials(trials: pd.DataFrame, workload: str, base_scale: str) -> pd.DataFrame:
+    """The fixed-model trials of `workload` on the rungs of its `base_scale` ladder."""
+    scale = trials["scale"].astype(str)
+    rung = scale.str.startswith(f"{base_scale}-") & ~scale.str.contains(_BATCH_VARIANT)
+    chosen = trials[(trials["workload"] == workload) & rung]
+    return chosen[frames.track_of(chosen) == "fixed-model"]
+
+
+def _power_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """(alpha, A) of y = A · x^alpha by least squares in log-log; None below 2 distinct sizes."""
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if len(np.unique(x[keep])) < 2:
+        return None
+    alpha, log_a = np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)
+    return float(alpha), float(np.exp(log_a))
+
+
+def scaling_section(trials: pd.DataFrame, workload: str, base_scale: str, reference: str,
+                    n_boot: int = 2000) -> Section:  # fmt: skip
+    """Optimal LR vs size (power-law fits) and speedup vs size for one ladder, one hardware class."""
+    rungs = ladder_trials(trials, workload, base_scale)
+    if rungs["scale"].nunique() < 2:
+        raise UsageError(f"scaling {workload}@{base_scale}: trials on {rungs['scale'].nunique()} "
+                         "rung(s); a scaling study needs at least 2 (run `optbench scaling`)")  # fmt: skip
+    colour = figures.colours(rungs["submission"].unique())
+    size = rungs.groupby("scale")["num_params"].median().astype(float)
+    chosen = selected_trials(rungs)
+    lr = frames.hparam(chosen, "lr")
+    best_lr = (np.log(lr).groupby([chosen["submission"], chosen["scale"]]).median().map(np.exp)
+               .rename("lr*").reset_index())  # fmt: skip
+    best_lr["params"] = best_lr["scale"].map(size)
+    speed = []
+    for scale, group in rungs.groupby("scale"):
+        if reference not in set(group["submission"]):
+            continue
+        s = stats.reference_speedups(group, reference, quantity="steps_to_target", n_boot=n_boot)
+        speed.append(s.reset_index().assign(scale=scale, params=size[scale]))
+    speedups = pd.concat(speed, ignore_index=True) if speed else pd.DataFrame()
+    lr_fits, table_rows = {}, {}
+    grid = np.geomspace(size.min(), size.max(), 20)
+    for name, group in best_lr.groupby("submission", sort=True):
+        fit = _power_fit(group["params"].to_numpy(float), group["lr*"].to_numpy(float))
+        trend = None
+        if not speedups.empty and name != reference:
+            mine = speedups[speedups["submission"] == name]
+            trend = _power_fit(mine["params"].to_numpy(float), mine["speedup"].to_numpy(float))
+        if fit is not None:
+            lr_fits[name] = (grid, fit[1] * grid ** fit[0], f"{name}: lr* ∝ N^{fit[0]:.2f}")
+        table_rows[name] = {"lr* exponent alpha": np.nan if fit is None else fit[0],
+                            "lr* at smallest": float(group.sort_values("params")["lr*"].iloc[0]),
+                            "lr* at largest": float(group.sort_values("params")["lr*"].iloc[-1]),
+                            "speedup trend (d log s / d log N)": np.nan if trend is None else trend[0]}  # fmt: skip
+    figs = [Figure(f"{workload}-{base_scale}-scaling-lr", f"{workload}: tuned learning rate vs "
+                   "parameters per submission, with least-squares power laws",
+                   figures.scatter_with_fits(best_lr.rename(columns={"params": "x", "lr*": "y"}),
+                                             lr_fits, title=f"{workload}: optimal LR vs size",
+                                             xlabel="parameters", ylabel="tuned learning rate",
+                                             colour=colour))]  # fmt: skip
+    if not speedups.empty:
+        points = speedups[speedups["submission"] != reference].rename(
+            columns={"params": "x", "speedup": "y", "ci_low": "lo", "ci_high": "hi"})
+        points = points[np.isfinite(points["y"]) & (points["y"] > 0)]
+        if not points.empty:
+            figs.append(Figure(f"{workload}-{base_scale}-scaling-speedup", f"{workload}: steps-to-"
+                               f"target speedup over {reference} vs parameters (bootstrap 95% CI)",
+                               figures.scatter_with_fits(points[["submission", "x", "y", "lo", "hi"]], {},
+                                                         title=f"{workload}: speedup vs size",
+                                                         xlabel="parameters", ylabel="speedup",
+                                                         colour=colour, logy=False,
+                                                         reference_line=1.0)))  # fmt: skip
+    summary = pd.DataFrame.from_dict(table_rows, orient="index").rename_axis("submission")
+    per_rung = best_lr.pivot(index="scale", columns="submission", values="lr*")
+    per_rung.insert(0, "params", size)
+    per_rung = per_rung.sort_values("params")
+    paragraphs = [f"Rungs: {', '.join(per_rung.index)} ({size.min():,.0f} to {size.max():,.0f} "
+                  f"parameters). Speedups are in steps to target against {reference}, so they "
+                  "compare across hardware. A positive trend means the advantage grows with size "
+                  "over this range only."]  # fmt: skip
+    tables = [Table(f"{workload}-{base_scale}-scaling", f"{workload}: LR exponent and speedup "
+                    "trend per submission", summary),
+              Table(f"{workload}-{base_scale}-scaling-lr", f"{workload}: tuned LR per rung", per_rung)]  # fmt: skip
+    if not speedups.empty:
+        spd = speedups.pivot(index="scale", columns="submission", values="speedup")
+        spd.insert(0, "params", size)
+        tables.append(Table(f"{workload}-{base_scale}-scaling-speedup",
+                            f"{workload}: steps-to-target speedup over {reference} per rung",
+                            spd.sort_values("params")))  # fmt: skip
+    return Section(f"{workload}@{base_scale}: scaling", paragraphs=paragraphs, figures=figs,
+                   tables=tables)
+
+
+def write_scaling_report(results_root: str | os.PathLike[str], workload: str, base_scale: str,
+                         out_dir: str | os.PathLike[str], reference: str | None) -> Path:  # fmt: skip
+    """Builds the scaling report of `results_root` into `out_dir`; returns its HTML page."""
+    from reports.report import build_report
+
+    report = build_report("scaling", Path(results_root), Path(out_dir), reference=reference,
+                          workload=workload, scale=base_scale)  # fmt: skip
+    return report.html
