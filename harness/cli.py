@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import OptbenchError, UsageError
+from reports.cli import REPORT_EXAMPLE, add_report_options, add_score_options, cmd_report, cmd_score
 
 __all__ = ["main"]
 
@@ -41,9 +42,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("workloads:")
     for name, cls in sorted(WORKLOADS.items()):
         for scale, config in cls.configs.items():
+            if cls.base_scale_of(scale) != scale:
+                continue  # a ladder's rung: listed on its base scale's ladder line
             t = config.target
             print(f"  {name}@{scale} v{cls.version}: {t.metric} {'<=' if t.direction == 'min' else '>='}"
                   f" {t.value:g}, budget {config.budget.max_steps} steps, batch {config.batch_size}")  # fmt: skip
+            if scale in cls.ladders:
+                batches = ", ".join(map(str, cls.ladder_batches.get(scale, ())))
+                print(f"    ladder: {', '.join(cls.ladder_scales(scale))}; batches {batches}")
     print("reference submissions:")
     for folder in sorted(p.parent for p in reference_dir().glob("*/submission.py")):
         loaded = load_submission(folder)
@@ -168,17 +174,6 @@ def _write_leaderboard(args: argparse.Namespace, highlight: str | None) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     return _write_leaderboard(args, highlight=None)
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from reports.scoring import benchmark_scores
-
-    trials = _read_trials(args.results)
-    _one_search(trials, args.ruleset, args.results)
-    scores = benchmark_scores(trials, ruleset=args.ruleset, hardware_class=args.hardware_class)
-    for submission, score in scores.sort_values(ascending=False).items():
-        print(f"{submission}\t{score:.4f}")
-    return 0
 
 
 def cmd_import_algoperf(args: argparse.Namespace) -> int:
@@ -313,10 +308,16 @@ _EXAMPLES = {
            "  optbench run muon --workload nanogpt --scale full --device cuda --processes 8",
     "sweep": "optbench sweep adamw muon --workloads digits,nanogpt --trials 5 --studies 3\n"
              "  optbench sweep adamw muon --launcher slurm --cluster gpu-example --results runs/a\n"
-             "  optbench sweep --resume --results runs/a",
+             "  optbench sweep --resume --results runs/a\n"
+             "  optbench sweep adamw muon --workloads nanogpt --track fixed-resource "
+             "--memory-cap 512MiB --time-budget-s 20",
+    "scaling": "optbench scaling nanogpt --scale smoke --submissions adamw,muon --trials 4 "
+               "--studies 2 --results runs/scaling --reference adamw",
     "status": "optbench status --results runs/a",
     "submit": "optbench submit path/to/my-optimizer --trials 4 --studies 2",
-    "score": "optbench score --results results",
+    "score": "optbench score --results results\n"
+             "  optbench score --results algoperf-results --held-out-rule\n"
+             "  optbench score --results results --seed-gate",
     "leaderboard": "optbench leaderboard --results results --out site/",
     "import-algoperf": "optbench import-algoperf logs/external_tuning --results algoperf-results",
     "sysinfo": "optbench sysinfo",
@@ -325,6 +326,7 @@ _EXAMPLES = {
     "bench optimizers": "optbench bench optimizers --submissions muon,lion --output bench.md",
     "calibrate": "optbench calibrate cifar10-94 --scale full --seeds 20 --device cuda",
     "data": "optbench data prepare cifar10",
+    "report": REPORT_EXAMPLE,
     "data prepare": "optbench data prepare fineweb10B --train-shards 8 --dir /scratch/optbench-data",
 }
 
@@ -364,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=default_data_dir())
     _add_results(p)
 
+    from sweeps import cli as sweeps_cli
     from sweeps.cli import add_sweep_options, cmd_status, cmd_submit, cmd_sweep
 
     p = command("sweep", cmd_sweep, "tune submissions under a ruleset (Ray Tune; local or SLURM)")
@@ -371,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="finish the sweep recorded in --results (no other options needed)")  # fmt: skip
     add_sweep_options(p)
+
+    p = command("scaling", sweeps_cli.cmd_scaling,
+                "sweep submissions on every rung of a workload's model-size ladder; write the "
+                "scaling report")  # fmt: skip
+    sweeps_cli.add_scaling_options(p)
 
     p = command("status", cmd_status, "a sweep's progress per submission x workload, with an ETA")
     _add_results(p)
@@ -385,10 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("score", cmd_score, "AlgoPerf performance-profile scores of a results store")
     _add_results(p)
     _add_selection(p, ruleset=None)
+    add_score_options(p)
     p = command("leaderboard", cmd_leaderboard, "write leaderboard.md and leaderboard.html")
     _add_results(p)
     _add_selection(p, ruleset=None)
     p.add_argument("--out", default=None, help="output folder (default: the results root)")
+
+    p = command("report", cmd_report, "fixed-model, fixed-resource, Pareto or scaling report "
+                "(HTML with figures, Markdown, CSV) from a results store")  # fmt: skip
+    add_report_options(p)
 
     p = command("import-algoperf", cmd_import_algoperf,
                 "import AlgoPerf eval_measurements.csv logs into a results store")  # fmt: skip

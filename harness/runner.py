@@ -2,7 +2,9 @@
 
 One call of `run_trial` is one trial; callers run it in a fresh process (`harness.isolation`, a
 Ray worker, a SLURM job). Every failure inside becomes data here, once: status `failed` with the
-traceback, or `diverged` on a non-finite loss or metric. The clock lives in `harness.clock`.
+traceback, or `diverged` on a non-finite loss or metric. A trial with a memory cap whose measured
+peak exceeds it, or that runs out of GPU memory under it, ends `over_budget`, keeping what it
+reached. The clock lives in `harness.clock`.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def run_rank(spec: TrialSpec, collective: Collective, live_root: str | Path | No
         submission.search_space.validate_point(hp)
         workload.setup(device, spec.seed)
         peak = memory.PeakMemory(device)  # after data staging: the peak is the model's and steps'
+        _cap_device_memory(spec.memory_cap_bytes, device, peak.floor_bytes)
         model = workload.build_model(spec.seed)
         groups = workload.param_groups(model)
         info = workload.info(str(device), spec.max_steps, spec.max_time_s)
@@ -101,10 +104,25 @@ def run_rank(spec: TrialSpec, collective: Collective, live_root: str | Path | No
         peak.reset()  # the peak of the training steps, not of one-time warm-up work
         _train(workload, model, stepper, info, spec, record, collective, start_step, live)
         record.memory(model, groups, stepper, peak.read())
-    except Exception:  # the trial boundary: the one place where failures become data
-        record.fail(traceback.format_exc())
+        record.check_memory_cap()
+    except Exception as exc:  # the trial boundary: the one place where failures become data
+        capped_oom = isinstance(exc, torch.OutOfMemoryError) and spec.memory_cap_bytes is not None
+        record.fail(traceback.format_exc(),
+                    TrialStatus.OVER_BUDGET if capped_oom else TrialStatus.FAILED)  # fmt: skip
     record.row["wall_time_s"] = time.perf_counter() - wall_start
     return record.outcome()
+
+
+def _cap_device_memory(cap_bytes: int | None, device: torch.device, floor_bytes: int) -> None:
+    """On CUDA, limits torch's caching allocator to the cap above what is already allocated (the
+    staged data), so an allocation past it raises `torch.OutOfMemoryError`. The limit bounds
+    reserved memory, which is at least the allocated peak the cap is checked against. On other
+    devices the cap is only checked after training (`_Record.check_memory_cap`)."""
+    if cap_bytes is None or device.type != "cuda":
+        return
+    total_bytes = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (floor_bytes + cap_bytes) / total_bytes),
+                                               device)  # fmt: skip
 
 
 def _train(workload: Workload, model: torch.nn.Module, stepper: Stepper, info: WorkloadInfo,
@@ -193,7 +211,7 @@ def _run_data_parallel(spec: TrialSpec, live_root: str | Path | None, attempt: i
                 process.kill()  # by its handle, i.e. its pid
                 process.join()
     failed_ranks = [r for r, p in enumerate(ranks, start=1) if p.exitcode != 0]
-    if failed_ranks and outcome.status is not TrialStatus.FAILED:
+    if failed_ranks and outcome.status not in (TrialStatus.FAILED, TrialStatus.OVER_BUDGET):
         outcome.row.update(status=str(TrialStatus.FAILED),
                            error=f"ranks {failed_ranks} exited with an error")  # fmt: skip
     return outcome
@@ -304,7 +322,7 @@ class _Record:
             "seed": spec.seed, "ruleset": spec.ruleset, "ruleset_json": spec.ruleset_json,
             "study": spec.study, "trial_index": spec.trial_index, "num_threads": spec.num_threads,
             "hardware_class": hardware_class(device, spec.num_threads, spec.world_size), "steps": 0, "tokens": 0,
-            "error": None, "attempts": 1, "restarts": 0,
+            "error": None, "attempts": 1, "restarts": 0, "memory_cap_bytes": spec.memory_cap_bytes,
         }  # fmt: skip
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         self.row.update(collect_provenance(name, spec.command_line or None))
@@ -398,8 +416,14 @@ class _Record:
                         num_params=sum(p.numel() for p in params),
                         activations_bytes=max(0, peak_bytes - sum(static.values())))  # fmt: skip
 
-    def fail(self, error: str) -> None:
-        self.row.update(status=str(TrialStatus.FAILED), error=error)
+    def check_memory_cap(self) -> None:
+        """Marks the trial `over_budget` when its measured peak exceeds its memory cap."""
+        cap = self.spec.memory_cap_bytes
+        if cap is not None and self.row["peak_bytes"] > cap:
+            self.row["status"] = str(TrialStatus.OVER_BUDGET)
+
+    def fail(self, error: str, status: TrialStatus = TrialStatus.FAILED) -> None:
+        self.row.update(status=str(status), error=error)
 
     def outcome(self) -> TrialOutcome:
         self.row.update(train_time_s=self.clock.train_s, compile_time_s=self.clock.compile_s,

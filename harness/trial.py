@@ -24,6 +24,10 @@ class TrialStatus(StrEnum):
     CANCELLED = "cancelled"  # its SLURM job was cancelled (scancel)
     TIMED_OUT = "timed_out"  # its SLURM job hit the job's time limit
     STOPPED = "stopped"  # stopped early by the search's scheduler (ASHA)
+    # Its measured peak memory exceeded the trial's memory cap (fixed-resource track), or it ran
+    # out of memory under the cap on a GPU. Neither finished normally nor a fault: the metrics
+    # it reached are kept, but its result does not count.
+    OVER_BUDGET = "over_budget"
 
 
 FINISHED = frozenset({TrialStatus.TARGET_REACHED, TrialStatus.BUDGET_EXHAUSTED})  # trained to the end
@@ -53,6 +57,8 @@ class TrialSpec:
       num_threads: torch CPU threads for this trial (per process).
       world_size: processes the trial runs data-parallel over, with the same global batch.
       max_steps, max_time_s: overrides of the workload's budget (None: the workload's own).
+      memory_cap_bytes: the most memory the trial may use above its data (fixed-resource track):
+        a measured peak above it ends the trial `over_budget`; enforced on CUDA (None: no cap).
       stop_at_target: stop at the first eval that meets the target (else run the whole budget).
       command_line: the command that asked for this trial (provenance).
     """
@@ -73,6 +79,7 @@ class TrialSpec:
     max_steps: int | None = None
     max_time_s: float | None = None
     stop_at_target: bool = True
+    memory_cap_bytes: int | None = None
     command_line: str = field(default="", compare=False)
 
     @staticmethod
@@ -92,6 +99,8 @@ class TrialSpec:
         ]  # fmt: skip
         if self.world_size != 1:  # appended only when set, so single-process ids stay as they were
             key.append(["world_size", self.world_size])
+        if self.memory_cap_bytes is not None:  # likewise: uncapped ids stay as they were
+            key.append(["memory_cap_bytes", self.memory_cap_bytes])
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.contract import ParamGroups, Role, WorkloadInfo
-from harness.errors import ContractError
+from harness.errors import ContractError, UsageError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Budget", "Direction", "Target", "Workload", "WorkloadConfig", "roles_by_module"]
+__all__ = ["Budget", "Direction", "Target", "Workload", "WorkloadConfig", "ladder_configs",
+           "roles_by_module"]
 
 
 class Direction(StrEnum):
@@ -147,11 +149,19 @@ class Workload(abc.ABC):
     The runner calls, in order: `setup` (untimed: load data onto the device), `build_model`,
     `param_roles`; then per step `get_batch` and `loss` (timed), and `evaluate` every
     `config.eval_every_steps` steps (untimed).
+
+    Ladders (fixed-resource and scaling studies): `ladders[base]` names the rung scales of a base
+    scale, smallest model first; `ladder_batches[base]` the batch sizes the fixed-resource track
+    may choose. A rung `r` at batch `b` is the scale `r` when `b` is the base's batch, else
+    `r-b<b>` (e.g. `smoke-s-b32`). Every rung and batch variant is an ordinary key of `configs`
+    (built by `ladder_configs`): the base scale's target, budget, cadence and data, another model.
     """
 
     name: ClassVar[str]
     version: ClassVar[int]
     configs: ClassVar[dict[str, WorkloadConfig]]
+    ladders: ClassVar[dict[str, tuple[str, ...]]] = {}
+    ladder_batches: ClassVar[dict[str, tuple[int, ...]]] = {}
     # The reference AdamW point per scale (a point of `submissions/adamw`'s search space):
     # `optbench calibrate` trains it over seeds to set and confirm the targets.
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {}
@@ -162,8 +172,35 @@ class Workload(abc.ABC):
         data_dir: where prepared datasets live (and where smoke data is built on first use).
         """
         self.scale = scale
+        self.base_scale = self.base_scale_of(scale)  # whose data, validation and targets it uses
         self.config = self.configs[scale]
         self.data_dir = Path(data_dir)
+
+    @classmethod
+    def ladder_scales(cls, base: str, with_batches: bool = False) -> tuple[str, ...]:
+        """The rung scales of `base`'s ladder, smallest model first; `with_batches`: every rung at
+        every batch of `ladder_batches[base]` (rung-major), the fixed-resource track's choices.
+
+        Raises:
+          UsageError: the workload declares no ladder at `base`.
+        """
+        if base not in cls.ladders:
+            known = ", ".join(f"{cls.name}@{b}" for b in cls.ladders) or "none"
+            raise UsageError(f"workload {cls.name!r} has no ladder at scale {base!r} "
+                             f"(its ladders: {known})")  # fmt: skip
+        rungs = cls.ladders[base]
+        if not with_batches:
+            return rungs
+        batches = cls.ladder_batches.get(base) or (cls.configs[base].batch_size,)
+        return tuple(_variant(r, b, cls.configs[base].batch_size) for r in rungs for b in batches)
+
+    @classmethod
+    def base_scale_of(cls, scale: str) -> str:
+        """The base scale of a rung or batch variant (`smoke-s-b32` -> `smoke`); else `scale`."""
+        for base in cls.ladders:
+            if scale in cls.ladder_scales(base, with_batches=True):
+                return base
+        return scale
 
     @abc.abstractmethod
     def setup(self, device: torch.device, seed: int) -> None:
@@ -260,6 +297,43 @@ class Workload(abc.ABC):
             scale=self.scale,
             device=device,
         )
+
+
+def _variant(rung: str, batch: int, base_batch: int) -> str:
+    return rung if batch == base_batch else f"{rung}-b{batch}"
+
+
+def ladder_configs(configs: Mapping[str, WorkloadConfig], ladders: Mapping[str, tuple[str, ...]],
+                   batches: Mapping[str, tuple[int, ...]],
+                   models: Mapping[str, Mapping[str, Any]]) -> dict[str, WorkloadConfig]:  # fmt: skip
+    """The configs of every rung and batch variant of `ladders` that `configs` lacks.
+
+    A rung is its base scale's config with `model = models[rung]`; a batch variant also has
+    `batch_size = b` and `tokens_per_step` scaled by `b / base batch` (micro-batches kept, at
+    most `b`). A rung may be the base scale itself (its config is reused, not rebuilt).
+
+    Args:
+      configs: the declared base scales' configs.
+      ladders: base scale -> rung scale names, smallest model first.
+      batches: base scale -> the batch sizes of the fixed-resource track (may omit a base).
+      models: rung scale -> model settings (`WorkloadConfig.model`, as a mapping).
+    """
+    out: dict[str, WorkloadConfig] = {}
+    for base, rungs in ladders.items():
+        base_config = configs[base]
+        per_example = base_config.tokens_per_step // base_config.batch_size
+        for rung in rungs:
+            model = tuple(models[rung].items())
+            for batch in batches.get(base) or (base_config.batch_size,):
+                name = _variant(rung, batch, base_config.batch_size)
+                if name in configs:
+                    continue
+                micro = base_config.micro_batch_size
+                out[name] = dataclasses.replace(
+                    base_config, model=model, batch_size=batch, tokens_per_step=batch * per_example,
+                    micro_batch_size=None if micro is None else min(micro, batch),
+                )  # fmt: skip
+    return out
 
 
 def roles_by_module(

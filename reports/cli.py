@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["REPORT_EXAMPLE", "add_report_options", "cmd_report"]
+__all__ = ["REPORT_EXAMPLE", "add_report_options", "add_score_options", "cmd_report", "cmd_score"]
 
 REPORT_EXAMPLE = (
     "optbench report fixed-model --results results/smoke --out reports-out/fixed-model\n"
@@ -52,4 +52,33 @@ def cmd_report(args: argparse.Namespace) -> int:
                           command_line=args.command_line)  # fmt: skip
     print(f"wrote {report.html}, {report.markdown} and {len(report.csv)} CSV table(s) "
           f"({len(report.figures)} figures)", file=sys.stderr)
+    return 0
+
+
+def add_score_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--held-out-rule", action="store_true",
+                   help="AlgoPerf v0.5: a base workload counts only if the held-out variant's "
+                   "target is reached too, both within 4x of the fastest solver")  # fmt: skip
+    p.add_argument("--seed-gate", action="store_true",
+                   help="a workload counts only where the workload's seed gate passes "
+                   "(n seeds, margin; see `optbench list`)")  # fmt: skip
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from harness.cli import _one_search, _read_trials
+    from harness.results import ResultsStore
+    from reports.scoring import integrate_profiles, performance_profiles, workload_times
+    from reports.stats import gated_workload_times
+
+    trials = _read_trials(args.results)
+    _one_search(trials, args.ruleset, args.results)
+    select = {"ruleset": args.ruleset, "hardware_class": args.hardware_class,
+              "held_out_rule": args.held_out_rule}  # fmt: skip
+    if args.seed_gate:
+        times = gated_workload_times(trials, ResultsStore(args.results).read_evals(), **select)
+    else:
+        times = workload_times(trials, **select)
+    scores = integrate_profiles(performance_profiles(times))
+    for submission, score in sorted(scores.items(), key=lambda item: (-item[1], item[0])):
+        print(f"{submission}\t{score:.4f}")
     return 0

@@ -1,7 +1,8 @@
-"""The sweep commands of `optbench`: `sweep`, `submit` and `status` (options and actions).
+"""The sweep commands of `optbench`: `sweep`, `submit`, `scaling` and `status`.
 
 Kept apart from `harness.cli` because they are the commands that reach into `sweeps`: rulesets,
-search algorithms, launchers (local, an existing Ray cluster, SLURM) and resuming.
+tracks (fixed-model, fixed-resource), search algorithms, launchers (local, an existing Ray
+cluster, SLURM) and resuming.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,8 @@ from harness.cli import (
 )
 from harness.errors import UsageError
 
-__all__ = ["add_sweep_options", "cmd_status", "cmd_submit", "cmd_sweep"]
+__all__ = ["add_scaling_options", "add_sweep_options", "cmd_scaling", "cmd_status", "cmd_submit",
+           "cmd_sweep", "parse_bytes"]  # fmt: skip
 
 
 _DEFAULT_RETRIES = 1
@@ -43,19 +46,29 @@ def _count(text: str) -> int:
     return value
 
 
-def add_sweep_options(p: argparse.ArgumentParser) -> None:
+_BYTE_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_bytes(text: str) -> int:
+    """A size such as `512MiB`, `1.5GiB`, `64KiB` or `1048576` (bytes), as a positive byte count."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _BYTE_UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: give bytes or a number with "
+                                         "KiB, MiB or GiB, e.g. 512MiB")  # fmt: skip
+    value = round(float(match.group(1)) * _BYTE_UNITS[unit])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a memory cap must be at least 1 byte")
+    return value
+
+
+def _add_trial_options(p: argparse.ArgumentParser) -> None:
+    """The options `sweep`, `submit` and `scaling` share: results, budgets, search, launcher."""
     p.add_argument("--results", default="results", help="results root (default: %(default)s)")
-    p.add_argument("--ruleset", default="external", choices=("external", "self", "compute"),
-                   help="tuning budget: external = N trials x S studies, self = 1 trial x S "
-                   "studies at the defaults, compute = --budget-s trial-seconds per study")  # fmt: skip
-    p.add_argument("--hardware-class", default=None,
-                   help="leaderboard: only trials of this hardware class")  # fmt: skip
     p.add_argument("--search", default="quasi-random", choices=("quasi-random", "tpe", "asha"),
                    help="search algorithm of the external ruleset (default: %(default)s)")  # fmt: skip
-    p.add_argument("--budget-s", type=_seconds, default=None,
-                   help="compute ruleset: trial-seconds per study")  # fmt: skip
-    p.add_argument("--budget-factor", type=_seconds, default=3.0,
-                   help="self ruleset: x the workload's budgets (default: %(default)s)")  # fmt: skip
+    p.add_argument("--max-steps", type=_positive, default=None,
+                   help="override every trial's step budget (quick looks; recorded per trial)")  # fmt: skip
     p.add_argument("--launcher", default="local", choices=("local", "slurm"),
                    help="local: processes on this machine (or --ray-address's cluster); "
                    "slurm: one SLURM job per trial (needs --cluster)")  # fmt: skip
@@ -66,8 +79,6 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-retries", type=_count, default=None,
                    help="re-runs of a trial whose process was killed (default: the cluster "
                    f"profile's, or {_DEFAULT_RETRIES} locally)")  # fmt: skip
-    p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated workload names")
-    p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
     p.add_argument("--trials", type=_positive, default=5, help="N: trials per study")
     p.add_argument("--studies", type=_positive, default=3, help="S: studies")
     p.add_argument("--seed", type=int, default=0, help="sweep seed (points and trial seeds)")
@@ -75,6 +86,59 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
                    help="trials run at once, one CPU each (default: all cores)")  # fmt: skip
     p.add_argument("--data-dir", default=default_data_dir(), help="prepared datasets")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_sweep_options(p: argparse.ArgumentParser) -> None:
+    _add_trial_options(p)
+    p.add_argument("--ruleset", default="external", choices=("external", "self", "compute"),
+                   help="tuning budget: external = N trials x S studies, self = 1 trial x S "
+                   "studies at the defaults, compute = --budget-s trial-seconds per study")  # fmt: skip
+    p.add_argument("--hardware-class", default=None,
+                   help="leaderboard: only trials of this hardware class")  # fmt: skip
+    p.add_argument("--budget-s", type=_seconds, default=None,
+                   help="compute ruleset: trial-seconds per study")  # fmt: skip
+    p.add_argument("--budget-factor", type=_seconds, default=3.0,
+                   help="self ruleset: x the workload's budgets (default: %(default)s)")  # fmt: skip
+    p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated workload names")
+    p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
+    p.add_argument("--track", default="fixed-model", choices=("fixed-model", "fixed-resource"),
+                   help="fixed-model: every trial at --scale; fixed-resource: every trial under "
+                   "--memory-cap and --time-budget-s, the model size and batch drawn from the "
+                   "workload's ladder as one more search dimension (default: %(default)s)")  # fmt: skip
+    p.add_argument("--memory-cap", type=parse_bytes, default=None, metavar="SIZE",
+                   help="fixed-resource: each trial's memory cap above its data, e.g. 512MiB")  # fmt: skip
+    p.add_argument("--time-budget-s", type=_seconds, default=None,
+                   help="fixed-resource: each trial's timed-training budget in seconds")  # fmt: skip
+
+
+def add_scaling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workload", help="a workload with a ladder at --scale (see `optbench list`)")
+    p.add_argument("--scale", default="smoke", help="the ladder's base scale (default: %(default)s)")
+    p.add_argument("--submissions", required=True, metavar="A,B",
+                   help="comma-separated submission names or folders")  # fmt: skip
+    p.add_argument("--reference", default=None,
+                   help="the submission the report's speedups are relative to")  # fmt: skip
+    p.add_argument("--report-dir", default=None,
+                   help="where the scaling report goes (default: RESULTS/report)")  # fmt: skip
+    _add_trial_options(p)
+    p.set_defaults(ruleset="external", budget_s=None, budget_factor=3.0, track="fixed-model",
+                   memory_cap=None, time_budget_s=None, hardware_class=None)  # fmt: skip
+
+
+def _resource_caps(args: argparse.Namespace) -> Any:
+    """The fixed-resource track's caps from the command line (None on the fixed-model track)."""
+    from sweeps.rulesets import ResourceCaps
+
+    given = [f"--{n}" for n, v in (("memory-cap", args.memory_cap),
+                                   ("time-budget-s", args.time_budget_s)) if v is not None]  # fmt: skip
+    if args.track == "fixed-model":
+        if given:
+            raise UsageError(f"{', '.join(given)}: only for --track fixed-resource")
+        return None
+    if len(given) < 2:
+        raise UsageError("--track fixed-resource needs --memory-cap SIZE and --time-budget-s "
+                         "SECONDS (the same for every submission)")  # fmt: skip
+    return ResourceCaps(memory_cap_bytes=args.memory_cap, time_budget_s=args.time_budget_s)
 
 
 
@@ -98,16 +162,20 @@ def _launcher(args: argparse.Namespace) -> tuple[Any, int, dict[str, Any]]:
     return SlurmLauncher(profile, str(Path(args.results).resolve())), profile.array_parallelism, fields
 
 
-def _sweep(args: argparse.Namespace, submissions: list[str]) -> None:
+def _sweep(args: argparse.Namespace, submissions: list[str],
+           workloads: list[Any] | None = None) -> None:  # fmt: skip
+    """Runs the sweep the options describe (on `workloads`, default: --workloads at --scale)."""
     from harness.submission import load_submission
     from sweeps.driver import SweepInterrupted, check_search, run_lanes, write_manifest
     from sweeps.rulesets import make_ruleset
 
-    workloads = _workloads(args.workloads, args.scale)
+    workloads = workloads or _workloads(args.workloads, args.scale)
     ruleset = make_ruleset(args.ruleset, trials=args.trials, studies=args.studies, seed=args.seed,
                            search=args.search, budget_s=args.budget_s,
-                           budget_factor=args.budget_factor)  # fmt: skip
+                           budget_factor=args.budget_factor, caps=_resource_caps(args))  # fmt: skip
     launcher, concurrency, fields = _launcher(args)
+    if args.max_steps is not None:
+        fields = {**fields, "max_steps": args.max_steps}
     lanes = []
     for name in submissions:  # load all first: a bad submission stops the sweep before any trial
         loaded = load_submission(name)
@@ -117,9 +185,11 @@ def _sweep(args: argparse.Namespace, submissions: list[str]) -> None:
     write_manifest(args.results, args.argv, lanes, launcher.name)
     per_lane = (f"{lanes[0].trials} trial(s)" if lanes[0].trials is not None
                 else f"{lanes[0].budget_s:g} trial-seconds")  # fmt: skip
-    print(f"sweep ({ruleset.name} ruleset, {ruleset.search} search, {launcher.name} launcher): "
-          f"{len(submissions)} submission(s) x {len(workloads)} workload(s) x "
-          f"{ruleset.num_studies} studies x {per_lane} -> {args.results}", file=sys.stderr)  # fmt: skip
+    track = "" if ruleset.caps is None else ", fixed-resource track"
+    print(f"sweep ({ruleset.name} ruleset, {ruleset.search} search{track}, {launcher.name} "
+          f"launcher): {len(submissions)} submission(s) x "
+          f"{', '.join(f'{w.name}@{w.scale}' for w in workloads)} x {ruleset.num_studies} "
+          f"studies x {per_lane} -> {args.results}", file=sys.stderr)  # fmt: skip
     try:
         run_lanes(lanes, args.results, launcher, max_concurrent=concurrency,
                   num_cpus=args.cpus, ray_address=args.ray_address, show_progress=not args.quiet)  # fmt: skip
@@ -152,6 +222,44 @@ def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     resumed.results = args.results
     resumed.quiet = args.quiet
     return resumed
+
+
+def _scaling_sweep(args: argparse.Namespace) -> str:
+    """`optbench scaling`'s sweep: the external ruleset on every rung of the workload's ladder at
+    --scale, one lane per (submission, rung, study). Returns the workload's name.
+
+    Raises:
+      UsageError: unknown workload, no ladder at --scale, no submissions, or a --reference that
+        is not among them.
+    """
+    from harness.submission import load_submission
+    from sweeps.rulesets import WorkloadAtScale
+    from workloads import WORKLOADS
+
+    found = _workloads(args.workload, args.scale)
+    if len(found) != 1:
+        raise UsageError(f"scaling: name one workload, got {args.workload!r}")
+    name = found[0].name
+    rungs = list(WORKLOADS[name].ladder_scales(args.scale))
+    submissions = [s.strip() for s in args.submissions.split(",") if s.strip()]
+    if not submissions:
+        raise UsageError("scaling: --submissions names no submission")
+    names = [load_submission(s).name for s in submissions]
+    if args.reference is not None and args.reference not in names:
+        raise UsageError(f"scaling: --reference {args.reference!r} is not one of --submissions "
+                         f"({', '.join(names)})")  # fmt: skip
+    _sweep(args, submissions, [WorkloadAtScale(name, rung) for rung in rungs])
+    return name
+
+
+def cmd_scaling(args: argparse.Namespace) -> int:
+    from reports.scaling import write_scaling_report
+
+    name = _scaling_sweep(args)
+    out_dir = Path(args.report_dir) if args.report_dir else Path(args.results) / "report"
+    path = write_scaling_report(Path(args.results), name, args.scale, out_dir, args.reference)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

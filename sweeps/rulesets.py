@@ -13,30 +13,49 @@ lane may run:
   last trial may overrun, so totals agree within one trial.
 
 The ruleset, its numbers and the search algorithm are recorded with every trial (`ruleset_json`).
+
+Tracks. By default (`fixed-model`) a lane runs the workload at its scale. Under the
+`fixed-resource` track (`ResourceCaps`) every trial gets the same memory cap and time budget, and
+the lane's search space gains one more dimension, `workload_scale`: a choice among the rungs of
+the workload's ladder at every allowed batch (`Workload.ladder_scales`). It is drawn by the same
+seeded sequence (or TPE) as the hyperparameters, so choosing a model size costs tuning budget like
+any hyperparameter; the drawn value becomes the trial's scale and leaves its hparams. The track,
+its caps and the ladder are recorded in `ruleset_json`; the fixed-model track records nothing new.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.errors import UsageError
-from harness.search_space import SearchSpace
+from harness.search_space import Choice, SearchSpace
 from harness.trial import TrialSpec
 from sweeps.points import quasi_random_points
 
-__all__ = ["ComputeRuleset", "ExternalRuleset", "Lane", "Ruleset", "SelfRuleset", "WorkloadAtScale",
-           "lanes_of_specs", "make_ruleset", "SEARCH_ALGORITHMS"]  # fmt: skip
+__all__ = ["ComputeRuleset", "ExternalRuleset", "Lane", "ResourceCaps", "Ruleset", "SelfRuleset",
+           "WorkloadAtScale", "lanes_of_specs", "make_ruleset", "RUNG_KEY", "SEARCH_ALGORITHMS"]  # fmt: skip
 
 SEARCH_ALGORITHMS = ("quasi-random", "tpe", "asha")
+RUNG_KEY = "workload_scale"  # the fixed-resource track's extra search dimension
 
 
 @dataclass(frozen=True, slots=True)
 class WorkloadAtScale:
     name: str
     scale: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceCaps:
+    """The fixed-resource track: every trial's memory cap (bytes above its staged data) and its
+    timed-training budget (`TrialSpec.memory_cap_bytes`, `TrialSpec.max_time_s`)."""
+
+    memory_cap_bytes: int
+    time_budget_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +68,8 @@ class Lane:
       points_seed: seeds the lane's points (quasi-random sequence, or the TPE sampler).
       overrides: `TrialSpec` fields every trial of the lane sets (budgets, device, processes).
       explicit: the lane's trials given one by one (`lanes_of_specs`) instead of by its ruleset.
+      ladder: the fixed-resource track's scales, the choices of the `RUNG_KEY` dimension of
+        `space` (empty: the fixed-model track, every trial at `workload.scale`).
     """
 
     submission: str
@@ -64,6 +85,7 @@ class Lane:
     command_line: str = ""
     overrides: tuple[tuple[str, Any], ...] = ()
     explicit: tuple[TrialSpec, ...] = ()
+    ladder: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -71,7 +93,7 @@ class Lane:
 
     @property
     def ruleset_json(self) -> str:
-        return self.explicit[0].ruleset_json if self.explicit else self.ruleset.to_json()
+        return self.explicit[0].ruleset_json if self.explicit else self.ruleset.to_json(self.ladder)
 
     def indices(self) -> list[int] | None:
         """The trial indices of an explicit lane (None: 0, 1, 2, ...)."""
@@ -91,27 +113,37 @@ class Lane:
         return quasi_random_points(self.space, self.points_seed, index + 1)[index]
 
     def spec(self, point: dict[str, Any], index: int) -> TrialSpec:
+        """Trial `index` at `point` (whose `RUNG_KEY`, on the fixed-resource track, is its scale)."""
+        hparams = dict(point)
+        scale = hparams.pop(RUNG_KEY) if self.ladder else self.workload.scale
         return TrialSpec(
-            workload=self.workload.name, scale=self.workload.scale, submission=self.submission,
-            hparams_json=TrialSpec.canonical_hparams(point),
+            workload=self.workload.name, scale=scale, submission=self.submission,
+            hparams_json=TrialSpec.canonical_hparams(hparams),
             seed=self.ruleset.trial_seed(self.study, index), data_dir=self.data_dir,
-            ruleset=self.ruleset.name, ruleset_json=self.ruleset.to_json(), study=self.study,
+            ruleset=self.ruleset.name, ruleset_json=self.ruleset_json, study=self.study,
             trial_index=index, command_line=self.command_line, **dict(self.overrides),
         )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class Ruleset:
-    """What the rulesets share: S studies, a sweep seed, a search algorithm."""
+    """What the rulesets share: S studies, a sweep seed, a search algorithm, and the
+    fixed-resource track's caps (None: the fixed-model track)."""
 
     num_studies: int = 3
     seed: int = 0
     search: str = "quasi-random"
+    caps: ResourceCaps | None = None
 
     name = "ruleset"
 
-    def to_json(self) -> str:
-        return json.dumps({"name": self.name, **asdict(self)}, sort_keys=True)
+    def to_json(self, ladder: Sequence[str] = ()) -> str:
+        """The record every trial carries; the fixed-resource track adds its caps and `ladder`."""
+        record = {"name": self.name, **{k: v for k, v in asdict(self).items() if k != "caps"}}
+        if self.caps is not None:  # absent otherwise, so fixed-model trial ids stay as they were
+            record.update(track="fixed-resource", memory_cap_bytes=self.caps.memory_cap_bytes,
+                          time_budget_s=self.caps.time_budget_s, ladder=list(ladder))  # fmt: skip
+        return json.dumps(record, sort_keys=True)
 
     def point_seed(self, study: int) -> int:
         return self.seed * 1000 + study
@@ -130,14 +162,34 @@ class Ruleset:
     def lanes(self, submission: str, name: str, space: SearchSpace,
               workloads: list[WorkloadAtScale], data_dir: str, command_line: str = "",
               overrides: dict[str, Any] | None = None) -> list[Lane]:  # fmt: skip
-        """The lanes this ruleset grants one submission, in a fixed order."""
+        """The lanes this ruleset grants one submission, in a fixed order.
+
+        Raises:
+          UsageError: on the fixed-resource track, a workload without a ladder at its scale, or
+            a search space that cannot take the ladder's dimension.
+        """
         trials, budget_s = self.lane_budget()
+        ladders = {w: self._ladder(w) for w in workloads}
+        spaces = {w: _with_ladder(space, ladders[w]) for w in workloads}
+        # The fixed-resource track reports the best metric within the budget: train to it.
+        caps = {} if self.caps is None else {"memory_cap_bytes": self.caps.memory_cap_bytes,
+                                             "max_time_s": self.caps.time_budget_s,
+                                             "stop_at_target": False}  # fmt: skip
         return [
-            Lane(submission, name, space, workload, study, self, trials, budget_s,
+            Lane(submission, name, spaces[workload], workload, study, self, trials, budget_s,
                  self.point_seed(study), data_dir, command_line,
-                 tuple(sorted({**self.overrides(workload), **(overrides or {})}.items())))
+                 tuple(sorted({**self.overrides(workload), **caps, **(overrides or {})}.items())),
+                 ladder=ladders[workload])
             for study in range(self.num_studies) for workload in workloads
         ]  # fmt: skip
+
+    def _ladder(self, workload: WorkloadAtScale) -> tuple[str, ...]:
+        """The fixed-resource track's choice of scales for `workload` (empty off the track)."""
+        if self.caps is None:
+            return ()
+        from workloads import WORKLOADS
+
+        return WORKLOADS[workload.name].ladder_scales(workload.scale, with_batches=True)
 
     def plan(self, submission: str, space: SearchSpace, workloads: list[WorkloadAtScale],
              data_dir: str, command_line: str = "") -> list[TrialSpec]:  # fmt: skip
@@ -189,6 +241,20 @@ class ComputeRuleset(Ruleset):
         return None, self.budget_s
 
 
+def _with_ladder(space: SearchSpace, ladder: tuple[str, ...]) -> SearchSpace:
+    """`space` with the fixed-resource track's `RUNG_KEY` dimension (unchanged without a ladder)."""
+    if not ladder:
+        return space
+    if space.fixed_points:
+        raise UsageError(f"{space.source}: the fixed-resource track adds the model size to the "
+                         "search, which a list of fixed points cannot take; give ranges or "
+                         "feasible_points")  # fmt: skip
+    if any(d.name == RUNG_KEY for d in space.dims):
+        raise UsageError(f"{space.source}: {RUNG_KEY!r} is the fixed-resource track's own "
+                         "dimension; rename that hyperparameter")  # fmt: skip
+    return SearchSpace(dims=(*space.dims, Choice(RUNG_KEY, ladder)), source=space.source)
+
+
 def lanes_of_specs(specs: list[TrialSpec], name_of: Any) -> list[Lane]:
     """Lanes running exactly `specs` (grouped by submission, workload, study and ruleset);
     `name_of(folder)` is a submission's name."""
@@ -205,8 +271,9 @@ def lanes_of_specs(specs: list[TrialSpec], name_of: Any) -> list[Lane]:
 
 
 def make_ruleset(name: str, *, trials: int, studies: int, seed: int, search: str,
-                 budget_s: float | None, budget_factor: float) -> Ruleset:  # fmt: skip
-    """The ruleset `name` with the command line's numbers.
+                 budget_s: float | None, budget_factor: float,
+                 caps: ResourceCaps | None = None) -> Ruleset:  # fmt: skip
+    """The ruleset `name` with the command line's numbers (`caps`: the fixed-resource track).
 
     Raises:
       UsageError: unknown ruleset or search algorithm, or a combination that makes no sense.
@@ -214,14 +281,18 @@ def make_ruleset(name: str, *, trials: int, studies: int, seed: int, search: str
     if search not in SEARCH_ALGORITHMS:
         raise UsageError(f"--search {search!r}: choose one of {', '.join(SEARCH_ALGORITHMS)}")
     if name == "external":
-        return ExternalRuleset(num_studies=studies, seed=seed, search=search, num_trials=trials)
+        return ExternalRuleset(num_studies=studies, seed=seed, search=search, caps=caps,
+                               num_trials=trials)  # fmt: skip
     if name in ("self", "compute") and search != "quasi-random":
         raise UsageError(f"--ruleset {name} uses no search algorithm; --search {search} applies "
                          "to the external ruleset only")  # fmt: skip
     if name == "self":
+        if caps is not None:
+            raise UsageError("--track fixed-resource searches the model size, and --ruleset self "
+                             "runs no search: use --ruleset external or compute")  # fmt: skip
         return SelfRuleset(num_studies=studies, seed=seed, budget_factor=budget_factor)
     if name == "compute":
         if budget_s is None:
             raise UsageError("--ruleset compute needs --budget-s (trial-seconds per study)")
-        return ComputeRuleset(num_studies=studies, seed=seed, budget_s=budget_s)
+        return ComputeRuleset(num_studies=studies, seed=seed, caps=caps, budget_s=budget_s)
     raise UsageError(f"--ruleset {name!r}: choose external, self or compute")

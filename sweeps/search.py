@@ -13,6 +13,9 @@ exactly its ruleset's budget however trials end or the sweep restarts:
   a submission's trials compete only with its own study's, on the eval metric reported as they go.
 
 Every trial's objective is the best value of its workload's target metric (direction per workload).
+On the fixed-resource track the lane's space carries the ladder's `workload_scale` dimension, so TPE
+searches model size with the hyperparameters; a trial `over_budget` (over the memory cap) is told
+to TPE as the worst possible value, so it learns which sizes do not fit.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from harness.results import ResultsStore
 from harness.search_space import Range, SearchSpace
 from harness.trial import FAULTS, TrialSpec, TrialStatus
 from sweeps.launchers import STOP_MARKER, unstored_launches
-from sweeps.rulesets import Lane
+from sweeps.rulesets import RUNG_KEY, Lane
 
 __all__ = ["OBJECTIVE", "LaneScheduler", "LaneSearcher", "objective_mode"]
 
@@ -63,6 +66,18 @@ def _from_tune(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
     return {d.name: config[d.name] for d in space.dims}
 
 
+def _tpe_value(lane: Lane, row: Any) -> float | None:
+    """What TPE is told of a stored trial: its best metric, the worst value for a trial over the
+    memory cap, or None (a failure: TPE ignores the point)."""
+    if row["status"] == TrialStatus.OVER_BUDGET:
+        mode = objective_mode(lane.workload.name, lane.workload.scale)
+        return float("inf") if mode == "min" else float("-inf")
+    value = row.get("best_metric")
+    if row["status"] in _NO_OBJECTIVE or value is None or pd.isna(value):
+        return None
+    return float(value)
+
+
 class _LaneState:
     """One lane's progress: stored trials, adopted running ones, and what to run next."""
 
@@ -83,11 +98,14 @@ class _LaneState:
         self.tpe = OptunaSearch(space=_tune_space(self.lane.space), metric=OBJECTIVE, mode=mode,
                                 seed=self.lane.points_seed)  # fmt: skip
         for _, row in stored.iterrows():  # a resumed lane's TPE knows what its lane already ran
-            if row["status"] not in _NO_OBJECTIVE and pd.notna(row["best_metric"]):
+            value = _tpe_value(self.lane, row)
+            if value is not None:
                 point = json.loads(row["hparams_json"])
                 if self.lane.space.fixed_points:
                     point = {"__point": [dict(p) for p in self.lane.space.fixed_points].index(point)}
-                self.tpe.add_evaluated_point(point, float(row["best_metric"]))
+                if self.lane.ladder:
+                    point[RUNG_KEY] = row["scale"]
+                self.tpe.add_evaluated_point(point, value)
 
     @property
     def issued(self) -> int:
@@ -163,9 +181,9 @@ class LaneSearcher(Searcher):
         state.done_indices.add(spec.trial_index)
         state.spent_s += float(row.get("wall_time_s") or 0.0)
         if state.tpe is not None:
-            value = row.get("best_metric")
-            ok = row["status"] not in _NO_OBJECTIVE and value is not None and pd.notna(value)
-            state.tpe.on_trial_complete(trial_id, {OBJECTIVE: value} if ok else None, error=not ok)
+            value = _tpe_value(state.lane, row)
+            state.tpe.on_trial_complete(trial_id, None if value is None else {OBJECTIVE: value},
+                                        error=value is None)  # fmt: skip
 
     def save(self, checkpoint_path: str) -> None:  # the results store is the sweep's state
         return None
@@ -175,10 +193,12 @@ class LaneSearcher(Searcher):
 
 
 def _lane_rows(stored: pd.DataFrame, lane: Lane) -> pd.DataFrame:
-    """The stored trials of `lane` (same submission, workload, scale, study and ruleset)."""
+    """The stored trials of `lane` (same submission, workload, scale or one of its ladder's
+    scales on the fixed-resource track, study and ruleset)."""
     ruleset_json = lane.ruleset_json
+    scales = list(lane.ladder) or [lane.workload.scale]
     mask = ((stored["submission"] == lane.submission_name) & (stored["workload"] == lane.workload.name)
-            & (stored["scale"] == lane.workload.scale) & (stored["study"] == lane.study)
+            & stored["scale"].isin(scales) & (stored["study"] == lane.study)
             & (stored["ruleset_json"] == ruleset_json))  # fmt: skip
     return stored[mask]
 

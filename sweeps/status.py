@@ -7,6 +7,7 @@ the remaining trials times the mean wall time of the finished ones, over the tri
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections import Counter, defaultdict
@@ -39,8 +40,10 @@ def sweep_status(results_root: str | Path) -> str:
     running = unstored_launches(store)
     states = _slurm_states([str(r["job_id"]) for r in running if r.get("job_id")])
     lanes_of: dict[tuple[str, str], list[int | None]] = defaultdict(list)
+    scales_of: dict[str, set[str]] = defaultdict(set)  # a fixed-resource lane runs its ladder's
     for lane in manifest["lanes"]:
         lanes_of[lane["submission"], lane["workload"]].append(lane["trials"])
+        scales_of[lane["workload"]].update(json.loads(lane["ruleset_json"]).get("ladder", []))
     # a compute lane has no trial count: its pair's total is unknown (None)
     planned = {key: None if None in counts else sum(counts) for key, counts in lanes_of.items()}  # type: ignore[arg-type]
     rulesets = {lane["ruleset_json"] for lane in manifest["lanes"]}
@@ -49,7 +52,7 @@ def sweep_status(results_root: str | Path) -> str:
     for (submission, workload), total in sorted(planned.items()):
         name, scale = workload.split("@")
         part = mine[(mine["submission"] == submission) & (mine["workload"] == name)
-                    & (mine["scale"] == scale)]  # fmt: skip
+                    & mine["scale"].isin(scales_of[workload] | {scale})]  # fmt: skip
         status = Counter(part["status"])
         live = [r for r in running if r.get("lane", "").startswith(f"{submission}|{workload}|")]
         slurm = Counter(states.get(str(r.get("job_id")), "?") for r in live if r.get("job_id"))
@@ -61,11 +64,11 @@ def sweep_status(results_root: str | Path) -> str:
         rows.append([
             submission, workload, str(sum(status[s] for s in FINISHED)), str(len(live)), queued,
             str(sum(status[s] for s in FAULTS)), str(status[str(TrialStatus.DIVERGED)]),
-            str(status[str(TrialStatus.STOPPED)]),
+            str(status[str(TrialStatus.STOPPED)]), str(status[str(TrialStatus.OVER_BUDGET)]),
             ", ".join(f"{state} {n}" for state, n in sorted(slurm.items())) or "-",
         ])  # fmt: skip
     header = ["submission", "workload", "done", "running", "queued", "failed", "diverged",
-              "stopped", "SLURM"]  # fmt: skip
+              "stopped", "over budget", "SLURM"]  # fmt: skip
     lines = [f"sweep in {results_root} ({manifest['launcher']} launcher): "
              f"{' '.join(manifest['argv'])}", ""]  # fmt: skip
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

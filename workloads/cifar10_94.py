@@ -25,7 +25,9 @@ with reflect padding (1/8 each).
 Scales: `full` is the CIFAR-10 benchmark (batch 1024, 12 epochs = 576 steps; target 94.0% mean
 over 5 seeds, provisional until calibrated on a GPU). `smoke` runs the same network at widths
 (16, 32, 32) on the digits32 images (`workloads.vision`) on a CPU; target from
-`workloads/CALIBRATION.md`.
+`workloads/CALIBRATION.md`. Ladders of widths (`ladders`, fixed-resource and scaling studies):
+`smoke-xs` .. `smoke-l` and `full-xs` .. `full-l`, whose `-m` rung is the base scale's network, on
+the base scale's data, target and budget; batch variants `<rung>-b<batch>` (`ladder_batches`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.contract import Role
-from harness.workload import Direction, Target, WorkloadConfig
+from harness.workload import Direction, Target, WorkloadConfig, ladder_configs
 from workloads.vision import (
     ImageClassification,
     conventional_role,
@@ -118,6 +120,23 @@ class Cifar10At94(ImageClassification):
                          target=Target("test_accuracy", 0.983, Direction.MAX, seeds=1),
                          max_time_s=30.0, every=44, late=22, precision="fp32"),
     }  # fmt: skip
+    # Width ladders (fixed-resource and scaling studies); trainable parameters in comments.
+    ladders: ClassVar[dict[str, tuple[str, ...]]] = {
+        "smoke": ("smoke-xs", "smoke-s", "smoke-m", "smoke-l"),
+        "full": ("full-xs", "full-s", "full-m", "full-l"),
+    }  # fmt: skip
+    ladder_batches: ClassVar[dict[str, tuple[int, ...]]] = {"smoke": (32, 64, 128),
+                                                             "full": (512, 1024, 2048)}  # fmt: skip
+    configs |= ladder_configs(configs, ladders, ladder_batches, {
+        "smoke-xs": {"widths": (8, 16, 16)},  # 11k
+        "smoke-s": {"widths": (12, 24, 24)},  # 22k
+        "smoke-m": {"widths": (16, 32, 32)},  # 39k: smoke's
+        "smoke-l": {"widths": (24, 48, 48)},  # 84k
+        "full-xs": {"widths": (32, 64, 64)},  # 146k
+        "full-s": {"widths": (48, 128, 128)},  # 531k
+        "full-m": {"widths": (64, 256, 256)},  # 1.97M: full's
+        "full-l": {"widths": (128, 384, 512)},  # 6.08M: airbench96's widths
+    })  # fmt: skip
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
         "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},

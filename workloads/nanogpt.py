@@ -26,6 +26,12 @@ Scales:
     reference AdamW is run on a GPU (`optbench calibrate nanogpt --scale full`): the speedrun's
     tuned AdamW baselines needed ~5B tokens for 3.28 on the older architecture.
   - `smoke`: the same code at 2 layers, width 64, on bytes of CPython's standard library.
+  - Ladders (fixed-resource and scaling studies, `ladders`): `smoke-xs`, `smoke-s`, `smoke-m`
+    (smoke's model), `smoke-l` with 41k, 80k, 131k, 381k parameters, and `full-xs`, `full-s`,
+    `full-m` (full's model), `full-l` with 32M, 77M, 162M, 405M (19M, 51M, 124M, 354M without the
+    input embedding; `full-l` is GPT-2 medium's shape): the base scale's data, target and budget
+    with another model. Batch variants `<rung>-b<batch>` (`ladder_batches`) scale the tokens per
+    step with the batch.
 
 Smoke data: bytes (vocab 256) of a fixed, sorted list of CPython standard-library modules' source
 (`_SMOKE_MODULES`), concatenated; the last `_SMOKE_VAL_BYTES` bytes are the validation split. Built
@@ -68,6 +74,7 @@ from harness.workload import (
     Target,
     Workload,
     WorkloadConfig,
+    ladder_configs,
     roles_by_module,
 )
 from workloads.datasets import fineweb_shards
@@ -99,15 +106,34 @@ class GPTConfig:
     seq_len: int
 
 
+def _smoke_gpt(num_layers: int, num_heads: int, head_dim: int) -> GPTConfig:
+    return GPTConfig(256, num_layers, num_heads, head_dim, num_heads * head_dim, seq_len=64)
+
+
+def _full_gpt(num_layers: int, num_heads: int) -> GPTConfig:
+    return GPTConfig(50304, num_layers, num_heads, 128, num_heads * 128, seq_len=1024)
+
+
+# Parameter counts N (all weights) and N without the input embedding (the speedrun's "124M").
 GPT_CONFIGS: dict[str, GPTConfig] = {
+    "smoke-xs": _smoke_gpt(num_layers=2, num_heads=1, head_dim=32),  # N = 41k
+    "smoke-s": _smoke_gpt(num_layers=2, num_heads=2, head_dim=24),  # N = 80k
     "smoke": GPTConfig(
         vocab_size=256, num_layers=2, num_heads=2, head_dim=32, model_dim=64, seq_len=64
-    ),
+    ),  # N = 131k
+    "smoke-l": _smoke_gpt(num_layers=3, num_heads=3, head_dim=32),  # N = 381k
+    "full-xs": _full_gpt(num_layers=8, num_heads=2),  # N = 32M; 19M without the embedding
+    "full-s": _full_gpt(num_layers=8, num_heads=4),  # N = 77M; 51M without the embedding
     # GPT-2 small's shape; 50,257 tokens padded to a multiple of 128 for the matmul kernels.
     "full": GPTConfig(
         vocab_size=50304, num_layers=12, num_heads=6, head_dim=128, model_dim=768, seq_len=1024
-    ),
+    ),  # N = 162M; 124M without the embedding
+    # GPT-2 medium's shape.
+    "full-l": _full_gpt(num_layers=24, num_heads=8),  # N = 405M; 354M without the embedding
 }
+# The ladders' middle rungs are the declared scales' models (a rung scale of its own, so its trials
+# are told apart from the plain scale's in scaling studies).
+GPT_CONFIGS |= {"smoke-m": GPT_CONFIGS["smoke"], "full-m": GPT_CONFIGS["full"]}
 
 _SOFTCAP = 30.0
 
@@ -339,6 +365,15 @@ class NanoGPT(Workload):
             micro_batch_size=32,
         ),
     }
+    # Model-size ladders (fixed-resource and scaling studies): parameter counts at GPT_CONFIGS.
+    ladders: ClassVar[dict[str, tuple[str, ...]]] = {
+        "smoke": ("smoke-xs", "smoke-s", "smoke-m", "smoke-l"),
+        "full": ("full-xs", "full-s", "full-m", "full-l"),
+    }  # fmt: skip
+    ladder_batches: ClassVar[dict[str, tuple[int, ...]]] = {"smoke": (8, 16, 32),
+                                                             "full": (256, 512)}  # fmt: skip
+    configs |= ladder_configs(configs, ladders, ladder_batches,
+                              {k: dataclasses.asdict(v) for k, v in GPT_CONFIGS.items()})  # fmt: skip
     algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"  # per token for GPT
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "smoke": {"lr": 1e-2, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
@@ -351,11 +386,11 @@ class NanoGPT(Workload):
     val_batch_size: ClassVar[dict[str, int]] = {"smoke": 16, "full": 32}
 
     def setup(self, device: torch.device, seed: int) -> None:
-        self.gpt_config = GPT_CONFIGS[self.scale]
+        self.gpt_config = GPTConfig(**dict(self.config.model))
         self.device = torch.device(device)
         self.seed = seed
         b, t = self.config.batch_size, self.gpt_config.seq_len
-        if self.scale == "smoke":
+        if self.base_scale == "smoke":
             train_path, val_path = prepare_smoke_data(self.data_dir)
             self._train = TokenStream([train_path], b, t, self.device, Sampling.RANDOM_WINDOWS)
             val_paths = [val_path]
@@ -363,8 +398,9 @@ class NanoGPT(Workload):
             train_paths, val_path = fineweb_shards(self.data_dir)
             self._train = TokenStream(train_paths, b, t, self.device, staged=False)
             val_paths = [val_path]
-        val = TokenStream(val_paths, self.val_batch_size[self.scale], t, self.device, staged=False)
-        self._val = val.fixed_batches(self.val_batches[self.scale])
+        val_batch_size = self.val_batch_size[self.base_scale]
+        val = TokenStream(val_paths, val_batch_size, t, self.device, staged=False)
+        self._val = val.fixed_batches(self.val_batches[self.base_scale])
 
     def build_model(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)

@@ -214,7 +214,7 @@ class ImageClassification(Workload):
     def setup(self, device: torch.device, seed: int) -> None:
         self.device = torch.device(device)
         self.seed = seed
-        self.images = stage_images(image_arrays(self.scale, self.data_dir), self.device)
+        self.images = stage_images(image_arrays(self.base_scale, self.data_dir), self.device)
         self.batches = EpochBatches(seed, len(self.images.train_y), self.config.batch_size,
                                     self.device)  # fmt: skip
 

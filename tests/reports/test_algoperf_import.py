@@ -271,3 +271,28 @@ def test_held_out_rule_on_real_logs(
     scores = benchmark_scores(trials, held_out_rule=True)
     assert scores.to_dict() == integrate_profiles(performance_profiles(expected)).to_dict()
     assert scores[loses_fastmri] < benchmark_scores(trials)[loses_fastmri]
+
+
+def test_score_command_applies_the_held_out_rule_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    _require_shared()
+    logs = _variant_logs(tmp_path, {"baseline": 0.0, "shampoo": 0.0},
+                         {"baseline": 1.0, "shampoo": 6.0})  # fmt: skip
+    results = str(tmp_path / "results")
+    assert main(["import-algoperf", str(logs), "--results", results,
+                 "--targets", str(TARGETS)]) == 0  # fmt: skip
+    capsys.readouterr()
+
+    def scores(*flags: str) -> dict[str, float]:
+        assert main(["score", "--results", results, *flags]) == 0
+        lines = capsys.readouterr().out.split("\n")
+        return {name: float(value) for name, value in (line.split("\t") for line in lines if line)}
+
+    plain, ruled = scores(), scores("--held-out-rule")
+    trials = ResultsStore(results).read_trials()
+    assert plain == pytest.approx(benchmark_scores(trials).to_dict(), abs=1e-4)
+    assert ruled == pytest.approx(benchmark_scores(trials, held_out_rule=True).to_dict(), abs=1e-4)
+    assert ruled["shampoo"] < plain["shampoo"]  # it loses fastmri; baseline, now fastest there, gains
