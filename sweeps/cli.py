@@ -119,7 +119,7 @@ def add_scaling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", default=None,
                    help="the submission the report's speedups are relative to")  # fmt: skip
     p.add_argument("--report-dir", default=None,
-                   help="where the scaling report goes (default: RESULTS/report)")  # fmt: skip
+                   help="where the scaling report goes (default: RESULTS/report-scaling, as `optbench report scaling`)")  # fmt: skip
     _add_trial_options(p)
     p.set_defaults(ruleset="external", budget_s=None, budget_factor=3.0, track="fixed-model",
                    memory_cap=None, time_budget_s=None, hardware_class=None)  # fmt: skip
@@ -256,7 +256,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     from reports.scaling import write_scaling_report
 
     name = _scaling_sweep(args)
-    out_dir = Path(args.report_dir) if args.report_dir else Path(args.results) / "report"
+    out_dir = Path(args.report_dir) if args.report_dir else Path(args.results) / "report-scaling"
     path = write_scaling_report(Path(args.results), name, args.scale, out_dir, args.reference)
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -36,7 +36,7 @@ def test_every_submission_runs_on_every_rung_and_reruns_skip(tmp_path: Path, dat
     assert set(trials["ruleset"]) == {"external"} and trials["memory_cap_bytes"].isna().all()
     by_rung = trials[trials["submission"] == "adamw"].set_index("scale")["num_params"]
     assert list(by_rung.loc[list(rungs)]) == sorted(by_rung)  # the ladder's sizes, in order
-    page = results / "report" / "report.html"
+    page = results / "report-scaling" / "report.html"
     assert page.is_file() and "smoke-xs" in page.read_text()
     page.unlink()
     assert main(argv) == 0  # resumable: every trial is stored, none runs again; the report is rebuilt
