@@ -50,15 +50,21 @@ _PAIR = ["submission", "workload"]
 def seed_gate(trials: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
     """The seed gate per (submission, workload), over the studies' selected trials.
 
-        claimed_steps = median_k steps_to_target of the selected trials      (null -> inf)
-        v_k           = target metric of study k's selected trial at the last eval with
-                        step <= claimed_steps (a trial that stopped earlier: its last value)
-        statistic     = (target - mean_k v_k) * sqrt(n)   (direction min; mirrored for max)
-        passes        = Target.gate_passes(v): n >= target_seeds finite values and
-                        statistic >= target_gate_margin; and claimed_steps < inf
+    A claim "reaches the target in S steps" is what the speedrun gates: every seed trained to S,
+    the mean of their metric at S beating the target by a margin. Here each study's selected trial
+    is one seed, and the claim is the earliest eval step at which the gate passes:
 
-    Rows whose `target_seeds` is null (AlgoPerf imports) are not gated: passes, "no gate recorded".
-    Held-out variant rows are left out. The caller filters hardware class and ruleset.
+        v_k(S)        = study k's selected trial's target metric at its last eval with step <= S
+                        (held after the trial stopped at the target; nan before its first eval)
+        statistic(S)  = (target - mean_k v_k(S)) * sqrt(n)   (direction min; mirrored for max)
+        claimed_steps = min {S : Target.gate_passes(v(S))}  (n >= target_seeds finite values and
+                        statistic(S) >= target_gate_margin); inf when no eval step passes
+        passes        = claimed_steps < inf
+
+    One lucky seed cannot pass: the other seeds' values stay on the wrong side of the target.
+    Where no step passes, mean and statistic are those at the last eval step. Rows whose
+    `target_seeds` is null (AlgoPerf imports) are not gated: passes, "no gate recorded". Held-out
+    variant rows are left out. The caller filters hardware class and ruleset.
 
     Args:
       trials: a trials frame (`ResultsStore.read_trials()`).
@@ -73,67 +79,75 @@ def seed_gate(trials: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
     if selected.empty:
         index = pd.MultiIndex.from_tuples([], names=_PAIR)
         return pd.DataFrame(columns=columns, index=index).astype({"passes": bool})
-    values = _values_at_claimed_steps(selected, evals)
-    rows = [_gate_row(pair, group, values) for pair, group in selected.groupby(_PAIR, sort=True)]
+    curves = _target_curves(selected, evals)
+    rows = [_gate_row(pair, group, curves) for pair, group in selected.groupby(_PAIR, sort=True)]
     index = pd.MultiIndex.from_tuples([r[0] for r in rows], names=_PAIR)
     frame = pd.DataFrame([r[1] for r in rows], index=index, columns=columns)
     return frame.astype({"n": int, "needed": "Int64", "passes": bool})
 
 
-def _claimed_steps(group: pd.DataFrame) -> float:
-    """median_k steps_to_target of a pair's selected trials (never reached: inf)."""
-    return float(np.median(_steps(group)))
-
-
-def _values_at_claimed_steps(selected: pd.DataFrame, evals: pd.DataFrame) -> pd.Series:
-    """Per selected trial_id, its target metric at the last eval with step <= its pair's claim."""
-    claims = selected.groupby(_PAIR)[["steps_to_target"]].apply(_claimed_steps).rename("claim")
-    wanted = selected[["trial_id", "target_metric", *_PAIR]].join(claims, on=_PAIR)
+def _target_curves(selected: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """The selected trials' target-metric curves: one row per (trial_id, step), with value."""
+    wanted = selected[["trial_id", "target_metric"]]
     curve = evals[["trial_id", "metric", "step", "value"]].merge(
         wanted, left_on=["trial_id", "metric"], right_on=["trial_id", "target_metric"]
     )
-    curve = curve[curve["step"].astype(float) <= curve["claim"]].sort_values(["trial_id", "step"])
-    last = curve.groupby("trial_id")["value"].last().astype(float)
-    return last.reindex(selected["trial_id"].unique())  # no eval at or before the claim: nan
+    return curve[["trial_id", "step", "value"]].astype({"step": float, "value": float})
+
+
+def _values_by_step(group: pd.DataFrame, curves: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values[k, i]): study k's value at its last eval with step <= steps[i]."""
+    mine = curves[curves["trial_id"].isin(set(group["trial_id"]))]
+    steps = np.unique(mine["step"].to_numpy())
+    values = np.full((len(group), len(steps)), np.nan)
+    for k, trial_id in enumerate(group["trial_id"]):
+        curve = mine[mine["trial_id"] == trial_id].sort_values("step")
+        at = np.searchsorted(curve["step"].to_numpy(), steps, side="right") - 1
+        known = at >= 0
+        values[k, known] = curve["value"].to_numpy()[at[known]]
+    return steps, values
 
 
 def _gate_row(
-    pair: tuple[str, str], group: pd.DataFrame, values: pd.Series
+    pair: tuple[str, str], group: pd.DataFrame, curves: pd.DataFrame
 ) -> tuple[tuple[str, str], list[object]]:
     """One seed_gate row: its key and its column values."""
     first = group.iloc[0]
-    claimed = _claimed_steps(group)
     seeds = pd.to_numeric(group["target_seeds"], errors="coerce").max()
     margin_raw = pd.to_numeric(group["target_gate_margin"], errors="coerce").max()
     direction = Direction(str(first["target_direction"]))
     target_value = float(first["target_value"])
-    v = [float(x) for x in values.reindex(group["trial_id"]).to_numpy(dtype=float)]
-    n = len(v)
-    mean = float(np.mean(v)) if n else math.nan
+    margin = 0.0 if pd.isna(margin_raw) else float(margin_raw)
+    gate = Target(str(first["target_metric"]), target_value, direction,
+                  1 if pd.isna(seeds) else int(seeds), gate_margin=margin)  # fmt: skip
+    steps, values = _values_by_step(group, curves)
+    n = len(group)
+    passing = [i for i in range(len(steps)) if gate.gate_passes(list(values[:, i]))]
+    at = passing[0] if passing else len(steps) - 1
+    v = [float(x) for x in values[:, at]] if len(steps) else [math.nan] * n
+    mean = float(np.mean(v))
     slack = target_value - mean if direction is Direction.MIN else mean - target_value
     statistic = slack * math.sqrt(n)
+    claimed = float(steps[at]) if passing else math.inf
     if pd.isna(seeds):
+        claimed = float(np.median(_steps(group)))
         return pair, [n, None, claimed, mean, statistic, math.nan, True, "no gate recorded"]
-    margin = 0.0 if pd.isna(margin_raw) else float(margin_raw)
-    metric = str(first["target_metric"])
-    target = Target(metric, target_value, direction, int(seeds), gate_margin=margin)
-    passes = math.isfinite(claimed) and target.gate_passes(v)
-    reason = "" if passes else _gate_reason(claimed, v, int(seeds), statistic, margin)
-    return pair, [n, int(seeds), claimed, mean, statistic, margin, passes, reason]
+    reason = "" if passing else _gate_reason(group, v, int(seeds), statistic, margin)
+    return pair, [n, int(seeds), claimed, mean, statistic, margin, bool(passing), reason]
 
 
 def _gate_reason(
-    claimed: float, v: list[float], needed: int, statistic: float, margin: float
+    group: pd.DataFrame, v: list[float], needed: int, statistic: float, margin: float
 ) -> str:
-    """Why the gate fails, in words, for the first check that fails."""
-    not_finite = sum(not math.isfinite(x) for x in v)
-    if not math.isfinite(claimed):
-        return "target not reached (median over studies)"
+    """Why no eval step passes the gate, in words, for the first check that fails."""
     if len(v) < needed:
         return f"{len(v)} seeds < {needed} needed"
+    if not np.isfinite(_steps(group)).any():
+        return "target not reached in any study"
+    not_finite = sum(not math.isfinite(x) for x in v)
     if not_finite:
-        return f"{not_finite} of {len(v)} values not finite at step {claimed:g}"
-    return f"statistic {statistic:.4g} < margin {margin:.4g}"
+        return f"{not_finite} of {len(v)} values not finite at the last eval"
+    return f"statistic {statistic:.4g} < margin {margin:.4g} at the last eval"
 
 
 def gated_workload_times(
