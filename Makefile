@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The main job on the embedded default: score the example submission against the references on
-# the smoke suite (Ray Tune on this machine), then write the leaderboard.
+# the smoke suite (Ray Tune on this machine), write the leaderboard, then the fixed-model report.
 bench: $(STAMP)
 	$(BIN)/optbench submit submissions/example-nadamw --trials 4 --studies 2 --results $(BENCH_RESULTS)
+	$(BIN)/optbench report fixed-model --results $(BENCH_RESULTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

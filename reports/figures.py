@@ -101,22 +101,32 @@ def _binned_median(x: np.ndarray, y: np.ndarray, bins: int = 7) -> tuple[np.ndar
 
 
 def memory_bars(frame: pd.DataFrame, *, title: str) -> bytes:
-    """Stacked bars per submission (rows) of the memory parts (MiB columns), with the measured
-    peak (column `peak`) as a black tick: the parts are exact, the peak is measured."""
-    fig, ax = plt.subplots(figsize=_SIZE)
+    """Left: stacked bars per submission (rows) of the memory parts (MiB columns) with the
+    measured peak (column `peak`) as a black tick: the parts are exact, the peak is measured.
+    Right: the exact tensor parts alone (all but the last part, activations + temporaries), which
+    a large activation share would flatten on the left."""
+    fig, (ax, exact) = plt.subplots(1, 2, figsize=(_SIZE[0] * 1.45, _SIZE[1]),
+                                    gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
     parts = [c for c in frame.columns if c != "peak"]
     bottom = np.zeros(len(frame))
     palette = plt.get_cmap("Set2")
     x = np.arange(len(frame))
+    names = [str(i) for i in frame.index]
     for i, part in enumerate(parts):
-        values = frame[part].to_numpy(float)
-        ax.bar(x, np.nan_to_num(values), bottom=bottom, color=palette(i), label=part, width=0.6)
-        bottom += np.nan_to_num(values)
+        values = np.nan_to_num(frame[part].to_numpy(float))
+        ax.bar(x, values, bottom=bottom, color=palette(i), label=part, width=0.6)
+        bottom += values
     if "peak" in frame:
         ax.scatter(x, frame["peak"], marker="_", s=900, color="black", label="measured peak",
                    zorder=3)  # fmt: skip
-    ax.set_xticks(x, [str(i) for i in frame.index], rotation=20, ha="right")
+    ax.set_xticks(x, names, rotation=20, ha="right")
     _finish(ax, title, "", "MiB")
+    width = 0.8 / max(len(parts) - 1, 1)
+    for i, part in enumerate(parts[:-1]):
+        exact.bar(x + (i - (len(parts) - 2) / 2) * width, np.nan_to_num(frame[part].to_numpy(float)),
+                  width=width, color=palette(i), label=part)  # fmt: skip
+    exact.set_xticks(x, names, rotation=20, ha="right")
+    _finish(exact, "exact tensor bytes", "", "MiB")
     return _png(fig)
 
 

@@ -116,9 +116,10 @@ def _direction_min(trials: pd.DataFrame) -> bool:
 
 
 def _ci(lo: float, hi: float) -> str:
-    if not (np.isfinite(lo) and np.isfinite(hi)):
+    """`[lo, hi]`; an infinite end (resamples where only the reference never reached) shows ∞."""
+    if np.isnan(lo) or np.isnan(hi):
         return "—"
-    return f"[{lo:.3g}, {hi:.3g}]"
+    return "[" + ", ".join("∞" if np.isinf(v) else f"{v:.3g}" for v in (lo, hi)) + "]"
 
 
 def _gate_text(gate: pd.DataFrame, name: str) -> str:
