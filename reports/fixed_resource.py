@@ -42,6 +42,12 @@ def _budget(trials: pd.DataFrame, workload: str) -> tuple[float | None, float]:
     return (None if cap is None else float(cap)), float(seconds)
 
 
+def _ladder(trials: pd.DataFrame) -> list[str]:
+    """The scales the search could choose from (recorded in the ruleset; else those it chose)."""
+    recorded = json.loads(str(trials["ruleset_json"].iloc[0])).get("ladder")
+    return [str(s) for s in recorded] if recorded else sorted(trials["scale"].astype(str).unique())
+
+
 def fixed_resource_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str) -> Section:
     """One workload's fixed-resource comparison (`trials`: its fixed-resource trials, one class)."""
     cap, seconds = _budget(trials, workload)
@@ -76,9 +82,9 @@ def fixed_resource_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: 
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("submission")
     cap_text = "no memory cap" if cap is None else f"memory cap {cap / _MIB:,.0f} MiB"
     paragraphs = [
-        f"Budget: {cap_text}, {seconds:g} training seconds per trial. Each submission's search "
-        "chose model size and batch from the ladder "
-        f"({', '.join(sorted(trials['scale'].astype(str).unique()))}) as part of its tuning budget.",
+        f"Budget: {cap_text}, {seconds:g} training seconds per trial (trained to it, not stopped "
+        "at the target). Each submission's search chose model size and batch from the ladder "
+        f"({', '.join(_ladder(trials))}) as part of its tuning budget.",
     ]
     figs = [
         Figure(f"{workload}-resource-metric-vs-size", f"{workload}: best {metric} within the time "

@@ -60,7 +60,7 @@ def build_report(kind: str, results_root: str | os.PathLike[str], out_dir: str |
     sections = [_overview(trials, kind, reference)]
     if kind == "scaling":
         assert workload is not None and scale is not None  # checked by _track
-        sections.append(scaling_section(trials, workload, scale, reference, n_boot))
+        sections.append(scaling_section(trials, evals, workload, scale, reference, n_boot))
     elif kind == "fixed-resource":
         for name in sorted(trials["workload"].unique()):
             group = trials[trials["workload"] == name]
@@ -138,10 +138,10 @@ def _overview(trials: pd.DataFrame, kind: str, reference: str) -> Section:
     if (table["studies"] < 2).any():
         caveats.append("some submissions ran a single study: no seed spread, no confidence "
                        "interval")  # fmt: skip
-    small = sorted({str(s) for s in trials["scale"]} - {"full"})
+    small = sorted({str(s).split("-")[0] for s in trials["scale"]} - {"full"})  # ladder rungs too
     if small:
-        caveats.append(f"scales {', '.join(small)} are small: margins at toy scale are "
-                       "illustrative and may not hold for the full workloads")  # fmt: skip
+        caveats.append(f"{', '.join(small)} scale only: margins at toy scale are illustrative "
+                       "and may not hold for the full workloads")  # fmt: skip
     paragraphs = [
         f"{trials['trial_id'].nunique()} trials of {trials['submission'].nunique()} submissions, "
         f"hardware class {', '.join(sorted(trials['hardware_class'].astype(str).unique()))}; "

@@ -1,12 +1,17 @@
 """The scaling study: how each optimizer's tuned learning rate and its speedup move with model size.
 
-The trials are one sweep per rung of a workload's ladder (`optbench scaling`). Per submission and
-rung r with N_r parameters (median over its trials):
+The trials are one sweep per rung of a workload's ladder (`optbench scaling`, trained to the
+budget so final metrics are not censored at the target). Per submission and rung r with N_r
+parameters (median over its trials):
 
-    lr*_r        = exp(median_k log lr[selected trial of study k])
+    lr*_r        = the vertex of a quadratic fit of the final metric against log lr over the
+                   finished trials within a decade of the best one (the best trial's lr when the
+                   fit is not convex, has < 3 distinct lrs, or its vertex leaves the tried range)
     lr*(N)       ~ A · N^alpha           (least squares on log lr* vs log N over the rungs)
     speedup_r    = reference's median steps to target / the submission's   (bootstrap 95% CI)
-    trend        = slope of log speedup vs log N: > 0, the advantage grows with scale
+    D_eff/D _r   = data equivalence at rung r (`reports.stats.data_equivalence`): defined even
+                   where the reference never reaches the target
+    trend        = slope of log speedup (else of log D_eff/D) vs log N: > 0, the advantage grows
 
 A trend from a few small rungs is a hint, not a law; the section says over which sizes it holds.
 """
@@ -23,7 +28,6 @@ import pandas as pd
 from harness.errors import UsageError
 from reports import figures, frames, stats
 from reports.page import Figure, Section, Table
-from reports.scoring import selected_trials
 
 __all__ = ["ladder_trials", "scaling_section", "write_scaling_report"]
 
@@ -38,6 +42,27 @@ def ladder_trials(trials: pd.DataFrame, workload: str, base_scale: str) -> pd.Da
     return chosen[frames.track_of(chosen) == "fixed-model"]
 
 
+def tuned_lr(trials: pd.DataFrame) -> float:
+    """lr* of one submission at one rung (see the module docstring); nan without usable trials."""
+    minimize = str(trials["target_direction"].iloc[0]) == "min"
+    done = trials[trials["status"].isin(["target_reached", "budget_exhausted"])]
+    lr = frames.hparam(done, "lr").to_numpy(float)
+    metric = done["final_metric"].astype(float).to_numpy() * (1.0 if minimize else -1.0)
+    ok = np.isfinite(lr) & (lr > 0) & np.isfinite(metric)
+    if not ok.any():
+        return float("nan")
+    x, y = np.log(lr[ok]), metric[ok]
+    best = x[np.argmin(y)]
+    near = np.abs(x - best) <= np.log(10.0)
+    if len(np.unique(x[near])) >= 3:
+        curvature, slope, _ = np.polyfit(x[near], y[near], 2)
+        if curvature > 0:
+            vertex = -slope / (2 * curvature)
+            if x[near].min() <= vertex <= x[near].max():
+                return float(np.exp(vertex))
+    return float(np.exp(best))
+
+
 def _power_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     """(alpha, A) of y = A · x^alpha by least squares in log-log; None below 2 distinct sizes."""
     keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
@@ -47,8 +72,8 @@ def _power_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     return float(alpha), float(np.exp(log_a))
 
 
-def scaling_section(trials: pd.DataFrame, workload: str, base_scale: str, reference: str,
-                    n_boot: int = 2000) -> Section:  # fmt: skip
+def scaling_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str, base_scale: str,
+                    reference: str, n_boot: int = 2000) -> Section:  # fmt: skip
     """Optimal LR vs size (power-law fits) and speedup vs size for one ladder, one hardware class."""
     rungs = ladder_trials(trials, workload, base_scale)
     if rungs["scale"].nunique() < 2:
@@ -56,32 +81,35 @@ def scaling_section(trials: pd.DataFrame, workload: str, base_scale: str, refere
                          "rung(s); a scaling study needs at least 2 (run `optbench scaling`)")  # fmt: skip
     colour = figures.colours(rungs["submission"].unique())
     size = rungs.groupby("scale")["num_params"].median().astype(float)
-    chosen = selected_trials(rungs)
-    lr = frames.hparam(chosen, "lr")
-    best_lr = (np.log(lr).groupby([chosen["submission"], chosen["scale"]]).median().map(np.exp)
-               .rename("lr*").reset_index())  # fmt: skip
+    best_lr = pd.DataFrame([{"submission": sub, "scale": scale, "lr*": tuned_lr(group)}
+                            for (sub, scale), group in rungs.groupby(["submission", "scale"])])  # fmt: skip
     best_lr["params"] = best_lr["scale"].map(size)
-    speed = []
+    speed, equivalence = [], []
     for scale, group in rungs.groupby("scale"):
         if reference not in set(group["submission"]):
             continue
         s = stats.reference_speedups(group, reference, quantity="steps_to_target", n_boot=n_boot)
         speed.append(s.reset_index().assign(scale=scale, params=size[scale]))
+        if (group["target_direction"] == "min").all():
+            e = stats.data_equivalence(group, evals, reference)
+            equivalence.append(e.reset_index().assign(scale=scale, params=size[scale]))
     speedups = pd.concat(speed, ignore_index=True) if speed else pd.DataFrame()
+    equivalent = pd.concat(equivalence, ignore_index=True) if equivalence else pd.DataFrame()
     lr_fits, table_rows = {}, {}
     grid = np.geomspace(size.min(), size.max(), 20)
     for name, group in best_lr.groupby("submission", sort=True):
         fit = _power_fit(group["params"].to_numpy(float), group["lr*"].to_numpy(float))
         trend = None
-        if not speedups.empty and name != reference:
-            mine = speedups[speedups["submission"] == name]
-            trend = _power_fit(mine["params"].to_numpy(float), mine["speedup"].to_numpy(float))
+        for frame, column in ((speedups, "speedup"), (equivalent, "ratio")):
+            if trend is None and not frame.empty and name != reference:
+                mine = frame[frame["submission"] == name]
+                trend = _power_fit(mine["params"].to_numpy(float), mine[column].to_numpy(float))
         if fit is not None:
             lr_fits[name] = (grid, fit[1] * grid ** fit[0], f"{name}: lr* ∝ N^{fit[0]:.2f}")
         table_rows[name] = {"lr* exponent alpha": np.nan if fit is None else fit[0],
                             "lr* at smallest": float(group.sort_values("params")["lr*"].iloc[0]),
                             "lr* at largest": float(group.sort_values("params")["lr*"].iloc[-1]),
-                            "speedup trend (d log s / d log N)": np.nan if trend is None else trend[0]}  # fmt: skip
+                            "advantage trend (d log s / d log N)": np.nan if trend is None else trend[0]}  # fmt: skip
     figs = [Figure(f"{workload}-{base_scale}-scaling-lr", f"{workload}: tuned learning rate vs "
                    "parameters per submission, with least-squares power laws",
                    figures.scatter_with_fits(best_lr.rename(columns={"params": "x", "lr*": "y"}),
@@ -100,14 +128,28 @@ def scaling_section(trials: pd.DataFrame, workload: str, base_scale: str, refere
                                                          xlabel="parameters", ylabel="speedup",
                                                          colour=colour, logy=False,
                                                          reference_line=1.0)))  # fmt: skip
+    if not equivalent.empty:
+        points = equivalent[equivalent["submission"] != reference].rename(
+            columns={"params": "x", "ratio": "y"})
+        points = points[np.isfinite(points["y"]) & (points["y"] > 0)]
+        if not points.empty:
+            figs.append(Figure(f"{workload}-{base_scale}-scaling-equivalence", f"{workload}: data "
+                               f"equivalence D_eff/D against {reference} vs parameters (> 1: the "
+                               f"submission's final loss would take {reference} more tokens)",
+                               figures.scatter_with_fits(points[["submission", "x", "y"]], {},
+                                                         title=f"{workload}: data equivalence vs size",
+                                                         xlabel="parameters", ylabel="D_eff / D",
+                                                         colour=colour, reference_line=1.0)))  # fmt: skip
     summary = pd.DataFrame.from_dict(table_rows, orient="index").rename_axis("submission")
     per_rung = best_lr.pivot(index="scale", columns="submission", values="lr*")
     per_rung.insert(0, "params", size)
     per_rung = per_rung.sort_values("params")
     paragraphs = [f"Rungs: {', '.join(per_rung.index)} ({size.min():,.0f} to {size.max():,.0f} "
                   f"parameters). Speedups are in steps to target against {reference}, so they "
-                  "compare across hardware. A positive trend means the advantage grows with size "
-                  "over this range only."]  # fmt: skip
+                  "compare across hardware; where the reference never reaches the target, data "
+                  "equivalence still compares final losses. A positive trend means the advantage "
+                  "grows with size over this range only. Tuned LR: the vertex of a quadratic fit "
+                  "of the final metric against log lr near the best trial."]  # fmt: skip
     tables = [Table(f"{workload}-{base_scale}-scaling", f"{workload}: LR exponent and speedup "
                     "trend per submission", summary),
               Table(f"{workload}-{base_scale}-scaling-lr", f"{workload}: tuned LR per rung", per_rung)]  # fmt: skip
@@ -117,6 +159,12 @@ def scaling_section(trials: pd.DataFrame, workload: str, base_scale: str, refere
         tables.append(Table(f"{workload}-{base_scale}-scaling-speedup",
                             f"{workload}: steps-to-target speedup over {reference} per rung",
                             spd.sort_values("params")))  # fmt: skip
+    if not equivalent.empty:
+        eq = equivalent.pivot(index="scale", columns="submission", values="ratio")
+        eq.insert(0, "params", size)
+        tables.append(Table(f"{workload}-{base_scale}-scaling-equivalence",
+                            f"{workload}: data equivalence D_eff/D against {reference} per rung",
+                            eq.sort_values("params")))  # fmt: skip
     return Section(f"{workload}@{base_scale}: scaling", paragraphs=paragraphs, figures=figs,
                    tables=tables)
 

@@ -79,6 +79,9 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-retries", type=_count, default=None,
                    help="re-runs of a trial whose process was killed (default: the cluster "
                    f"profile's, or {_DEFAULT_RETRIES} locally)")  # fmt: skip
+    p.add_argument("--train-to-budget", action="store_true",
+                   help="train every trial to its budget instead of stopping at the target (full "
+                   "curves; the time to target is still recorded; default for `scaling`)")  # fmt: skip
     p.add_argument("--trials", type=_positive, default=5, help="N: trials per study")
     p.add_argument("--studies", type=_positive, default=3, help="S: studies")
     p.add_argument("--seed", type=int, default=0, help="sweep seed (points and trial seeds)")
@@ -121,8 +124,10 @@ def add_scaling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-dir", default=None,
                    help="where the scaling report goes (default: RESULTS/report-scaling, as `optbench report scaling`)")  # fmt: skip
     _add_trial_options(p)
+    # Uncensored final losses: the tuned-LR fit and data equivalence need curves past the target.
     p.set_defaults(ruleset="external", budget_s=None, budget_factor=3.0, track="fixed-model",
-                   memory_cap=None, time_budget_s=None, hardware_class=None)  # fmt: skip
+                   memory_cap=None, time_budget_s=None, hardware_class=None,
+                   train_to_budget=True)  # fmt: skip
 
 
 def _resource_caps(args: argparse.Namespace) -> Any:
@@ -176,6 +181,8 @@ def _sweep(args: argparse.Namespace, submissions: list[str],
     launcher, concurrency, fields = _launcher(args)
     if args.max_steps is not None:
         fields = {**fields, "max_steps": args.max_steps}
+    if args.train_to_budget:
+        fields = {**fields, "stop_at_target": False}
     lanes = []
     for name in submissions:  # load all first: a bad submission stops the sweep before any trial
         loaded = load_submission(name)

@@ -96,7 +96,7 @@ def test_scaling_recovers_the_lr_exponent_and_the_speedup_trend(reports: dict[st
     summary = _table(reports["scaling"], "nanogpt-smoke-scaling")
     alphas = summary["lr* exponent alpha"]
     assert alphas.to_numpy() == pytest.approx(synthetic.BEST_LR_EXPONENT, abs=0.1)
-    trend = summary["speedup trend (d log s / d log N)"]
+    trend = summary["advantage trend (d log s / d log N)"]
     assert trend["muon"] > 0.05  # built to grow as N^0.15
     assert abs(trend["sgd-nesterov"]) < 0.1  # built flat
 
