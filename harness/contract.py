@@ -155,8 +155,10 @@ class WorkloadInfo:
       max_time_s: the timed-training budget in seconds.
       batch_size: examples (sequences for language models) per step.
       tokens_per_step: tokens per step for language models, examples per step otherwise.
-      scale: `smoke` or `full`.
+      scale: `smoke`, `full`, or a rung of the workload's ladder (e.g. `smoke-l`, `full-xs-b256`).
       device: the torch device string the model lives on (`cpu`, `cuda:0`).
+      memory_cap_bytes: the fixed-resource track's memory cap above the staged data (None: no
+        cap); a trial whose peak exceeds it ends `over_budget`.
     """
 
     step_hint: int
@@ -166,6 +168,7 @@ class WorkloadInfo:
     tokens_per_step: int
     scale: str
     device: str
+    memory_cap_bytes: int | None = None
 
 
 @runtime_checkable

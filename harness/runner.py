@@ -94,7 +94,7 @@ def run_rank(spec: TrialSpec, collective: Collective, live_root: str | Path | No
         _cap_device_memory(spec.memory_cap_bytes, device, peak.floor_bytes)
         model = workload.build_model(spec.seed)
         groups = workload.param_groups(model)
-        info = workload.info(str(device), spec.max_steps, spec.max_time_s)
+        info = workload.info(str(device), spec.max_steps, spec.max_time_s, spec.memory_cap_bytes)
         grads = GradientPass(model, workload.loss, workload.config.micro_batch_size, collective)
         trial = TrialContext(model, workload, spec.seed, collective.world_size, record.clock)
         stepper = make_stepper(submission, groups, hp, info, grads.loss, grads, trial)

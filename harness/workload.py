@@ -284,9 +284,10 @@ class Workload(abc.ABC):
             raise ContractError(f"workload {self.name}: parameters without a role: {missing}")
         return ParamGroups(tuple(p for _, p in trainable), tuple(Role(roles[n]) for n, _ in trainable))
 
-    def info(self, device: str, max_steps: int | None = None,
-             max_time_s: float | None = None) -> WorkloadInfo:  # fmt: skip
-        """What a submission may know about this workload; `max_steps`/`max_time_s` override."""
+    def info(self, device: str, max_steps: int | None = None, max_time_s: float | None = None,
+             memory_cap_bytes: int | None = None) -> WorkloadInfo:  # fmt: skip
+        """What a submission may know about this workload; `max_steps`/`max_time_s` override,
+        `memory_cap_bytes` is the fixed-resource track's cap."""
         config = self.config
         return WorkloadInfo(
             step_hint=config.budget.step_hint,
@@ -296,6 +297,7 @@ class Workload(abc.ABC):
             tokens_per_step=config.tokens_per_step,
             scale=self.scale,
             device=device,
+            memory_cap_bytes=memory_cap_bytes,
         )
 
 

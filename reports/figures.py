@@ -131,24 +131,27 @@ def memory_bars(frame: pd.DataFrame, *, title: str) -> bytes:
 
 
 def pareto(points: pd.DataFrame, *, title: str, xlabel: str, ylabel: str,
-           colour: Mapping[str, str], logx: bool = False, logy: bool = False) -> bytes:  # fmt: skip
+           colour: Mapping[str, str], logx: bool = False, logy: bool = False,
+           x_lower: bool = True) -> bytes:  # fmt: skip
     """Points per submission (`submission`, `x`, `y`, `on_frontier`, optional `label`): frontier
-    points filled and joined by a step line, dominated points hollow."""
+    points filled and joined by the staircase that bounds what they dominate (lower x better:
+    across then down or up; higher x better: up then across), dominated points hollow."""
     fig, ax = plt.subplots(figsize=_SIZE)
     for name, group in points.groupby("submission", sort=True):
         front = group[group["on_frontier"]]
         dominated = group[~group["on_frontier"]]
-        ax.scatter(front["x"], front["y"], color=colour[name], s=46, label=name, zorder=3)
+        if len(front):
+            ax.scatter(front["x"], front["y"], color=colour[name], s=46, label=name, zorder=3)
         ax.scatter(dominated["x"], dominated["y"], facecolors="none", edgecolors=colour[name],
-                   s=46, zorder=3, label=f"{name} (dominated)" if len(front) == 0 else None)  # fmt: skip
+                   s=46, zorder=3, label=None if len(front) else f"{name} (dominated)")  # fmt: skip
         if "label" in group:
             for _, row in group.iterrows():
                 ax.annotate(str(row["label"]), (row["x"], row["y"]), fontsize=7,
                             xytext=(4, 3), textcoords="offset points")  # fmt: skip
     frontier = points[points["on_frontier"]].sort_values("x")
     if len(frontier) > 1:
-        ax.step(frontier["x"], frontier["y"], where="post", color="grey", linewidth=1,
-                linestyle=":", label="frontier")  # fmt: skip
+        ax.step(frontier["x"], frontier["y"], where="post" if x_lower else "pre", color="grey",
+                linewidth=1, linestyle=":", label="frontier")  # fmt: skip
     _finish(ax, title, xlabel, ylabel, logx, logy)
     return _png(fig)
 

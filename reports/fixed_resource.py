@@ -88,7 +88,7 @@ def fixed_resource_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: 
     ]
     figs = [
         Figure(f"{workload}-resource-metric-vs-size", f"{workload}: best {metric} within the time "
-               "budget per model size (feasible trials only)",
+               "budget per model size, the best over its batches (trials under the cap only)",
                figures.scatter_with_fits(_per_rung(scored[scored["ok"]], minimize), {},
                                          title=f"{workload}: best {metric} within budget vs size",
                                          xlabel="parameters", ylabel=metric, colour=colour,
@@ -108,8 +108,8 @@ def fixed_resource_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: 
 
 
 def _per_rung(trials: pd.DataFrame, minimize: bool) -> pd.DataFrame:
-    """Per (submission, rung): the rung's parameter count and its best within-budget value."""
+    """Per (submission, model size): the best within-budget value over its trials (any batch)."""
     finite = trials[np.isfinite(trials["within"]) & trials["num_params"].notna()]
     agg = "min" if minimize else "max"
-    grouped = finite.groupby(["submission", "scale"]).agg(x=("num_params", "median"), y=("within", agg))
-    return grouped.reset_index()[["submission", "x", "y"]].astype({"x": float})
+    grouped = finite.groupby(["submission", "num_params"])["within"].agg(agg)
+    return grouped.rename("y").reset_index().rename(columns={"num_params": "x"}).astype({"x": float})

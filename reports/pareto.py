@@ -70,7 +70,7 @@ def pareto_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str, sca
         figs.append(Figure(f"{ident}-pareto-{name}", f"{tag}: {ycol} vs {xcol}; filled: on the "
                            "frontier, hollow: dominated",
                            figures.pareto(points, title=f"{tag}: {ycol} vs {xcol}", xlabel=xcol,
-                                          ylabel=ycol, colour=colour)))  # fmt: skip
+                                          ylabel=ycol, colour=colour, x_lower=x_lower)))  # fmt: skip
     budget_points = _budget_points(trials, evals)
     if not budget_points.empty:
         figs.append(Figure(f"{ident}-pareto-metric-vs-budget", f"{tag}: best metric reached within "

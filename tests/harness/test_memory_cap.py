@@ -46,3 +46,12 @@ def test_a_peak_within_the_cap_ends_normally(
     row = outcome.row
     assert row["status"] in FINISHED, row["error"]
     assert row["memory_cap_bytes"] == 64 * 2**30 and 0 < row["peak_bytes"] < 64 * 2**30
+
+
+def test_a_submission_is_told_the_cap(data_dir: Path) -> None:
+    from workloads import get_workload
+
+    workload = get_workload("nanogpt", "smoke-l-b8", data_dir)
+    info = workload.info("cpu", max_time_s=10.0, memory_cap_bytes=100 * 2**20)
+    assert (info.memory_cap_bytes, info.max_time_s, info.scale) == (100 * 2**20, 10.0, "smoke-l-b8")
+    assert info.batch_size == 8 and workload.info("cpu").memory_cap_bytes is None
