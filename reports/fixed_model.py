@@ -178,7 +178,9 @@ def _lead(a: pd.DataFrame, b: pd.DataFrame, minimize: bool) -> tuple[bool | None
     ya = np.interp(probe, a["x"], a["median"])
     yb = np.interp(probe, b["x"], b["median"])
     ahead = ya < yb if minimize else ya > yb
-    return bool(ahead[0]), bool(ahead[1])
+    # within 0.5% the curves are level there (two implementations of one optimizer, say)
+    level = np.abs(ya - yb) <= 0.005 * np.maximum(np.abs(ya), np.abs(yb))
+    return (None if level[0] else bool(ahead[0])), (None if level[1] else bool(ahead[1]))
 
 
 def _tuning(trials: pd.DataFrame, chosen: pd.DataFrame, target: dict[str, object], tag: str,
@@ -205,7 +207,14 @@ def _tuning(trials: pd.DataFrame, chosen: pd.DataFrame, target: dict[str, object
                        figures.band_curves(curves, title=f"{tag}: best-of-k tuning curves",
                                            xlabel="trials k", ylabel=f"best {metric}",
                                            colour=colour, target=value, step=True)))  # fmt: skip
-    return Section(f"{tag}: tuning", paragraphs=[_SELECTION_RULE],
+    caveats = []
+    for name, group in chosen.groupby("submission", sort=True):
+        tried = frames.hparam(trials[trials["submission"] == name], "lr")
+        edges = {frames.edge_of_range(tried, lr) for lr in frames.hparam(group, "lr")} - {""}
+        if edges:
+            caveats.append(f"{name}: a selected trial's lr is the {' and '.join(sorted(edges))} lr "
+                           "tried, so the optimum may lie outside the search space (under-tuned)")  # fmt: skip
+    return Section(f"{tag}: tuning", paragraphs=[_SELECTION_RULE], caveats=caveats,
                    figures=figs, tables=[_protocol(trials, tag, ident)])  # fmt: skip
 
 

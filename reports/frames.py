@@ -18,6 +18,7 @@ from harness.errors import UsageError
 __all__ = [
     "band",
     "curve",
+    "edge_of_range",
     "groups",
     "hparam",
     "one_hardware_class",
@@ -49,6 +50,15 @@ def hparam(trials: pd.DataFrame, name: str) -> pd.Series:
         return float(got) if isinstance(got, int | float) and not isinstance(got, bool) else np.nan
 
     return trials["hparams_json"].map(value).astype(float)
+
+
+def edge_of_range(tried: pd.Series, chosen: float) -> str:
+    """`largest` or `smallest` when `chosen` is that end of the values `tried` (at least 3 distinct
+    values), else "": a tuned value at the edge means the optimum may lie outside the space."""
+    values = tried.dropna().astype(float)
+    if values.nunique() < 3 or not np.isfinite(chosen):
+        return ""
+    return "largest" if chosen >= values.max() else "smallest" if chosen <= values.min() else ""
 
 
 def one_hardware_class(trials: pd.DataFrame, hardware_class: str | None, where: str) -> pd.DataFrame:

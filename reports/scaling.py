@@ -63,6 +63,25 @@ def tuned_lr(trials: pd.DataFrame) -> float:
     return float(np.exp(best))
 
 
+def _per_submission(found: list[tuple[str, str]], what: str) -> list[str]:
+    """One caveat per submission: `what`, at the rungs listed."""
+    rungs: dict[str, list[str]] = {}
+    for sub, where in found:
+        rungs.setdefault(sub, []).append(where)
+    return [f"{sub}: {what} — at {', '.join(at)}" for sub, at in sorted(rungs.items())]
+
+
+def _edge_of_range(trials: pd.DataFrame) -> str:
+    """Where the best finished trial's lr (by final metric) sits in the lrs tried (`frames`)."""
+    minimize = str(trials["target_direction"].iloc[0]) == "min"
+    done = trials[trials["status"].isin(["target_reached", "budget_exhausted"])]
+    metric = done["final_metric"].astype(float) * (1.0 if minimize else -1.0)
+    lr = frames.hparam(done, "lr")
+    ok = lr.notna() & np.isfinite(metric)
+    if not ok.any():
+        return ""
+    return frames.edge_of_range(frames.hparam(trials, "lr"), float(lr[ok].loc[metric[ok].idxmin()]))
+
 def _power_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     """(alpha, A) of y = A · x^alpha by least squares in log-log; None below 2 distinct sizes."""
     keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
@@ -83,6 +102,10 @@ def scaling_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str, ba
     size = rungs.groupby("scale")["num_params"].median().astype(float)
     best_lr = pd.DataFrame([{"submission": sub, "scale": scale, "lr*": tuned_lr(group)}
                             for (sub, scale), group in rungs.groupby(["submission", "scale"])])  # fmt: skip
+    edges = [(sub, f"{scale} ({edge})") for (sub, scale), group in
+             rungs.groupby(["submission", "scale"]) if (edge := _edge_of_range(group))]  # fmt: skip
+    caveats = _per_submission(edges, "the best trial's lr is at the end of the lrs tried, so the "
+                              "optimum may lie outside the search space (under-tuned)")  # fmt: skip
     best_lr["params"] = best_lr["scale"].map(size)
     speed, equivalence = [], []
     for scale, group in rungs.groupby("scale"):
@@ -160,13 +183,18 @@ def scaling_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str, ba
                             f"{workload}: steps-to-target speedup over {reference} per rung",
                             spd.sort_values("params")))  # fmt: skip
     if not equivalent.empty:
+        far = equivalent[equivalent["note"].astype(str).str.contains("extrapolated")
+                         | np.isinf(equivalent["ratio"].astype(float))]
+        caveats += _per_submission([(r.submission, str(r.scale)) for r in far.itertuples()],
+                                   "D_eff lies beyond the reference's own data, extrapolated "
+                                   "from its fit (∞: below the fit's irreducible loss)")  # fmt: skip
         eq = equivalent.pivot(index="scale", columns="submission", values="ratio")
         eq.insert(0, "params", size)
         tables.append(Table(f"{workload}-{base_scale}-scaling-equivalence",
                             f"{workload}: data equivalence D_eff/D against {reference} per rung",
                             eq.sort_values("params")))  # fmt: skip
-    return Section(f"{workload}@{base_scale}: scaling", paragraphs=paragraphs, figures=figs,
-                   tables=tables)
+    return Section(f"{workload}@{base_scale}: scaling", paragraphs=paragraphs, caveats=caveats,
+                   figures=figs, tables=tables)
 
 
 def write_scaling_report(results_root: str | os.PathLike[str], workload: str, base_scale: str,

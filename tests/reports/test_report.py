@@ -158,3 +158,16 @@ def test_report_modules_load_no_framework() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_a_tuned_value_at_the_end_of_the_range_is_flagged() -> None:
+    from reports.frames import edge_of_range
+
+    tried = pd.Series([1e-3, 3e-3, 1e-2, np.nan])
+    assert edge_of_range(tried, 1e-2) == "largest" and edge_of_range(tried, 1e-3) == "smallest"
+    assert edge_of_range(tried, 3e-3) == "" and edge_of_range(tried[:2], 3e-3) == ""
+
+
+def test_scaling_flags_no_edge_when_the_grid_surrounds_the_optimum(reports: dict[str, Path]) -> None:
+    page = (reports["scaling"] / "report.md").read_text()
+    assert "under-tuned" not in page  # the synthetic grid is centred on each rung's lr*
