@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports.page import CSS, md_cell, md_row
 from reports.scoring import benchmark_scores, select_trials, selected_trials
 
 __all__ = ["leaderboard_table", "render_html", "render_markdown"]
@@ -57,16 +58,6 @@ _COMPARABILITY = (
 _LEGEND = "∞: the target was not reached (median over studies); —: not recorded."
 _NUMBER = ' class="num"'
 _CELL_CLASS = {"submission": ""}  # text columns; all others hold numbers
-_CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
-h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
-table { border-collapse: collapse; margin: .6em 0; }
-th, td { border: 1px solid #ccc; padding: .3em .7em; }
-th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-p.note { color: #555; } tbody tr:nth-child(even) { background: #fafafa; }
-"""
-
-
 def leaderboard_table(
     trials: pd.DataFrame,
     *,
@@ -181,23 +172,13 @@ def render_markdown(table: pd.DataFrame, title: str) -> str:
       table: `leaderboard_table` output.
       title: the page heading.
     """
-    lines = [f"# {_md_cell(title)}", "", _COMPARABILITY, "", _LEGEND]
+    lines = [f"# {md_cell(title)}", "", _COMPARABILITY, "", _LEGEND]
     for heading, headers, rows in _sections(table):
         if heading is not None:
-            lines += ["", f"## {_md_cell(heading)}"]
+            lines += ["", f"## {md_cell(heading)}"]
         align = ["---" if h == "submission" else "---:" for h in headers]
-        lines += ["", _md_row(headers), _md_row(align)] + [_md_row(r) for r in rows]
+        lines += ["", md_row(headers), md_row(align)] + [md_row(r) for r in rows]
     return "\n".join(lines) + "\n"
-
-
-def _md_cell(text: str) -> str:
-    """Text safe inside a Markdown table cell or heading: no pipes, raw HTML or line breaks."""
-    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-    return text.replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _md_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(_md_cell(c) for c in cells) + " |"
 
 
 def render_html(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> str:
@@ -214,7 +195,7 @@ def render_html(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> s
         '<html lang="en">',
         '<head><meta charset="utf-8">',
         f"<title>{esc(title)}</title>",
-        f"<style>{_CSS}</style>",
+        f"<style>{CSS}</style>",
         "</head>",
         "<body>",
         f"<h1>{esc(title)}</h1>",

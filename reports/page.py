@@ -29,9 +29,10 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Figure", "Report", "Section", "Table", "format_cell", "write_report"]
+__all__ = ["CSS", "Figure", "Report", "Section", "Table", "format_cell", "md_cell", "md_row",
+           "write_report"]
 
-_CSS = """
+CSS = """  # every page optbench writes (reports, leaderboards)
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 h3 { font-size: 1.05em; margin-top: 1.4em; }
@@ -161,7 +162,7 @@ def _replace_dir(staging: Path, out: Path) -> None:
 def _html(title: str, provenance: Sequence[str], sections: Sequence[Section]) -> str:
     esc = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">',
-             f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+             f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
              f"<h1>{esc(title)}</h1>"]  # fmt: skip
     parts += [f'<p class="note">{esc(line)}</p>' for line in provenance]
     for section in sections:
@@ -235,7 +236,7 @@ def _md_table(frame: pd.DataFrame) -> list[str]:
     header = _header(frame)
     numeric_cols = [any(r[1][i] for r in rows) for i in range(len(header))]
     align = ["---:" if n else "---" for n in numeric_cols]
-    return [_md_row(header), _md_row(align, escape=False)] + [_md_row(c) for c, _ in rows]
+    return [md_row(header), md_row(align)] + [md_row(c) for c, _ in rows]
 
 
 def _md_text(text: str) -> str:
@@ -243,7 +244,11 @@ def _md_text(text: str) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
-def _md_row(cells: Sequence[str], escape: bool = True) -> str:
-    if escape:
-        cells = [_md_text(c.replace("\\", "\\\\").replace("|", "\\|")) for c in cells]
-    return "| " + " | ".join(cells) + " |"
+def md_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: no pipes, raw HTML or line breaks."""
+    return _md_text(text.replace("\\", "\\\\").replace("|", "\\|"))
+
+
+def md_row(cells: Sequence[str]) -> str:
+    """One Markdown table row of `cells`, each made safe (`md_cell`)."""
+    return "| " + " | ".join(md_cell(c) for c in cells) + " |"
