@@ -21,9 +21,10 @@ import json
 import numpy as np
 import pandas as pd
 
+from harness.trial import FAULTS, TrialStatus, search_algorithm
 from reports import figures, frames, stats
 from reports.page import Figure, Section, Table
-from reports.scoring import selected_trials
+from reports.scoring import selected_trials, target_medians
 
 __all__ = ["fixed_model_sections"]
 
@@ -56,12 +57,7 @@ def fixed_model_sections(trials: pd.DataFrame, evals: pd.DataFrame, reference: s
 def _target(trials: pd.DataFrame) -> dict[str, object]:
     row = trials.iloc[0]
     return {"metric": str(row["target_metric"]), "value": float(row["target_value"]),
-            "minimize": str(row["target_direction"]) == "min"}  # fmt: skip
-
-
-def _medians(chosen: pd.DataFrame, column: str) -> pd.Series:
-    values = chosen[column].astype(float).where(chosen["time_to_target_s"].notna(), np.inf)
-    return values.groupby(chosen["submission"]).median()
+            "minimize": frames.minimizes(trials)}  # fmt: skip
 
 
 def _claims(trials: pd.DataFrame, evals: pd.DataFrame, chosen: pd.DataFrame, reference: str,
@@ -69,11 +65,13 @@ def _claims(trials: pd.DataFrame, evals: pd.DataFrame, chosen: pd.DataFrame, ref
     table = pd.DataFrame(index=pd.Index(sorted(trials["submission"].unique()), name="submission"))
     table["trials"] = trials.groupby("submission").size()
     table["studies"] = chosen.groupby("submission").size()
-    table["reached"] = (trials["status"] == "target_reached").groupby(trials["submission"]).sum()
+    reached = trials["status"] == TrialStatus.TARGET_REACHED
+    table["reached"] = reached.groupby(trials["submission"]).sum()
+    medians = target_medians(trials).droplevel("workload")  # one workload here
     for column, name in (("time_to_target_s", "time to target (s)"),
                          ("steps_to_target", "steps to target"),
                          ("tokens_to_target", "tokens to target")):  # fmt: skip
-        table[name] = _medians(chosen, column)
+        table[name] = medians[column]
     for quantity, label in (("steps_to_target", "steps"), ("time_to_target_s", "time")):
         speed = _by_submission(stats.reference_speedups(trials, reference, quantity=quantity,
                                                         n_boot=n_boot))  # fmt: skip
@@ -134,8 +132,9 @@ def _curves(evals: pd.DataFrame, chosen: pd.DataFrame, target: dict[str, object]
     metric = str(target["metric"])
     by_tokens: dict[str, pd.DataFrame] = {}
     by_time: dict[str, pd.DataFrame] = {}
+    by_trial = frames.curves(evals, chosen["trial_id"], metric)
     for name, group in chosen.groupby("submission", sort=True):
-        curves = [frames.curve(evals, tid, metric) for tid in group["trial_id"]]
+        curves = [by_trial[tid] for tid in group["trial_id"]]
         if any(c["tokens"].notna().any() for c in curves):
             by_tokens[name] = frames.band(curves, "tokens")
         by_time[name] = frames.band(curves, "train_time_s")
@@ -241,7 +240,6 @@ def _best_of_k(trials: pd.DataFrame, minimize: bool) -> dict[str, pd.DataFrame]:
 def _protocol(trials: pd.DataFrame, tag: str, ident: str) -> Table:
     rows = {}
     for name, group in trials.groupby("submission", sort=True):
-        ruleset = json.loads(str(group["ruleset_json"].iloc[0]) or "{}")
         per_study = group.groupby("study").size()
         tried = []
         for key in sorted({k for text in group["hparams_json"] for k in json.loads(str(text) or "{}")}):
@@ -253,7 +251,7 @@ def _protocol(trials: pd.DataFrame, tag: str, ident: str) -> Table:
             tried.append(f"{key} {span} ({distinct} values)")
         rows[name] = {
             "ruleset": str(group["ruleset"].iloc[0]),
-            "search": str(ruleset.get("search", "quasi-random")),
+            "search": search_algorithm(str(group["ruleset_json"].iloc[0])),
             "studies": int(per_study.size),
             "trials per study": int(per_study.median()),
             "hyperparameters tried": "; ".join(tried) or "defaults only",
@@ -289,7 +287,7 @@ def _stability(trials: pd.DataFrame, chosen: pd.DataFrame, tag: str, ident: str)
     table = pd.DataFrame({
         "trials": by.value_counts(),
         "diverged": (status == "diverged").groupby(by).sum(),
-        "faults": status.isin(["failed", "killed", "cancelled", "timed_out"]).groupby(by).sum(),
+        "faults": status.isin(FAULTS).groupby(by).sum(),
         "stopped early": (status == "stopped").groupby(by).sum(),
         "restarts": trials["restarts"].astype(float).fillna(0).groupby(by).sum(),
     }).rename_axis("submission")  # fmt: skip

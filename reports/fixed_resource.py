@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.trial import FAULTS, TrialStatus
 from reports import figures, frames
 from reports.page import Figure, Section, Table
 
 __all__ = ["fixed_resource_section"]
 
 _MIB = 2**20
-_FAULTS = ("failed", "killed", "cancelled", "timed_out", "diverged")
+_NO_RESULT = FAULTS | {TrialStatus.DIVERGED}
 
 
 def _budget(trials: pd.DataFrame, workload: str) -> tuple[float | None, float]:
@@ -51,16 +52,16 @@ def _ladder(trials: pd.DataFrame) -> list[str]:
 def fixed_resource_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str) -> Section:
     """One workload's fixed-resource comparison (`trials`: its fixed-resource trials, one class)."""
     cap, seconds = _budget(trials, workload)
-    minimize = str(trials["target_direction"].iloc[0]) == "min"
+    minimize = frames.minimizes(trials)
     metric = str(trials["target_metric"].iloc[0])
     colour = figures.colours(trials["submission"].unique())
-    over = trials["status"].astype(str) == "over_budget"
+    over = trials["status"] == TrialStatus.OVER_BUDGET
     if cap is not None:
         over |= trials["peak_bytes"].astype(float) > cap
-    ok = ~over & ~trials["status"].astype(str).isin(_FAULTS)
-    within = pd.Series([frames.value_within(frames.curve(evals, tid, metric), "train_time_s",
-                                            seconds, minimize) for tid in trials["trial_id"]],
-                       index=trials.index, dtype=float)  # fmt: skip
+    ok = ~over & ~trials["status"].isin(_NO_RESULT)
+    curves = frames.curves(evals, trials["trial_id"], metric)
+    within = pd.Series([frames.value_within(curves[tid], "train_time_s", seconds, minimize)
+                        for tid in trials["trial_id"]], index=trials.index, dtype=float)  # fmt: skip
     scored = trials.assign(within=within, over=over, ok=ok)
     rows = {}
     for name, group in scored.groupby("submission", sort=True):

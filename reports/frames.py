@@ -9,6 +9,7 @@ ruleset says so and `fixed-model` otherwise; a study's *selected* trial is the o
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -17,10 +18,11 @@ from harness.errors import UsageError
 
 __all__ = [
     "band",
-    "curve",
+    "curves",
     "edge_of_range",
     "groups",
     "hparam",
+    "minimizes",
     "one_hardware_class",
     "track_of",
     "value_within",
@@ -87,10 +89,21 @@ def groups(trials: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted((str(w), str(s)) for w, s in pairs)
 
 
-def curve(evals: pd.DataFrame, trial_id: str, metric: str) -> pd.DataFrame:
-    """One trial's eval curve of `metric`: columns step, tokens, train_time_s, value (by step)."""
-    rows = evals[(evals["trial_id"] == trial_id) & (evals["metric"] == metric)]
-    return rows[["step", "tokens", "train_time_s", "value"]].sort_values("step").reset_index(drop=True)
+def curves(evals: pd.DataFrame, trial_ids: Iterable[str], metric: str) -> dict[str, pd.DataFrame]:
+    """Each trial's eval curve of `metric` (columns step, tokens, train_time_s, value; by step),
+    read in one pass over `evals`; a trial without evals gets an empty curve."""
+    columns = ["step", "tokens", "train_time_s", "value"]
+    wanted = list(dict.fromkeys(trial_ids))
+    rows = evals[(evals["metric"] == metric) & evals["trial_id"].isin(wanted)]
+    found = {str(tid): group[columns].sort_values("step").reset_index(drop=True)
+             for tid, group in rows.groupby("trial_id")}  # fmt: skip
+    empty = pd.DataFrame(columns=columns)
+    return {tid: found.get(tid, empty) for tid in wanted}
+
+
+def minimizes(trials: pd.DataFrame) -> bool:
+    """Whether the trials' target metric improves downwards (their first row's direction)."""
+    return str(trials["target_direction"].iloc[0]) == "min"
 
 
 def band(curves: list[pd.DataFrame], x: str, points: int = 60, log: bool = False) -> pd.DataFrame:

@@ -21,11 +21,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from reports.page import CSS, md_cell, md_row
-from reports.scoring import benchmark_scores, select_trials, selected_trials
+from reports.scoring import benchmark_scores, select_trials, target_medians
 
 __all__ = ["leaderboard_table", "render_html", "render_markdown"]
 
@@ -83,36 +82,13 @@ def leaderboard_table(
     table["trials"] = trials.groupby("submission").size()
     for column, status in _STATUS_COUNTS.items():
         table[column] = (trials["status"] == status).groupby(trials["submission"]).sum()
-    per_workload = pd.concat([_to_target_medians(trials), _resource_medians(trials)], axis=1)
+    per_workload = pd.concat([target_medians(trials), _resource_medians(trials)], axis=1)
     for workload in sorted(trials["workload"].unique()):
         for quantity in WORKLOAD_QUANTITIES:
             column = per_workload[quantity].xs(workload, level="workload")
             table[f"{workload}/{quantity}"] = column.reindex(table.index)
     order = sorted(table.index, key=lambda s: (-table.loc[s, "score"], s))
     return table.reindex(order).rename_axis("submission")
-
-
-def _to_target_medians(trials: pd.DataFrame) -> pd.DataFrame:
-    """Median over studies of the best trial's time, steps and tokens to target.
-
-    A study whose best trial missed the target counts inf (tokens only on workloads that count
-    tokens at all; elsewhere they stay missing).
-    """
-    best = selected_trials(trials)
-    missed = best["time_to_target_s"].isna()
-    counts_tokens = trials["tokens"].notna() | trials["tokens_to_target"].notna()
-    token_workloads = set(trials.loc[counts_tokens, "workload"])
-    values = pd.DataFrame(
-        {
-            "time_to_target_s": best["time_to_target_s"].astype(float).fillna(np.inf),
-            "steps_to_target": best["steps_to_target"].astype(float).mask(missed, np.inf),
-            "tokens_to_target": best["tokens_to_target"]
-            .astype(float)
-            .mask(missed & best["workload"].isin(token_workloads), np.inf),
-        }
-    )
-    keys = [best["submission"], best["workload"]]
-    return values.groupby(keys).agg(lambda s: float(np.median(s.to_numpy(dtype=float))))
 
 
 def _resource_medians(trials: pd.DataFrame) -> pd.DataFrame:

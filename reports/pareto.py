@@ -20,7 +20,7 @@ import pandas as pd
 
 from reports import figures, frames
 from reports.page import Figure, Section, Table
-from reports.scoring import selected_trials
+from reports.scoring import selected_trials, target_medians
 
 __all__ = ["pareto_mask", "pareto_section"]
 
@@ -45,12 +45,10 @@ def pareto_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str, sca
     colour = figures.colours(trials["submission"].unique())
     chosen = selected_trials(trials)
     reached = chosen[chosen["time_to_target_s"].notna()]
+    medians = target_medians(trials).droplevel("workload")  # one workload here
     per_sub = pd.DataFrame({
-        "time to target (s)": chosen.assign(t=chosen["time_to_target_s"].astype(float).fillna(np.inf))
-        .groupby("submission")["t"].median(),
-        "tokens to target": chosen.assign(t=chosen["tokens_to_target"].astype(float)
-                                          .where(chosen["time_to_target_s"].notna(), np.inf))
-        .groupby("submission")["t"].median(),
+        "time to target (s)": medians["time_to_target_s"],
+        "tokens to target": medians["tokens_to_target"],
         "peak memory (MiB)": (chosen["peak_bytes"].astype(float) / _MIB).groupby(chosen["submission"]).median(),
         "throughput (/s)": chosen["throughput_per_s"].astype(float).groupby(chosen["submission"]).median(),
     }).rename_axis("submission")  # fmt: skip
@@ -89,14 +87,14 @@ def pareto_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str, sca
 
 def _budget_points(trials: pd.DataFrame, evals: pd.DataFrame, budgets: int = 6) -> pd.DataFrame:
     metric = str(trials["target_metric"].iloc[0])
-    minimize = str(trials["target_direction"].iloc[0]) == "min"
+    minimize = frames.minimizes(trials)
     times = trials["train_time_s"].astype(float)
     times = times[np.isfinite(times) & (times > 0)]
     if times.empty:
         return pd.DataFrame()
     grid = np.geomspace(max(times.min() / 4, 1e-3), times.max(), budgets)
     rows = []
-    curves = {tid: frames.curve(evals, tid, metric) for tid in trials["trial_id"]}
+    curves = frames.curves(evals, trials["trial_id"], metric)
     for (name, _study), study in trials.groupby(["submission", "study"]):
         for b in grid:
             values = [frames.value_within(curves[t], "train_time_s", b, minimize)

@@ -12,7 +12,6 @@ automatic caveats (under-tuned reference, unequal budgets, single seeds, toy sca
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.results import ResultsStore
+from harness.trial import search_algorithm
 from reports import frames
 from reports.fixed_model import fixed_model_sections
 from reports.fixed_resource import fixed_resource_section
@@ -96,7 +96,6 @@ def _track(trials: pd.DataFrame, kind: str, workload: str | None, scale: str | N
         chosen = chosen[chosen["workload"] == workload]
     if scale is not None and kind != "fixed-resource":
         chosen = chosen[chosen["scale"] == scale]
-    chosen = chosen[chosen["status"] != "failed"] if kind != "fixed-model" else chosen
     if chosen.empty:
         raise UsageError(f"{where}: no {wanted} trials"
                          + (f" of {workload}" if workload else "")
@@ -125,7 +124,7 @@ def _overview(trials: pd.DataFrame, kind: str, reference: str) -> Section:
         "studies": per["study"].nunique(),
         "trials per study": trials.groupby(_study_keys(trials, kind)).size()
         .groupby("submission").median(),
-        "search": per["ruleset_json"].agg(lambda s: ", ".join(sorted({_search(t) for t in s}))),
+        "search": per["ruleset_json"].agg(lambda s: ", ".join(sorted(set(map(search_algorithm, s))))),
     }).rename_axis("submission")  # fmt: skip
     caveats = []
     budgets = table["trials per study"]
@@ -156,13 +155,6 @@ def _study_keys(trials: pd.DataFrame, kind: str) -> list[pd.Series]:
     """What one study is: a fixed-resource study spans the ladder's rungs, so not keyed by scale."""
     keys = [trials["submission"], trials["workload"], trials["study"]]
     return keys if kind == "fixed-resource" else [*keys, trials["scale"]]
-
-
-def _search(text: object) -> str:
-    try:
-        return str(json.loads(str(text)).get("search", "quasi-random"))
-    except ValueError:
-        return "?"
 
 
 def _provenance(trials: pd.DataFrame, root: str | os.PathLike[str], command_line: str) -> list[str]:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.trial import FINISHED
 from reports import figures, frames, stats
 from reports.page import Figure, Section, Table
 
@@ -42,16 +43,21 @@ def ladder_trials(trials: pd.DataFrame, workload: str, base_scale: str) -> pd.Da
     return chosen[frames.track_of(chosen) == "fixed-model"]
 
 
+def _finished(trials: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The finished trials' lr and final metric signed so lower is better, both finite."""
+    done = trials[trials["status"].isin(FINISHED)]
+    lr = frames.hparam(done, "lr")
+    metric = done["final_metric"].astype(float) * (1.0 if frames.minimizes(trials) else -1.0)
+    ok = np.isfinite(lr) & (lr > 0) & np.isfinite(metric)
+    return lr[ok], metric[ok]
+
+
 def tuned_lr(trials: pd.DataFrame) -> float:
     """lr* of one submission at one rung (see the module docstring); nan without usable trials."""
-    minimize = str(trials["target_direction"].iloc[0]) == "min"
-    done = trials[trials["status"].isin(["target_reached", "budget_exhausted"])]
-    lr = frames.hparam(done, "lr").to_numpy(float)
-    metric = done["final_metric"].astype(float).to_numpy() * (1.0 if minimize else -1.0)
-    ok = np.isfinite(lr) & (lr > 0) & np.isfinite(metric)
-    if not ok.any():
+    lr, metric = _finished(trials)
+    if lr.empty:
         return float("nan")
-    x, y = np.log(lr[ok]), metric[ok]
+    x, y = np.log(lr.to_numpy()), metric.to_numpy()
     best = x[np.argmin(y)]
     near = np.abs(x - best) <= np.log(10.0)
     if len(np.unique(x[near])) >= 3:
@@ -73,14 +79,11 @@ def _per_submission(found: list[tuple[str, str]], what: str) -> list[str]:
 
 def _edge_of_range(trials: pd.DataFrame) -> str:
     """Where the best finished trial's lr (by final metric) sits in the lrs tried (`frames`)."""
-    minimize = str(trials["target_direction"].iloc[0]) == "min"
-    done = trials[trials["status"].isin(["target_reached", "budget_exhausted"])]
-    metric = done["final_metric"].astype(float) * (1.0 if minimize else -1.0)
-    lr = frames.hparam(done, "lr")
-    ok = lr.notna() & np.isfinite(metric)
-    if not ok.any():
+    lr, metric = _finished(trials)
+    if lr.empty:
         return ""
-    return frames.edge_of_range(frames.hparam(trials, "lr"), float(lr[ok].loc[metric[ok].idxmin()]))
+    return frames.edge_of_range(frames.hparam(trials, "lr"), float(lr.loc[metric.idxmin()]))
+
 
 def _power_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     """(alpha, A) of y = A · x^alpha by least squares in log-log; None below 2 distinct sizes."""

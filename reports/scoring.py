@@ -31,6 +31,7 @@ __all__ = [
     "performance_profiles",
     "select_trials",
     "selected_trials",
+    "target_medians",
     "time_ratios",
     "workload_times",
 ]
@@ -254,3 +255,27 @@ def benchmark_scores(
     scores = integrate_profiles(performance_profiles(times, max_tau, num_points))
     order = sorted(scores.index, key=lambda s: (-scores[s], s))
     return scores.reindex(order)
+
+
+def target_medians(trials: pd.DataFrame) -> pd.DataFrame:
+    """Median over studies of the selected trial's time, steps and tokens to target, indexed by
+    (submission, workload).
+
+    A study whose selected trial missed the target counts inf (tokens only on workloads that count
+    tokens at all; elsewhere they stay missing).
+    """
+    best = selected_trials(trials)
+    missed = best["time_to_target_s"].isna()
+    counts_tokens = trials["tokens"].notna() | trials["tokens_to_target"].notna()
+    token_workloads = set(trials.loc[counts_tokens, "workload"])
+    values = pd.DataFrame(
+        {
+            "time_to_target_s": best["time_to_target_s"].astype(float).fillna(np.inf),
+            "steps_to_target": best["steps_to_target"].astype(float).mask(missed, np.inf),
+            "tokens_to_target": best["tokens_to_target"]
+            .astype(float)
+            .mask(missed & best["workload"].isin(token_workloads), np.inf),
+        }
+    )
+    keys = [best["submission"], best["workload"]]
+    return values.groupby(keys).agg(lambda s: float(np.median(s.to_numpy(dtype=float))))
