@@ -18,9 +18,7 @@ A trend from a few small rungs is a hint, not a law; the section says over which
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +28,7 @@ from harness.trial import FINISHED
 from reports import figures, frames, stats
 from reports.page import Figure, Section, Table
 
-__all__ = ["ladder_trials", "scaling_section", "write_scaling_report"]
+__all__ = ["ladder_trials", "scaling_section", "tuned_lr"]
 
 _BATCH_VARIANT = re.compile(r"-b\d+$")
 
@@ -198,13 +196,3 @@ def scaling_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str, ba
                             eq.sort_values("params")))  # fmt: skip
     return Section(f"{workload}@{base_scale}: scaling", paragraphs=paragraphs, caveats=caveats,
                    figures=figs, tables=tables)
-
-
-def write_scaling_report(results_root: str | os.PathLike[str], workload: str, base_scale: str,
-                         out_dir: str | os.PathLike[str], reference: str | None) -> Path:  # fmt: skip
-    """Builds the scaling report of `results_root` into `out_dir`; returns its HTML page."""
-    from reports.report import build_report
-
-    report = build_report("scaling", Path(results_root), Path(out_dir), reference=reference,
-                          workload=workload, scale=base_scale)  # fmt: skip
-    return report.html

@@ -260,12 +260,13 @@ def _scaling_sweep(args: argparse.Namespace) -> str:
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:
-    from reports.scaling import write_scaling_report
+    from reports.report import build_report
 
     name = _scaling_sweep(args)
     out_dir = Path(args.report_dir) if args.report_dir else Path(args.results) / "report-scaling"
-    path = write_scaling_report(Path(args.results), name, args.scale, out_dir, args.reference)
-    print(f"wrote {path}", file=sys.stderr)
+    report = build_report("scaling", args.results, out_dir, reference=args.reference,
+                          workload=name, scale=args.scale, command_line=args.command_line)  # fmt: skip
+    print(f"wrote {report.html}", file=sys.stderr)
     return 0
 
 
