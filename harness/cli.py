@@ -177,15 +177,41 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_import_algoperf(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from harness.results import ResultsStore
-    from reports.algoperf_import import import_algoperf
+    from reports.algoperf_import import ALGOPERF_LAYOUT, import_algoperf
 
     log_dir = Path(args.log_dir)
     if not log_dir.is_dir():
         raise UsageError(f"AlgoPerf log folder {str(log_dir)!r} does not exist")
-    targets = Path(args.targets) if args.targets else None
-    count = import_algoperf(log_dir, ResultsStore(args.results), targets)
-    print(f"imported {count} new trial(s) from {log_dir} into {args.results}")
+    with tqdm(desc="reading AlgoPerf logs", unit="csv", disable=None, leave=False) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        summary = import_algoperf(
+            log_dir,
+            ResultsStore(args.results),
+            Path(args.targets) if args.targets else None,
+            held_out_path=Path(args.held_out) if args.held_out else None,
+            ruleset=args.ruleset,
+            on_progress=progress,
+        )
+    found = ", ".join(f"{n} {name}" for name, n in summary.rulesets.items() if n)
+    print(f"targets: {summary.targets_path} (AlgoPerf {summary.benchmark_version}); held out: "
+          f"{', '.join(summary.held_out) or 'none'} (from {summary.held_out_source})",
+          file=sys.stderr)  # fmt: skip
+    if summary.unscored_variants:
+        print(f"variants not on the held-out list (stored, never scored): "
+              f"{', '.join(summary.unscored_variants)}", file=sys.stderr)  # fmt: skip
+    if summary.outside_layout:
+        print(f"left out {len(summary.outside_layout)} eval_measurements.csv outside AlgoPerf's "
+              f"layout {ALGOPERF_LAYOUT} (first: {summary.outside_layout[0]})",
+              file=sys.stderr)  # fmt: skip
+    print(f"imported {summary.written} new trial(s) ({found} found, {summary.already_stored} "
+          f"already stored) from {log_dir} into {args.results}")  # fmt: skip
     return 0
 
 
@@ -319,7 +345,11 @@ _EXAMPLES = {
              "  optbench score --results algoperf-results --held-out-rule\n"
              "  optbench score --results results --seed-gate",
     "leaderboard": "optbench leaderboard --results results --out site/",
-    "import-algoperf": "optbench import-algoperf logs/external_tuning --results algoperf-results",
+    "import-algoperf": "optbench import-algoperf logs/external_tuning --results algoperf-results\n"
+                       "  optbench import-algoperf previous_leaderboards/algoperf_v05/logs/"
+                       "external_tuning --results v05\n"
+                       "  optbench import-algoperf runs/self_tuning --targets "
+                       "workload_targets_v05.json --held-out held_out_workloads.json",
     "sysinfo": "optbench sysinfo",
     "bench-overhead": "optbench bench-overhead --workload digits --steps 200 --repeats 5",
     "bench": "optbench bench optimizers --device cuda --output bench/optimizers.md",
@@ -405,8 +435,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("import-algoperf", cmd_import_algoperf,
                 "import AlgoPerf eval_measurements.csv logs into a results store")  # fmt: skip
-    p.add_argument("log_dir", help="folder holding <submission>/study_<k>/<workload>/trial_<i>/")
-    p.add_argument("--targets", default=None, help="AlgoPerf workload targets JSON")
+    p.add_argument("log_dir", help="folder holding <submission>/study_<k>/<workload>_<framework>/"
+                   "trial_<i>/ (or external_tuning/ and self_tuning/ folders of them)")  # fmt: skip
+    p.add_argument("--targets", default=None, metavar="FILE",
+                   help="AlgoPerf workload targets JSON (default: found beside LOG_DIR, or in the "
+                   "scoring/ folder of the AlgoPerf results checkout holding it)")  # fmt: skip
+    p.add_argument("--held-out", default=None, metavar="FILE",
+                   help="AlgoPerf's held-out workloads JSON (a list of variant names), as published "
+                   "(default: the targets file's held_out_workloads)")  # fmt: skip
+    p.add_argument("--ruleset", choices=("external", "self"), default=None,
+                   help="ruleset of the logs (default: self under a self_tuning folder, else "
+                   "external)")  # fmt: skip
     _add_results(p)
     command("sysinfo", cmd_sysinfo, "print versions, CPU and accelerator")
     p = command("bench-overhead", cmd_bench_overhead,

@@ -147,20 +147,55 @@ class ResultsStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def write_trial(self, trial_row: dict[str, Any], eval_rows: Sequence[dict[str, Any]]) -> bool:
+    def write_trial(
+        self, trial_row: dict[str, Any], eval_rows: Sequence[dict[str, Any]] | pa.Table
+    ) -> bool:
         """Writes one trial and its evals atomically; returns False if the trial id exists already.
+
+        `eval_rows` may be a table of `EVALS_SCHEMA` already (a bulk import builds its columns
+        directly instead of one dict per row).
 
         Raises:
           ResultsSchemaError: a row misses a column or has a value of the wrong type.
         """
-        trial_id = trial_row["trial_id"]
-        if self.has_trial(trial_id):
-            return False
-        trial = _to_table([trial_row], TRIALS_SCHEMA, "trials")  # both checked before any write
-        evals = _to_table(list(eval_rows), EVALS_SCHEMA, "evals")
-        self._write_atomic(evals, "evals", trial_id)
-        self._write_atomic(trial, "trials", trial_id)  # last: marks the trial complete
-        return True
+        return self.write_trials([(trial_row, eval_rows)]) == 1
+
+    def write_trials(
+        self, trials: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]] | pa.Table]]
+    ) -> int:
+        """Writes many trials (as `write_trial` does one); returns how many were new.
+
+        Every row is checked and every file written under a temporary name before the first is
+        renamed into place, so a bad row or a failed write leaves the store as it was. Files are
+        made durable first: each by fsync for one trial, by one sync of the filesystem for more.
+
+        Raises:
+          ResultsSchemaError: a row misses a column or has a value of the wrong type.
+        """
+        tables, seen = [], set()
+        for trial_row, eval_rows in trials:
+            if trial_row["trial_id"] in seen or self.has_trial(trial_row["trial_id"]):
+                continue
+            seen.add(trial_row["trial_id"])
+            trial = _to_table([trial_row], TRIALS_SCHEMA, "trials")
+            if isinstance(eval_rows, pa.Table):
+                evals = _checked_table(eval_rows, EVALS_SCHEMA, "evals")
+            else:
+                evals = _to_table(list(eval_rows), EVALS_SCHEMA, "evals")
+            tables.append((trial_row["trial_id"], evals, trial))
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for trial_id, evals, trial in tables:  # evals first: a trial file marks it complete
+                staged.append(self._stage(evals, "evals", trial_id, fsync=len(tables) == 1))
+                staged.append(self._stage(trial, "trials", trial_id, fsync=len(tables) == 1))
+            if len(tables) > 1:
+                os.sync()
+            for tmp, final in staged:
+                os.replace(tmp, final)
+        finally:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+        return len(tables)
 
     @property
     def live_root(self) -> Path:
@@ -182,18 +217,20 @@ class ResultsStore:
     def has_trial(self, trial_id: str) -> bool:
         return (self.root / "trials" / f"{trial_id}.parquet").exists()
 
-    def _write_atomic(self, table: pa.Table, name: str, trial_id: str) -> None:
+    def _stage(self, table: pa.Table, name: str, trial_id: str, fsync: bool) -> tuple[Path, Path]:
+        """Writes `table` to a hidden temporary file beside its final name; returns both paths."""
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"{trial_id}.parquet"
         tmp = folder / f".{trial_id}.{uuid.uuid4().hex}.tmp"
         try:
             pq.write_table(table, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        finally:
+            if fsync:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
+        return tmp, folder / f"{trial_id}.parquet"
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -270,6 +307,16 @@ def _to_table(rows: list[dict[str, Any]], schema: pa.Schema, name: str) -> pa.Ta
         raise ResultsSchemaError(
             f"{name} row does not fit schema v{SCHEMA_VERSION}: {exc}"
         ) from None
+
+
+def _checked_table(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
+    """`table` if its columns are exactly `schema`'s (a non-nullable one holding no null)."""
+    if not table.schema.remove_metadata().equals(schema.remove_metadata()):
+        raise ResultsSchemaError(f"{name} table does not match schema v{SCHEMA_VERSION}")
+    for field in schema:
+        if not field.nullable and table.column(field.name).null_count:
+            raise ResultsSchemaError(f"{name} table: column {field.name!r} may not be null")
+    return table.replace_schema_metadata(schema.metadata)
 
 
 def _type_problem(column: pa.Field, value: Any) -> str | None:

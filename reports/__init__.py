@@ -5,16 +5,26 @@ report builds on a laptop from results copied off a cluster: nothing here import
 """
 
 from reports.algoperf_import import (
-    ALGOPERF_HARDWARE_CLASS,
+    ALGOPERF_LAYOUT,
+    ImportSummary,
+    algoperf_hardware_class,
+    import_algoperf,
+)
+from reports.algoperf_targets import (
     AlgoPerfTarget,
     AlgoPerfTargets,
     base_workload,
     find_targets_file,
-    import_algoperf,
     is_minimized,
+    load_held_out,
     load_targets,
 )
-from reports.held_out import HELD_OUT_FACTOR, apply_held_out_rule, held_out_variants
+from reports.held_out import (
+    HELD_OUT_FACTOR,
+    apply_held_out_rule,
+    held_out_variants,
+    workload_variants,
+)
 from reports.leaderboard import leaderboard_table, render_html, render_markdown
 from reports.scoring import (
     benchmark_scores,
@@ -35,11 +45,13 @@ from reports.stats import (
 )
 
 __all__ = [
-    "ALGOPERF_HARDWARE_CLASS",
+    "ALGOPERF_LAYOUT",
     "HELD_OUT_FACTOR",
     "AlgoPerfTarget",
     "AlgoPerfTargets",
+    "ImportSummary",
     "PowerLaw",
+    "algoperf_hardware_class",
     "apply_held_out_rule",
     "base_workload",
     "benchmark_scores",
@@ -52,6 +64,7 @@ __all__ = [
     "integrate_profiles",
     "is_minimized",
     "leaderboard_table",
+    "load_held_out",
     "load_targets",
     "performance_profiles",
     "reference_speedups",
@@ -62,4 +75,5 @@ __all__ = [
     "selected_trials",
     "time_ratios",
     "workload_times",
+    "workload_variants",
 ]

@@ -1,9 +1,10 @@
 """AlgoPerf's held-out workload rule (v0.5): a base workload counts only if its variant is solved too.
 
 An AlgoPerf variant (`fastmri_tanh`, `ogbg_gelu`, ...) is imported under its base workload's name
-with `{"variant": <name>, "held_out": true}` in `ruleset_json`, so a variant row never counts as a
-workload of its own (it is not in W). With the rule on, for submission s, base workload w and each
-held-out variant v of w present in the trials (times are medians over studies of per-study best):
+with `{"variant": <name>, "held_out": <on the round's held-out list>}` in `ruleset_json`, so a
+variant row never counts as a workload of its own (it is not in W), and a variant that is not held
+out counts nowhere. With the rule on, for submission s, base workload w and each held-out variant v
+of w present in the trials (times are medians over studies of per-study best):
 
     S          = {s' : t[s', w] < inf}                        (the submissions that solved w)
     t[s, w]    stays finite only if t[s, w] <= 4 * min_{s' in S} t[s', w]
@@ -21,34 +22,47 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-__all__ = ["HELD_OUT_FACTOR", "apply_held_out_rule", "held_out_variants"]
+__all__ = ["HELD_OUT_FACTOR", "apply_held_out_rule", "held_out_variants", "workload_variants"]
 
 HELD_OUT_FACTOR = 4.0  # AlgoPerf: within 4x of the fastest, the profile's largest tau
 
 
+def workload_variants(trials: pd.DataFrame) -> pd.Series:
+    """Per row, the workload variant it ran (`""` for a base workload row), from `ruleset_json`.
+
+    A row is a variant row when its `ruleset_json` is a JSON object with a `variant` name, held out
+    or not; a frame without `ruleset_json` holds base rows only.
+    """
+    return _per_row(trials, held_out_only=False)
+
+
 def held_out_variants(trials: pd.DataFrame) -> pd.Series:
-    """Per row, the held-out variant it ran (`""` for a base workload row), from `ruleset_json`.
+    """Per row, the held-out variant it ran (`""` for any other row), from `ruleset_json`.
 
     A row is a held-out variant row when its `ruleset_json` is a JSON object with `"held_out": true`
-    and a `variant` name; a frame without `ruleset_json` holds base rows only.
+    and a `variant` name.
     """
+    return _per_row(trials, held_out_only=True)
+
+
+def _per_row(trials: pd.DataFrame, held_out_only: bool) -> pd.Series:
     if "ruleset_json" not in trials:
         return pd.Series("", index=trials.index, dtype=object)
-    return trials["ruleset_json"].map(_variant_of).astype(object)
+    return trials["ruleset_json"].map(lambda text: _variant_of(text, held_out_only)).astype(object)
 
 
-@lru_cache(maxsize=4096)
-def _variant_of(ruleset_json: object) -> str:
-    """The variant named by one `ruleset_json` value; `""` when it names none (or is not JSON)."""
+@lru_cache(maxsize=8192)
+def _variant_of(ruleset_json: object, held_out_only: bool) -> str:
+    """The variant one `ruleset_json` value names (held out, if asked); `""` when none, or not JSON."""
     if not isinstance(ruleset_json, str):
         return ""
     try:
         parsed = json.loads(ruleset_json)
     except ValueError:
         return ""
-    if isinstance(parsed, dict) and parsed.get("held_out") is True:
-        return str(parsed.get("variant") or "")
-    return ""
+    if not isinstance(parsed, dict) or (held_out_only and parsed.get("held_out") is not True):
+        return ""
+    return str(parsed.get("variant") or "")
 
 
 def apply_held_out_rule(

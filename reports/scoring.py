@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
-from reports.held_out import apply_held_out_rule, held_out_variants
+from reports.held_out import apply_held_out_rule, held_out_variants, workload_variants
 
 __all__ = [
     "benchmark_scores",
@@ -52,6 +52,7 @@ def select_trials(
       ruleset: keep only this ruleset; None: the frame must hold a single ruleset.
       include_held_out: keep AlgoPerf's held-out variant rows (`reports.held_out`); by default
         they are dropped, since they share their base workload's name but are not workloads of W.
+        Variant rows that are not held out are always dropped: they count nowhere.
 
     Raises:
       UsageError: nothing is left, or a column mixes values and no filter picks one.
@@ -65,8 +66,11 @@ def select_trials(
                 f"trials mix {column} values {found}; times compare only within one: "
                 f"pass {column}= one of them"
             )
-    if not include_held_out:
-        trials = trials[held_out_variants(trials) == ""]
+    variants = workload_variants(trials)
+    keep = variants == ""
+    if include_held_out:
+        keep |= held_out_variants(trials) != ""
+    trials = trials[keep]
     if trials.empty:
         raise UsageError(
             f"no trials left to score (hardware_class={hardware_class!r}, ruleset={ruleset!r})"
@@ -100,7 +104,8 @@ def selected_trials(trials: pd.DataFrame) -> pd.DataFrame:
         3. on a tie, the better best_metric in the row's target_direction (null: worst)
         4. on a tie, the smallest trial_index, then trial_id
     so a study that never reached its target selects its best-metric trial. Held-out variant rows
-    (`reports.held_out`) are studies of their own, never mixed with their base workload's.
+    (`reports.held_out`) are studies of their own, never mixed with their base workload's (nor are
+    other variants' rows).
     Columns other than submission, workload and study may be absent: they count as null.
 
     Returns:
@@ -110,7 +115,7 @@ def selected_trials(trials: pd.DataFrame) -> pd.DataFrame:
     sign = np.where(is_max.to_numpy(dtype=bool), -1.0, 1.0)
     metric = sign * _floats(trials, "best_metric", np.nan)
     keys = {f"_{k}": _column(trials, k).astype("string").fillna("") for k in _STUDY_KEYS}
-    keys["_variant"] = held_out_variants(trials).astype("string")
+    keys["_variant"] = workload_variants(trials).astype("string")
     ranks = {
         "_time": _floats(trials, "time_to_target_s"),
         "_steps": _floats(trials, "steps_to_target"),

@@ -28,7 +28,7 @@ import scipy.stats
 
 from harness.errors import UsageError
 from harness.workload import Direction, Target
-from reports.held_out import held_out_variants
+from reports.held_out import workload_variants
 from reports.scoring import select_trials, selected_trials, workload_times
 
 __all__ = [
@@ -74,7 +74,7 @@ def seed_gate(trials: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
       Indexed by (submission, workload); columns n, needed, claimed_steps, mean, statistic,
       margin, passes (bool), reason ("" when it passes).
     """
-    selected = selected_trials(trials[held_out_variants(trials) == ""])
+    selected = selected_trials(trials[workload_variants(trials) == ""])
     columns = ["n", "needed", "claimed_steps", "mean", "statistic", "margin", "passes", "reason"]
     if selected.empty:
         index = pd.MultiIndex.from_tuples([], names=_PAIR)

@@ -12,14 +12,8 @@ import pytest
 
 from harness.errors import ResultsSchemaError, UsageError
 from harness.results import TRIALS_SCHEMA, ResultsStore
-from reports.algoperf_import import (
-    ALGOPERF_HARDWARE_CLASS,
-    base_workload,
-    find_targets_file,
-    import_algoperf,
-    is_minimized,
-    load_targets,
-)
+from reports.algoperf_import import import_algoperf
+from reports.algoperf_targets import base_workload, find_targets_file, is_minimized, load_targets
 from reports.scoring import (
     benchmark_scores,
     integrate_profiles,
@@ -27,26 +21,21 @@ from reports.scoring import (
     workload_times,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-ALGOPERF = SHARED / "algoperf"
-LOGS = ALGOPERF / "v06_external_tuning"
-TARGETS = ALGOPERF / "workload_targets_v06.json"
+# AlgoPerf's results repository, the parts these tests need (tests/data/algoperf/README.md)
+ALGOPERF = Path(__file__).resolve().parents[1] / "data" / "algoperf"
+LOGS = ALGOPERF / "previous_leaderboards" / "algoperf_v06" / "logs" / "external_tuning"
+SELF_LOGS = LOGS.parent / "self_tuning"
+TARGETS = ALGOPERF / "scoring" / "workload_targets.json"  # v0.6
+TARGETS_V05 = ALGOPERF / "scoring" / "workload_targets_v05.json"
+HELD_OUT_V05 = ALGOPERF / "scoring" / "algoperf_v05" / "held_out_workloads_algoperf_v05.json"
 PUBLISHED = {"shampoo": 0.6244, "baseline": 0.4590}  # AlgoPerf v0.6 external-tuning leaderboard
-
-
-def _require_shared() -> None:
-    assert LOGS.is_dir() and TARGETS.is_file(), (
-        f"AlgoPerf reference logs missing: expected {LOGS} and {TARGETS} "
-        "(the shared/ folder beside the repository)"
-    )
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[ResultsStore, int]:
     """The whole v0.6 external-tuning log folder imported once into a fresh store."""
-    _require_shared()
     store = ResultsStore(tmp_path_factory.mktemp("algoperf") / "results")
-    return store, import_algoperf(LOGS, store)  # targets found in LOGS' parent
+    return store, import_algoperf(LOGS, store).written  # targets found in the checkout's scoring/
 
 
 def test_import_reproduces_published_scores(imported: tuple[ResultsStore, int]) -> None:
@@ -61,7 +50,8 @@ def test_import_reproduces_published_scores(imported: tuple[ResultsStore, int]) 
 def test_reimport_is_idempotent(imported: tuple[ResultsStore, int]) -> None:
     store, _ = imported
     trials_before, evals_before = len(store.read_trials()), len(store.read_evals())
-    assert import_algoperf(LOGS, store, TARGETS) == 0
+    summary = import_algoperf(LOGS, store, TARGETS)
+    assert (summary.written, summary.already_stored) == (0, trials_before)
     assert len(store.read_trials()) == trials_before
     assert len(store.read_evals()) == evals_before
 
@@ -82,7 +72,7 @@ def test_trial_row_matches_its_csv(imported: tuple[ResultsStore, int]) -> None:
     assert (row.ruleset, row.scale, row.hardware_class) == (
         "external",
         "full",
-        ALGOPERF_HARDWARE_CLASS,
+        "algoperf-v0.6-8xV100",
     )
     assert (row.target_metric, row.target_value, row.target_direction) == (
         "validation/mean_average_precision",
@@ -129,7 +119,7 @@ _GOOD = {
 def test_small_log_is_imported(tmp_path: Path) -> None:
     _write_log(tmp_path, _GOOD)
     store = ResultsStore(tmp_path / "results")
-    assert import_algoperf(tmp_path / "logs", store, TARGETS) == 1
+    assert import_algoperf(tmp_path / "logs", store, TARGETS).written == 1
     row = store.read_trials().iloc[0]
     assert (row.submission, row.study, row.trial_index) == ("sub", 0, 1)
     assert (row.time_to_target_s, row.steps_to_target) == (2.0, 20)
@@ -178,12 +168,10 @@ def test_targets_file_is_found_in_log_dir_or_parent(tmp_path: Path) -> None:
     ],
 )
 def test_base_workload_is_longest_prefix(name: str, base: str) -> None:
-    _require_shared()
     assert base_workload(name, load_targets(TARGETS)) == base
 
 
 def test_base_workload_unknown_is_a_usage_error() -> None:
-    _require_shared()
     with pytest.raises(UsageError, match="cifar10x"):
         base_workload("cifar10x", load_targets(TARGETS))
 
@@ -251,9 +239,9 @@ def _variant_logs(root: Path, ssim_shift: dict[str, float], time_factor: dict[st
 def test_held_out_rule_on_real_logs(
     tmp_path: Path, ssim_shift: dict, time_factor: dict, loses_fastmri: str
 ) -> None:
-    _require_shared()
     store = ResultsStore(tmp_path / "results")
-    import_algoperf(_variant_logs(tmp_path, ssim_shift, time_factor), store, TARGETS)
+    logs = _variant_logs(tmp_path, ssim_shift, time_factor)
+    import_algoperf(logs, store, TARGETS, held_out_path=HELD_OUT_V05)  # lists fastmri_tanh
     trials = store.read_trials()
     origin = trials["ruleset_json"].map(json.loads)
     held = origin.map(lambda o: o.get("held_out", False))
@@ -278,12 +266,11 @@ def test_score_command_applies_the_held_out_rule_on_request(
 ) -> None:
     from harness.cli import main
 
-    _require_shared()
     logs = _variant_logs(tmp_path, {"baseline": 0.0, "shampoo": 0.0},
                          {"baseline": 1.0, "shampoo": 6.0})  # fmt: skip
     results = str(tmp_path / "results")
-    assert main(["import-algoperf", str(logs), "--results", results,
-                 "--targets", str(TARGETS)]) == 0  # fmt: skip
+    assert main(["import-algoperf", str(logs), "--results", results, "--targets", str(TARGETS),
+                 "--held-out", str(HELD_OUT_V05)]) == 0  # fmt: skip
     capsys.readouterr()
 
     def scores(*flags: str) -> dict[str, float]:
