@@ -26,8 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy harness sweeps reports
 
+# The whole suite, with what it needs beyond Python (headless Chromium, a local SLURM cluster)
+# installed and started by tests/with-services.sh when it can be (root), named when it cannot.
 test: $(STAMP) lint
-	CI=$${CI:-false} $(BIN)/python -m pytest -q
+	CI=$${CI:-false} tests/with-services.sh $(BIN)/python -m pytest -q
 
 clean-bench:
 	rm -rf $(BENCH_RESULTS)

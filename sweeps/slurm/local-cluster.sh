@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster (slurmctld + slurmd + slurmdbd + MariaDB) for tests and development.
 #
-# Usage: sweeps/slurm/local-cluster.sh install|up|down|status|env
+# Usage: sweeps/slurm/local-cluster.sh check|install|up|down|status|env
+#   check    exit 0 if every binary is installed, 1 (naming the missing ones) if not
 #   install  apt-get install Slurm, slurmdbd, MariaDB and munge if a binary is missing (needs root)
 #   up       start whatever is not running and wait until the node is idle and sacct answers
 #   down     stop every daemon by the pid in its pid file (SIGTERM, then SIGKILL), newest first
@@ -32,7 +33,7 @@ DB_USER=slurm
 DB_PASS=optbench-local
 
 usage() {
-    sed -n '4,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -67,11 +68,24 @@ all_up() {
 # Clients and daemons read this config; exported so every command below talks to this cluster only.
 export SLURM_CONF=$CONF
 
-cmd_install() {
-    local missing=() bin
+missing_binaries() {
+    local bin
     for bin in "${BINARIES[@]}"; do
-        command -v "$bin" >/dev/null 2>&1 || [[ -x /usr/sbin/$bin ]] || missing+=("$bin")
+        command -v "$bin" >/dev/null 2>&1 || [[ -x /usr/sbin/$bin ]] || echo "$bin"
     done
+}
+
+cmd_check() {
+    local missing
+    missing=$(missing_binaries | tr '\n' ' ')
+    [[ -z $missing ]] && return 0
+    echo "local-cluster: missing ${missing% }" >&2
+    return 1
+}
+
+cmd_install() {
+    local missing=()
+    mapfile -t missing < <(missing_binaries)
     if ((${#missing[@]} == 0)); then
         echo "local-cluster: SLURM and MariaDB are installed"
         return 0
@@ -351,11 +365,12 @@ cmd_env() {
 
 (($# == 1)) || usage
 case $1 in
+check) cmd_check ;;
 install) cmd_install ;;
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
 env) cmd_env ;;
--h | --help | help) sed -n '4,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//' ;;
 *) usage ;;
 esac
