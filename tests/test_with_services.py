@@ -33,7 +33,7 @@ def test_it_returns_the_commands_exit_status_and_points_it_at_the_cluster() -> N
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the script as another user")
-def test_a_user_who_cannot_provision_is_told_one_line_each_and_the_rest_runs(tmp_path: Path) -> None:
+def test_a_user_who_cannot_provision_is_told_one_line_each_and_the_rest_runs() -> None:
     done = _run("sh", "-c", "echo ran", as_user="nobody")
     assert done.returncode == 0 and done.stdout.strip() == "ran"
     for line in done.stderr.strip().splitlines():
