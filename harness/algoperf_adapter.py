@@ -79,6 +79,18 @@ def _parameter_type(model: torch.nn.Module, name: str, role: Role) -> str:
     return {Role.CONV: "CONV_WEIGHT", Role.EMBEDDING: "EMBEDDING"}.get(role, "WEIGHT")
 
 
+_ONE_SPLIT = ("optbench workloads hold out one split, reported as validation/<metric>; there is "
+              "no test split (use the validation_* members)")  # fmt: skip
+_OWN_PIPELINE = "each optbench workload batches and normalises its data inside its own pipeline"
+_RUNNER_EVALUATES = ("optbench evaluates on the workload's step cadence itself; a submission sees "
+                     "each eval in eval_results")  # fmt: skip
+
+
+def _no_value(member: str, why: str) -> ContractError:
+    """The error of an AlgoPerf `spec.Workload` member optbench has no value for."""
+    return ContractError(f"workload.{member} is not available in optbench: {why}")
+
+
 @contextlib.contextmanager
 def _batch_norm_frozen(model: torch.nn.Module, is_frozen: bool) -> Iterator[None]:
     """BatchNorm running statistics stay put inside (`update_batch_norm=False`)."""
@@ -93,17 +105,33 @@ def _batch_norm_frozen(model: torch.nn.Module, is_frozen: bool) -> Iterator[None
 
 
 class AlgoPerfWorkload:
-    """What an AlgoPerf submission may use on `workload` (AlgoPerf's `spec.Workload` API).
+    """What an AlgoPerf submission may use on `workload`: every member of AlgoPerf's `spec.Workload`.
 
-    Attributes:
+    Each member has optbench's value, or raises `ContractError` naming it and why optbench has none
+    (never AttributeError). Values:
+
       loss_type: the `spec.LossType` of the workload's loss.
       step_hint: `WorkloadInfo.step_hint`.
-      max_allowed_runtime_sec: the timed-training budget, `WorkloadInfo.max_time_s`.
+      max_allowed_runtime_sec: the trial's timed-training budget, `WorkloadInfo.max_time_s`: the
+        workload's budget for its hardware class unless the trial overrides it.
+      eval_period_time_sec: see the property.
       target_metric_name: the target metric without its split (`accuracy`, `loss`); eval results
         carry it as `validation/<name>`.
+      validation_target_value: the workload's target value; `has_reached_validation_target` applies
+        its direction (`>=` for accuracies, `<=` for losses).
+      num_train_examples, num_validation_examples: the sizes of the workload's training and
+        held-out splits (`Workload.num_train_examples`, `Workload.num_eval_examples`).
       param_shapes: `{parameter name: spec.ShapeTuple}` for every trainable parameter.
       model_params_types: `{parameter name: spec.ParameterType}`, from the roles.
-      metrics_logger: always None (AlgoPerf's is None when it does not log).
+      metrics_logger: None unless `attach_metrics_logger` sets one (AlgoPerf's is None when it
+        does not log).
+
+    What raises: the `test_*` members (optbench holds out one split, reported as `validation/`),
+    `num_eval_train_examples` (optbench evaluates no training split), `eval_batch_size`,
+    `train_mean`, `train_stddev` (each workload batches and normalises inside its own pipeline),
+    and the runner's own methods (`init_model_fn`, `_build_input_queue`, `_eval_model_on_split`,
+    `eval_model`): optbench builds the model, feeds `input_queue` and evaluates on the workload's
+    cadence itself.
 
     Raises:
       ContractError: the workload declares no AlgoPerf loss type (`Workload.algoperf_loss_type`).
@@ -122,6 +150,7 @@ class AlgoPerfWorkload:
         self.step_hint = info.step_hint
         self.max_allowed_runtime_sec = info.max_time_s
         self.target_metric_name = algoperf_metric_name(workload.config.target.metric).split("/")[1]
+        self.validation_target_value = workload.config.target.value
         self.metrics_logger: Any = None
         names = {id(p): name for name, p in model.named_parameters()}
         keys = [names[id(p)] for p in groups.params]
@@ -133,9 +162,109 @@ class AlgoPerfWorkload:
         self._output_keys = {k for k, r in zip(keys, groups.roles, strict=True) if r is Role.HEAD}
         self._step_loss: torch.Tensor | None = None
 
+    @property
+    def eval_period_time_sec(self) -> float:
+        """optbench evaluates every `eval_every_steps` steps of the workload, not every N seconds.
+        This is the time those steps take at the pace the budget assumes, `eval_every_steps ·
+        max_allowed_runtime_sec / step_hint` (digits@smoke: 40 · 30 s / 320 = 3.75 s), so a
+        submission that turns it back into steps with that pace, as AlgoPerf's LAWA submissions
+        do, gets the workload's cadence. A denser cadence late in training
+        (`eval_every_steps_late`) is not reflected."""
+        steps = self._workload.config.eval_every_steps
+        return steps * self.max_allowed_runtime_sec / self.step_hint
+
+    @property
+    def num_train_examples(self) -> int:
+        """Examples in the workload's training split (`Workload.num_train_examples`)."""
+        count = self._workload.num_train_examples()
+        if count is None:
+            raise _no_value("num_train_examples", f"workload {self._workload.name} declares no "
+                            "count of training examples (its batches are windows of a token "
+                            "stream)")  # fmt: skip
+        return count
+
+    @property
+    def num_validation_examples(self) -> int:
+        """Examples in the workload's held-out split (`Workload.num_eval_examples`)."""
+        count = self._workload.num_eval_examples()
+        if count is None:
+            raise _no_value("num_validation_examples", f"workload {self._workload.name} declares "
+                            "no count of held-out examples")  # fmt: skip
+        return count
+
+    @property
+    def test_target_value(self) -> float:
+        raise _no_value("test_target_value", _ONE_SPLIT)
+
+    @property
+    def num_test_examples(self) -> int:
+        raise _no_value("num_test_examples", _ONE_SPLIT)
+
+    @property
+    def num_eval_train_examples(self) -> int:
+        raise _no_value("num_eval_train_examples", "optbench evaluates no training split; "
+                        "train/loss is the mean training loss of the steps since the last eval")  # fmt: skip
+
+    @property
+    def eval_batch_size(self) -> int:
+        raise _no_value("eval_batch_size", _OWN_PIPELINE)
+
+    @property
+    def train_mean(self) -> Any:
+        raise _no_value("train_mean", _OWN_PIPELINE)
+
+    @property
+    def train_stddev(self) -> Any:
+        raise _no_value("train_stddev", _OWN_PIPELINE)
+
+    def has_reached_validation_target(self, eval_result: Mapping[str, float]) -> bool:
+        """Whether `eval_result` (AlgoPerf's `validation/<metric>` or optbench's metric name)
+        meets the workload's target."""
+        target = self._workload.config.target
+        for key in (f"validation/{self.target_metric_name}", target.metric):
+            if key in eval_result:
+                return target.is_met(float(eval_result[key]))
+        raise ContractError(f"workload.has_reached_validation_target: the eval result holds "
+                            f"neither validation/{self.target_metric_name} nor {target.metric}")  # fmt: skip
+
+    def has_reached_test_target(self, eval_result: Mapping[str, float]) -> bool:
+        raise _no_value("has_reached_test_target", _ONE_SPLIT)
+
+    def attach_metrics_logger(self, metrics_logger: Any) -> None:
+        """Sets `metrics_logger` (optbench itself records every eval)."""
+        self.metrics_logger = metrics_logger
+
     def is_output_params(self, param_key: str) -> bool:
         """Whether `param_key` names a parameter of the output layer (role `head`)."""
         return param_key in self._output_keys
+
+    def output_activation_fn(self, logits_batch: torch.Tensor, framework: str) -> torch.Tensor:
+        """Softmax over the last axis (softmax cross-entropy, CTC), sigmoid (sigmoid cross-entropy)
+        or the identity (squared and absolute error) of `logits_batch`; `framework` must be
+        `pytorch`, as optbench's models are."""
+        if framework != "pytorch":
+            raise _no_value("output_activation_fn", f"framework {framework!r}: optbench's models "
+                            "are PyTorch models (framework='pytorch')")  # fmt: skip
+        kind = self.loss_type.name
+        if kind in ("SOFTMAX_CROSS_ENTROPY", "CTC_LOSS"):
+            return torch.softmax(logits_batch, dim=-1)
+        if kind == "SIGMOID_CROSS_ENTROPY":
+            return torch.sigmoid(logits_batch)
+        return logits_batch
+
+    def init_model_fn(self, *args: Any, **kwargs: Any) -> Any:
+        raise _no_value("init_model_fn", "optbench builds and initialises the model from the "
+                        "trial's seed; a submission gets it as current_param_container")  # fmt: skip
+
+    def _build_input_queue(self, *args: Any, **kwargs: Any) -> Any:
+        raise _no_value("_build_input_queue", "AlgoPerf's rules keep it from submissions; the "
+                        "step's batch comes through input_queue in data_selection")  # fmt: skip
+
+    def _eval_model_on_split(self, *args: Any, **kwargs: Any) -> Any:
+        raise _no_value("_eval_model_on_split", _RUNNER_EVALUATES)
+
+    def eval_model(self, *args: Any, **kwargs: Any) -> Any:
+        raise _no_value("eval_model", _RUNNER_EVALUATES)
 
     def model_fn(self, params: torch.nn.Module, augmented_and_preprocessed_input_batch: dict[str, Any],
                  model_state: Any, mode: Any, rng: Any, update_batch_norm: bool,

@@ -12,7 +12,8 @@ Per step, timed (AlgoPerf's order and argument names):
 
 and before each eval (timed) `prepare_for_eval(...)` when the module defines it. `workload` is a
 `harness.algoperf_adapter.AlgoPerfWorkload`; `hyperparameters` a namedtuple of the trial's point
-(AlgoPerf's names such as `learning_rate` and `one_minus_beta1` as they are in the search space);
+(AlgoPerf's names such as `learning_rate` and `one_minus_beta1` as they are in the search space),
+or None for a self-tuning submission (no search space: AlgoPerf's self-tuning ruleset);
 `rng` a numpy uint32 key of shape (2,) drawn from (seed, purpose, step); `eval_results` the list of
 `(steps, metrics)` pairs so far, with AlgoPerf's names (`validation/accuracy`) beside optbench's;
 `train_state`, passed only to an `update_params` that takes it, a read-only view of AlgoPerf's dict
@@ -85,7 +86,9 @@ def make_algoperf_stepper(submission: Submission, groups: ParamGroups, hp: Hyper
     if isinstance(spec.Workload, abc.ABCMeta):  # so isinstance(workload, spec.Workload) holds
         spec.Workload.register(AlgoPerfWorkload)
     adapter = AlgoPerfWorkload(trial.workload, trial.model, groups, info, spec)
-    return AlgoPerfStepper(submission.module, adapter, trial, _namedtuple(hp, source), info, spec)
+    # A self-tuning submission gets no hyperparameters, as in AlgoPerf's self-tuning runner.
+    hyperparameters = None if submission.is_self_tuning else _namedtuple(hp, source)
+    return AlgoPerfStepper(submission.module, adapter, trial, hyperparameters, info, spec)
 
 
 class AlgoPerfStepper(Stepper):

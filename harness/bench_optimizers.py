@@ -49,8 +49,13 @@ from harness.clock import Clock
 from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
 from harness.errors import UsageError
 from harness.memory import optimizer_state_bytes
+from harness.outputs import (
+    BENCH_OPTIMIZERS_JSON,
+    BENCH_OPTIMIZERS_MD,
+    check_output,
+    write_output_text,
+)
 from harness.provenance import collect_provenance, cpu_model
-from harness.results import write_text_atomic
 from harness.stepper import make_stepper
 from harness.submission import (
     Level,
@@ -69,8 +74,10 @@ __all__ = [
     "RowStatus",
     "SyntheticLoss",
     "gpt_config",
+    "check_output_path",
     "run_benchmark",
     "select_submissions",
+    "sidecar_path",
     "write_report",
 ]
 
@@ -464,16 +471,40 @@ def run_benchmark(config: BenchConfig, folders: Sequence[Path], command_line: st
 # -- writing -----------------------------------------------------------------------------------
 
 
+def sidecar_path(path: Path) -> Path:
+    """Where the JSON of a report written to `path` goes: `path` with suffix `.json` (or `.json`
+    appended to a `.json` path)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return path.with_name(path.name + ".json")
+    return path.with_suffix(".json")
+
+
+def check_output_path(path: Path) -> None:
+    """Refuses `--output path` before anything is measured: its folder must be one this process
+    can write, and the Markdown and its JSON may replace only a bench optimizers report optbench
+    wrote (`harness.outputs`).
+
+    Raises:
+      UsageError: one line naming `--output` and what is in the way.
+    """
+    check_output(path, BENCH_OPTIMIZERS_MD, "--output")
+    check_output(sidecar_path(path), BENCH_OPTIMIZERS_JSON, "--output")
+
+
 def write_report(report: BenchReport, path: Path) -> Path:
     """Writes the Markdown to `path` and the JSON beside it, each atomically (temp + rename).
 
     Returns:
-      The JSON sidecar's path: `path` with suffix `.json` (or `.json` appended to a `.json` path).
+      The JSON sidecar's path (`sidecar_path`).
+
+    Raises:
+      UsageError: either file may not be replaced (`check_output_path`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    is_json = path.suffix == ".json"
-    sidecar = path.with_name(path.name + ".json") if is_json else path.with_suffix(".json")
-    write_text_atomic(path, report.markdown())
-    write_text_atomic(sidecar, json.dumps(report.to_json(), indent=2) + "\n")
+    sidecar = sidecar_path(path)
+    check_output_path(path)
+    write_output_text(path, report.markdown(), BENCH_OPTIMIZERS_MD, "--output")
+    write_output_text(sidecar, json.dumps(report.to_json(), indent=2) + "\n", BENCH_OPTIMIZERS_JSON,
+                      "--output")  # fmt: skip
     return sidecar

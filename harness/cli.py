@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from harness.errors import OptbenchError, UsageError
 from reports.cli import REPORT_EXAMPLE, add_report_options, add_score_options, cmd_report, cmd_score
@@ -57,13 +58,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.submission import load_submission
+# `validate` builds a level-1 optimizer on digits@smoke's parameters: the cheapest workload to
+# set up (scikit-learn's bundled digits, no download), and its 10 tensors carry five roles (conv,
+# norm, matrix, bias, head), enough for a role-based split to show a parameter it drops or repeats.
+VALIDATE_WORKLOAD = ("digits", "smoke")
 
-    loaded = load_submission(args.submission)
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.precheck import check_submission
+    from harness.submission import load_submission
+    from workloads import get_workload
+
+    loaded = load_submission(args.submission, allow_self_tuning=True)
     loaded.search_space.validate_point(loaded.search_space.center())
-    print(f"{loaded.folder}: ok ({loaded.level}; search space of {loaded.search_space.num_dims} "
-          f"dims; source {loaded.source_hash[:12]})")  # fmt: skip
+    name, scale = VALIDATE_WORKLOAD
+    count = check_submission(loaded, get_workload(name, scale, Path(args.data_dir)))
+    is_built = loaded.level == "factory"
+    built = f"optimizer built on {name}@{scale}'s {count} parameters; " if is_built else ""
+    space = (f"search space of {loaded.search_space.num_dims} dims" if not loaded.is_self_tuning
+             else "self-tuning, no search space: runs with --ruleset self")  # fmt: skip
+    print(f"{loaded.folder}: ok ({loaded.level}; {space}; {built}source "
+          f"{loaded.source_hash[:12]})")  # fmt: skip
     return 0
 
 
@@ -81,10 +96,15 @@ def _workloads(text: str, scale: str) -> list[Any]:
 
 def _parse_hparams(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:
     point = dict(base)
+    given: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not key:
             raise UsageError(f"--hp {pair!r}: expected NAME=VALUE")
+        if key in given:
+            raise UsageError(f"--hp {key} is given twice ({key}={given[key]} and {pair}): give "
+                             "each hyperparameter once")  # fmt: skip
+        given[key] = value
         try:
             point[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -94,23 +114,57 @@ def _parse_hparams(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.isolation import run_isolated
+    from harness.outputs import check_results_root
+    from harness.precheck import check_trial
     from harness.submission import load_submission
     from harness.trial import TrialSpec
 
     workload = _workloads(args.workload, args.scale)[0]
-    loaded = load_submission(args.submission)
+    is_self = args.ruleset == "self"
+    loaded = load_submission(args.submission, allow_self_tuning=is_self)
+    if loaded.is_self_tuning and args.hp:
+        raise UsageError(f"--hp {args.hp[0]}: {loaded.folder} is self-tuning (no search space); "
+                         "its hyperparameters are fixed in its code")  # fmt: skip
     hp = _parse_hparams(args.hp, loaded.search_space.center())
     loaded.search_space.validate_point(hp)
+    # "single" and "{}" are TrialSpec's defaults, so the ids of other `run` trials stay as they were.
+    ruleset_json = json.dumps({"name": "self"}) if is_self else "{}"
     spec = TrialSpec(
         workload=workload.name, scale=workload.scale, submission=str(loaded.folder),
         hparams_json=TrialSpec.canonical_hparams(hp), seed=args.seed, data_dir=args.data_dir,
         max_steps=args.max_steps, num_threads=args.threads, world_size=args.processes,
-        device=args.device, command_line=args.command_line,
+        device=args.device, command_line=args.command_line, ruleset=args.ruleset,
+        ruleset_json=ruleset_json,
     )  # fmt: skip
+    _check_device(args.device)
+    check_results_root(args.results)  # a store that cannot be written: refused before training
+    check_trial(spec)  # the user's mistakes are refused here, before the trial's process starts
     print(f"running {loaded.name} on {workload.name}@{workload.scale} with {hp}", file=sys.stderr)
-    (summary,) = run_isolated([spec], str(Path(args.results).resolve()))
+    results = str(Path(args.results).resolve())
+    (summary,) = run_isolated([spec], results)
+    _refuse_if_needs_cuda(summary, results)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _refuse_if_needs_cuda(summary: dict[str, Any], results: str) -> None:
+    """Ends `optbench run` with one line when its trial failed because the submission needs CUDA
+    this machine (or the trial's device) lacks (`harness.needs_cuda`); the failed trial stays in
+    the store, as every trial does.
+
+    Raises:
+      UsageError: the trial's recorded error is such a failure (its first line is the message).
+    """
+    from harness.needs_cuda import needs_cuda_line
+    from harness.results import ResultsStore
+
+    if summary["status"] != "failed":
+        return
+    trials = ResultsStore(results).read_trials()
+    errors = trials.loc[trials["trial_id"] == summary["trial_id"], "error"]
+    line = needs_cuda_line(errors.iloc[0]) if len(errors) else None
+    if line is not None:
+        raise UsageError(line)
 
 
 def _read_trials(results: str) -> Any:
@@ -149,21 +203,39 @@ _CPU_PEAK_NOTE = (
 )
 
 
+def _leaderboard_folder(args: argparse.Namespace) -> tuple[Path, str]:
+    """Where `args`' leaderboard goes (--out, else the results root) and the flag naming it in
+    messages, once checked: leaderboard.md and .html there may be replaced (`harness.outputs`).
+
+    Raises:
+      UsageError: the folder is a file or read-only, lies in the store's own folders, or holds a
+        leaderboard.md or .html that optbench did not write.
+    """
+    from harness.outputs import LEADERBOARD_FILES, check_files_in
+
+    out = getattr(args, "out", None)
+    folder, flag = (Path(out), "--out") if out else (Path(args.results), "--results")
+    check_files_in(folder, LEADERBOARD_FILES, flag, results_root=args.results)
+    return folder, flag
+
+
 def _write_leaderboard(args: argparse.Namespace, highlight: str | None) -> int:
-    from harness.results import write_text_atomic
+    from harness.outputs import LEADERBOARD_FILES, write_output_text
     from reports.leaderboard import leaderboard_table, render_html, render_markdown
 
     trials = _read_trials(args.results)
+    out, flag = _leaderboard_folder(args)  # before anything is computed or written
     _one_search(trials, args.ruleset, args.results)
-    table = leaderboard_table(trials, ruleset=args.ruleset, hardware_class=args.hardware_class)
+    try:
+        table = leaderboard_table(trials, ruleset=args.ruleset, hardware_class=args.hardware_class)
+    except UsageError as exc:  # which trials compare: say in which results folder
+        raise UsageError(f"{args.results}: {exc}") from None
     title = f"optbench leaderboard ({args.results})"
     notes = [_CPU_PEAK_NOTE] if trials["peak_source"].astype("string").str.startswith("vmhwm").any() else []
     markdown = render_markdown(table, title) + "".join(f"\n{note}\n" for note in notes)
     html = render_html(table, title, notes=notes)
-    out = Path(getattr(args, "out", None) or args.results)
-    out.mkdir(parents=True, exist_ok=True)
     for name, text in (("leaderboard.md", markdown), ("leaderboard.html", html)):
-        write_text_atomic(out / name, text)
+        write_output_text(out / name, text, LEADERBOARD_FILES[name], flag)
     print(markdown)
     if highlight is not None:
         print(f"\n{highlight}: score {table.loc[highlight, 'score']:.4f}"
@@ -179,12 +251,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_import_algoperf(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from harness.outputs import check_results_root
     from harness.results import ResultsStore
     from reports.algoperf_import import ALGOPERF_LAYOUT, import_algoperf
 
     log_dir = Path(args.log_dir)
     if not log_dir.is_dir():
         raise UsageError(f"AlgoPerf log folder {str(log_dir)!r} does not exist")
+    check_results_root(args.results)  # before any log is read
     with tqdm(desc="reading AlgoPerf logs", unit="csv", disable=None, leave=False) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -217,16 +291,24 @@ def cmd_import_algoperf(args: argparse.Namespace) -> int:
 
 def cmd_bench_overhead(args: argparse.Namespace) -> int:
     from harness.overhead import measure_overhead
+    from workloads import get_workload
 
+    get_workload(args.workload, "smoke", Path(args.data_dir))  # refused before the banner
+    if args.output:  # as is an output that may not be written (the JSON goes beside it)
+        from harness.outputs import BENCH_OVERHEAD_JSON, BENCH_OVERHEAD_MD, check_output
+
+        check_output(args.output, BENCH_OVERHEAD_MD, "--output")
+        check_output(Path(args.output).with_suffix(".json"), BENCH_OVERHEAD_JSON, "--output")
     print(f"overhead: {args.workload}@smoke, {args.steps} steps, {args.repeats} repeats, "
           "1 torch thread ...", file=sys.stderr)  # fmt: skip
-    result = measure_overhead(args.workload, Path(args.data_dir), args.steps, args.repeats)
-    print(f"hand-written loop: {result.loop_train_s:.3f} s in the step loop, "
-          f"{result.loop_wall_s:.3f} s with setup")
-    print(f"optbench runner:   {result.runner_train_s:.3f} s timed training, "
-          f"{result.runner_wall_s:.3f} s whole trial without evals")
-    print(f"clock ratio (runner/loop): {result.clock_ratio:.3f}  (goal <= 1.05)")
-    print(f"wall ratio  (runner/loop): {result.wall_ratio:.3f}")
+    result = measure_overhead(args.workload, Path(args.data_dir), args.steps, args.repeats,
+                              command_line=args.command_line)  # fmt: skip
+    print(result.markdown(), end="")
+    if args.output:
+        from harness.overhead import write_report
+
+        sidecar = write_report(result, Path(args.output))
+        print(f"wrote {args.output} and {sidecar}", file=sys.stderr)
     return 0
 
 
@@ -236,6 +318,7 @@ def cmd_bench_optimizers(args: argparse.Namespace) -> int:
 
     from harness.bench_optimizers import (
         BenchConfig,
+        check_output_path,
         run_benchmark,
         select_submissions,
         write_report,
@@ -244,9 +327,9 @@ def cmd_bench_optimizers(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device cuda: no CUDA device is available to torch {torch.__version__}")
-    if args.warmup < 0:
-        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     folders = select_submissions(args.submissions)  # refuses an unknown name before measuring
+    if args.output:
+        check_output_path(Path(args.output))  # and an output that may not be written
     if args.threads is not None or device == "cpu":  # one thread on CPU: steadier on a busy box
         torch.set_num_threads(args.threads or 1)
     config = BenchConfig(device=device, scale=args.scale or ("full" if device == "cuda" else "reduced"),
@@ -264,9 +347,24 @@ def cmd_bench_optimizers(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from workloads.datasets import prepare
+def _writable_folder(path: Path, flag: str) -> None:
+    """Refuses `path` unless it is a folder, or can be made one, that this process may write
+    (`harness.outputs.check_writable_folder`).
 
+    Raises:
+      UsageError: naming `flag` and the part of `path` that is in the way.
+    """
+    from harness.outputs import check_writable_folder
+
+    check_writable_folder(path, flag)
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from workloads.datasets import DATASETS, prepare
+
+    if args.name not in DATASETS:  # before the folder check and any download
+        raise UsageError(f"unknown dataset {args.name!r} (known: {', '.join(sorted(DATASETS))})")
+    _writable_folder(Path(args.dir), "--dir")
     folder = prepare(args.name, Path(args.dir), train_shards=args.train_shards, mirror=args.mirror)
     print(f"{args.name}: prepared in {folder}")
     return 0
@@ -293,6 +391,8 @@ def cmd_sysinfo(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from harness.outputs import check_results_root
+    from harness.precheck import check_trial
     from sweeps.calibrate import calibrate, calibration_specs
     from workloads import WORKLOADS
 
@@ -302,6 +402,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError(f"workload {name!r} declares no reference point at scale {args.scale!r}")
     specs = calibration_specs(name, args.scale, args.seeds, args.data_dir, args.device,
                               command_line=args.command_line)  # fmt: skip
+    _check_device(args.device)
+    check_results_root(args.results)
+    check_trial(specs[0])  # the data and the reference point; the seeds differ only in seed
     print(f"calibrating {name}@{args.scale}: reference AdamW {reference} x {args.seeds} seeds "
           f"-> {args.results}", file=sys.stderr)  # fmt: skip
     with tqdm(total=len(specs), desc="calibration trials", unit="trial") as bar:
@@ -320,18 +423,71 @@ def _add_selection(p: argparse.ArgumentParser, ruleset: str | None) -> None:
                    help="score only trials of this hardware class (needed when the store mixes)")  # fmt: skip
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum`; anything else is refused in the flag's words
+    (`argument --threads: must be an integer >= 1, got '0'`)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+_positive = _integer(1)
+_nonnegative = _integer(0)
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
+
+
+def _device(text: str) -> str:
+    """An argparse type: a torch device this harness runs on (`cpu`, `cuda`, `cuda:N`)."""
+    if not _DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def _check_device(device: str) -> None:
+    """Refuses a CUDA `--device` this machine cannot give (before anything starts).
+
+    Raises:
+      UsageError: no CUDA device is visible, or `cuda:N` names one past the visible count.
+    """
+    if device == "cpu":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available to torch "
+                         f"{torch.__version__}; use --device cpu")  # fmt: skip
+    index, count = torch.device(device).index, torch.cuda.device_count()
+    if index is not None and index >= count:
+        raise UsageError(f"--device {device}: {count} CUDA device(s) are visible "
+                         f"(cuda:0 to cuda:{count - 1})")  # fmt: skip
+
+
+def _markdown_file(text: str) -> str:
+    """An output path for a Markdown report: a `.md` file whose folders are not files."""
+    path = Path(text)
+    if path.suffix != ".md":
+        raise argparse.ArgumentTypeError(f"{text!r}: give a .md file (the JSON goes beside it)")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {str(blocking)!r} is a file, not a folder")
+    return text
 
 
 _EXAMPLES = {
     "list": "optbench list",
     "validate": "optbench validate submissions/adamw",
     "run": "optbench run adamw --workload digits --hp lr=0.003 --seed 1\n"
-           "  optbench run muon --workload nanogpt --scale full --device cuda --processes 8",
+           "  optbench run muon --workload nanogpt --scale full --device cuda --processes 8\n"
+           "  optbench run path/to/self-tuning-submission --workload digits --ruleset self",
     "sweep": "optbench sweep adamw muon --workloads digits,nanogpt --trials 5 --studies 3\n"
              "  optbench sweep adamw muon --launcher slurm --cluster gpu-example --results runs/a\n"
              "  optbench sweep --resume --results runs/a\n"
@@ -351,7 +507,7 @@ _EXAMPLES = {
                        "  optbench import-algoperf runs/self_tuning --targets "
                        "workload_targets_v05.json --held-out held_out_workloads.json",
     "sysinfo": "optbench sysinfo",
-    "bench-overhead": "optbench bench-overhead --workload digits --steps 200 --repeats 5",
+    "bench-overhead": "optbench bench-overhead --workload nanogpt --steps 200 --repeats 5",
     "bench": "optbench bench optimizers --device cuda --output bench/optimizers.md",
     "bench optimizers": "optbench bench optimizers --submissions muon,lion --output bench.md",
     "calibrate": "optbench calibrate cifar10-94 --scale full --seeds 20 --device cuda",
@@ -361,8 +517,15 @@ _EXAMPLES = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (the house rule), pointing at `--help`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="optbench",
         description="Optimizer benchmarking: fixed workloads, equal tuning budgets, honest clocks.",
         epilog="example:\n  optbench submit submissions/example-nadamw --trials 4 --studies 2",
@@ -378,8 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     command("list", cmd_list, "list workloads and reference submissions")
-    p = command("validate", cmd_validate, "check a submission folder against the contract")
+    p = command("validate", cmd_validate, "check a submission folder against the contract "
+                "(a level-1 optimizer is built on digits@smoke's parameters)")  # fmt: skip
     p.add_argument("submission", help="submission folder or reference name")
+    p.add_argument("--data-dir", default=default_data_dir(), help="where digits' split is cached")
 
     p = command("run", cmd_run, "run one trial in its own process and store it")
     p.add_argument("submission", help="submission folder or reference name")
@@ -387,12 +552,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="smoke")
     p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                    help="hyperparameter (repeatable; the rest default to the space's centre)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonnegative, default=0, help="model init and data order (>= 0)")
     p.add_argument("--max-steps", type=_positive, default=None, help="override the step budget")
     p.add_argument("--threads", type=_positive, default=1, help="torch CPU threads per process")
     p.add_argument("--processes", type=_positive, default=1,
                    help="data-parallel processes (gloo on CPU, NCCL on GPUs; same global batch)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="torch device: cpu, cuda or cuda:N (default: %(default)s)")  # fmt: skip
+    p.add_argument("--ruleset", choices=("single", "self"), default="single",
+                   help="self: record the trial under the self-tuning ruleset; needed for a "
+                   "submission without a search space (default: %(default)s)")  # fmt: skip
     p.add_argument("--data-dir", default=default_data_dir())
     _add_results(p)
 
@@ -427,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("leaderboard", cmd_leaderboard, "write leaderboard.md and leaderboard.html")
     _add_results(p)
     _add_selection(p, ruleset=None)
-    p.add_argument("--out", default=None, help="output folder (default: the results root)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: the results root); a leaderboard.md or .html "
+                   "there is replaced only if optbench wrote it")  # fmt: skip
 
     p = command("report", cmd_report, "fixed-model, fixed-resource, Pareto or scaling report "
                 "(HTML with figures, Markdown, CSV) from a results store")  # fmt: skip
@@ -454,6 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, default=200)
     p.add_argument("--repeats", type=_positive, default=3)
     p.add_argument("--data-dir", default=default_data_dir())
+    p.add_argument("--output", type=_markdown_file, default=None, metavar="FILE.md",
+                   help="also write the Markdown here and the JSON beside it (FILE.json)")  # fmt: skip
 
     bench = command("bench", None, "benchmarks of the harness and the submissions")
     kinds = bench.add_subparsers(dest="kind", required=True, metavar="BENCHMARK")
@@ -475,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "adamw, the baseline, is always measured")  # fmt: skip
     p.add_argument("--steps", type=_positive, default=20, help="timed steps per repeat")
     p.add_argument("--repeats", type=_positive, default=5, help="timed repeats; medians reported")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps before the timed ones")
+    p.add_argument("--warmup", type=_nonnegative, default=5,
+                   help="untimed steps before the timed ones")  # fmt: skip
     p.add_argument("--threads", type=_positive, default=None,
                    help="torch CPU threads (default: 1 on cpu, torch's default on cuda)")  # fmt: skip
     p.add_argument("--output", default=None, metavar="FILE.md",
@@ -488,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workload", help="workload name")
     p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
     p.add_argument("--seeds", type=_positive, default=5, help="reference runs (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="torch device: cpu, cuda or cuda:N (default: %(default)s)")  # fmt: skip
     p.add_argument("--parallel", type=_positive, default=1,
                    help="trials at once (default 1: timings stay honest)")  # fmt: skip
     p.add_argument("--data-dir", default=default_data_dir())

@@ -9,7 +9,10 @@ which of three levels `submission.py` implements:
    and optionally
        def schedule(hp: Hyperparameters, info: WorkloadInfo) -> Callable[[int], float]
    (learning-rate multiplier by step; default: `harness.schedules.warmup_cosine` driven by `hp`).
-   The harness runs forward, backward, clipping (when `hp` has `grad_clip`) and the step.
+   The harness runs forward, backward, clipping (when `hp` has `grad_clip`) and the step. Every
+   parameter must be in exactly one optimizer's groups (or given to one optax transformation).
+   `optimizer` is also called once before the trial, on CPU parameters of the right shapes and
+   roles whose values are undefined (`harness.precheck`): it must build, not read the values.
 2. Full control: a class `Submission` with `__init__(params, hp, info)`,
    `update(batch, step, ctx: StepContext) -> loss tensor`, and optionally `prepare_for_eval()`
    (timed: schedule-free and EMA weight swaps) and `state_dict()`/`load_state_dict()`.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.errors import ResultsSchemaError
+from harness.outputs import write_text_atomic  # re-exported: its home is the outputs module
 
 __all__ = [
     "EVALS_SCHEMA",
@@ -337,18 +337,3 @@ def _type_problem(column: pa.Field, value: Any) -> str | None:
     elif pa.types.is_string(kind) and not isinstance(value, str):
         return f"needs a string, got {type(value).__name__}"
     return None
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Writes `text` to `path` through a temporary file in the same folder and a rename: a reader
-    sees the old file or the new one, never part of one, and a failure leaves no temporary behind."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

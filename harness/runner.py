@@ -26,6 +26,7 @@ from harness import checkpoint, memory, parallel
 from harness.checkpoint import LiveTrial, TrialCheckpoint
 from harness.clock import Clock
 from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
+from harness.needs_cuda import needs_cuda
 from harness.parallel import Collective, GradientPass
 from harness.provenance import collect_provenance, cpu_model
 from harness.results import PROVENANCE_FIELDS, TRIALS_SCHEMA
@@ -84,7 +85,7 @@ def run_rank(spec: TrialSpec, collective: Collective, live_root: str | Path | No
     record = _Record(spec, device)
     record.row["attempts"] = attempt
     try:
-        submission = load_submission(spec.submission)
+        submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
         workload = get_workload(spec.workload, spec.scale, Path(spec.data_dir))
         record.describe(workload, submission.name, submission.source_hash)
         hp = Hyperparameters(spec.hparams)
@@ -107,8 +108,9 @@ def run_rank(spec: TrialSpec, collective: Collective, live_root: str | Path | No
         record.check_memory_cap()
     except Exception as exc:  # the trial boundary: the one place where failures become data
         capped_oom = isinstance(exc, torch.OutOfMemoryError) and spec.memory_cap_bytes is not None
-        record.fail(traceback.format_exc(),
-                    TrialStatus.OVER_BUDGET if capped_oom else TrialStatus.FAILED)  # fmt: skip
+        cuda_line = needs_cuda(exc, Path(spec.submission), device.type)  # first, on one line
+        error = "\n\n".join(filter(None, [cuda_line, traceback.format_exc()]))
+        record.fail(error, TrialStatus.OVER_BUDGET if capped_oom else TrialStatus.FAILED)
     record.row["wall_time_s"] = time.perf_counter() - wall_start
     return record.outcome()
 
@@ -449,7 +451,7 @@ def failed_outcome(spec: TrialSpec, error: str, status: TrialStatus = TrialStatu
     record = _Record(spec, torch.device(spec.device))
     record.row["attempts"] = attempts
     try:
-        submission = load_submission(spec.submission)
+        submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
         workload = get_workload(spec.workload, spec.scale, Path(spec.data_dir))
         record.describe(workload, submission.name, submission.source_hash)
     except Exception as exc:  # describing is best effort: the failure itself is what matters

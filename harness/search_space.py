@@ -122,12 +122,20 @@ def load_search_space(path: Path) -> SearchSpace:
     """Reads and checks a `search_space.json`.
 
     Raises:
-      UsageError: the file is missing, is not JSON, or does not follow the format above.
+      UsageError: the file is missing, unreadable, a folder, not UTF-8, not JSON, or does not
+        follow the format above.
     """
     try:
-        raw = json.loads(Path(path).read_text())
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{path}: search space file not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder; the search space must be a JSON file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); the search "
+                         "space must be a JSON file") from None  # fmt: skip
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the search space ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if isinstance(raw, list):

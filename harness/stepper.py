@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from harness.clock import Clock
     from harness.workload import Workload
 
-__all__ = ["Stepper", "TrainingComplete", "TrialContext", "make_stepper"]
+__all__ = ["Stepper", "TrainingComplete", "TrialContext", "check_factory", "make_stepper"]
 
 LossFn = Callable[[Any], torch.Tensor]
 # forward + backward of a whole step's batch, returning the detached mean loss (GradientPass)
@@ -178,24 +178,63 @@ def _is_torch(opt: Any) -> bool:
 
 
 def _as_optimizers(built: Any, groups: ParamGroups, source: str) -> list[Any]:
-    # An optax transformation is itself a NamedTuple: recognise it before treating tuples as lists.
-    is_sequence = isinstance(built, list | tuple) and not _is_optax(built)
-    items = list(built) if is_sequence else [built]
+    """`optimizer()`'s checked return value, each optax transformation wrapped in the bridge."""
     optimizers = []
-    for item in items:
+    for item in _returned_optimizers(built, groups, source):
         if _is_torch(item):
             optimizers.append(item)
-        elif _is_optax(item):
+        else:
             from harness.optax_bridge import OptaxOptimizer  # jax is imported only when used
 
             optimizers.append(OptaxOptimizer(list(groups.params), item))
-        else:
+    return optimizers
+
+
+def _returned_optimizers(built: Any, groups: ParamGroups, source: str) -> list[Any]:
+    """What a level-1 `optimizer()` returned, as a list, once it has been checked.
+
+    Args:
+      built: the return value: a torch optimizer, an optax transformation, or a list of them.
+      groups: the parameters `optimizer()` was given.
+      source: the submission's file, for messages.
+
+    Raises:
+      ContractError: an item is neither a torch optimizer nor an optax transformation, or a
+        parameter is in no optimizer or in more than one.
+    """
+    # An optax transformation is itself a NamedTuple: recognise it before treating tuples as lists.
+    is_sequence = isinstance(built, list | tuple) and not _is_optax(built)
+    items = list(built) if is_sequence else [built]
+    for item in items:
+        if not (_is_torch(item) or _is_optax(item)):
+            what = "None" if item is None else type(item).__name__
             raise ContractError(
-                f"{source}: optimizer() returned {type(item).__name__}; expected a "
+                f"{source}: optimizer() returned {what}; expected a "
                 "torch.optim.Optimizer, an optax.GradientTransformation, or a list of them"
             )
-    _check_coverage(optimizers, groups, source)
-    return optimizers
+    _check_coverage(items, groups, source)
+    return items
+
+
+def check_factory(submission: Submission, groups: ParamGroups, hp: Hyperparameters,
+                  info: WorkloadInfo) -> None:  # fmt: skip
+    """Builds a level-1 submission's optimizer(s) on `groups` and checks what it returns, as
+    `make_stepper` does, without a step or the optax bridge. Other levels pass unchecked: their
+    optimizers are built inside the trial.
+
+    Raises:
+      ContractError: `optimizer()` raised, or returned something `_returned_optimizers` refuses.
+    """
+    if submission.level is not Level.FACTORY:
+        return
+    source = str(submission.folder / "submission.py")
+    try:
+        built = submission.module.optimizer(groups, hp, info)
+    except Exception as exc:  # the user's code: any error is a contract error before the trial
+        message = " ".join(str(exc).split())  # one line
+        raise ContractError(f"{source}: optimizer(params, hp, info) raised "
+                            f"{type(exc).__name__}: {message}") from exc  # fmt: skip
+    _returned_optimizers(built, groups, source)
 
 
 def _is_optax(obj: Any) -> bool:

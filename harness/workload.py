@@ -243,6 +243,15 @@ class Workload(abc.ABC):
         with self.autocast(next(model.parameters()).device):
             return model(inputs)
 
+    def num_train_examples(self) -> int | None:
+        """Distinct examples in the training split, after `setup` (None: batches are windows
+        drawn from a token stream, with no count of examples)."""
+        return None
+
+    def num_eval_examples(self) -> int | None:
+        """Examples in the held-out split `evaluate` scores, after `setup` (None: not declared)."""
+        return None
+
     def after_step(self, model: torch.nn.Module) -> None:
         """Work the workload does after each optimizer step, timed (e.g. an EMA of the weights)."""
         return None

@@ -15,20 +15,15 @@ REPORT_EXAMPLE = (
 )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_report_options(p: argparse.ArgumentParser) -> None:
+    from harness.cli import _positive  # harness.cli imports this module: resolve at call time
     from reports.report import KINDS
 
     p.add_argument("kind", choices=KINDS, help="which report")
     p.add_argument("--results", default="results", help="results root (default: %(default)s)")
     p.add_argument("--out", default=None,
-                   help="output folder (default: RESULTS/report-KIND); replaced atomically")  # fmt: skip
+                   help="output folder (default: RESULTS/report-KIND); replaced atomically, and "
+                   "only if it is a report optbench wrote")  # fmt: skip
     p.add_argument("--reference", default=None,
                    help="submission that speedups are measured against (default: adamw)")  # fmt: skip
     p.add_argument("--workload", default=None, help="only this workload (scaling: required)")
@@ -49,7 +44,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = build_report(args.kind, args.results, out, reference=args.reference,
                           workload=args.workload, scale=args.scale,
                           hardware_class=args.hardware_class, n_boot=args.bootstrap,
-                          command_line=args.command_line)  # fmt: skip
+                          command_line=args.command_line,
+                          out_flag="--out" if args.out else "report folder")  # fmt: skip
     print(f"wrote {report.html}, {report.markdown} and {len(report.csv)} CSV table(s) "
           f"({len(report.figures)} figures)", file=sys.stderr)
     return 0
@@ -66,6 +62,7 @@ def add_score_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from harness.cli import _one_search, _read_trials
+    from harness.errors import UsageError
     from harness.results import ResultsStore
     from reports.scoring import integrate_profiles, performance_profiles, workload_times
     from reports.stats import gated_workload_times
@@ -74,10 +71,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     _one_search(trials, args.ruleset, args.results)
     select = {"ruleset": args.ruleset, "hardware_class": args.hardware_class,
               "held_out_rule": args.held_out_rule}  # fmt: skip
-    if args.seed_gate:
-        times = gated_workload_times(trials, ResultsStore(args.results).read_evals(), **select)
-    else:
-        times = workload_times(trials, **select)
+    try:
+        if args.seed_gate:
+            times = gated_workload_times(trials, ResultsStore(args.results).read_evals(), **select)
+        else:
+            times = workload_times(trials, **select)
+    except UsageError as exc:  # which trials to score: say in which results folder
+        raise UsageError(f"{args.results}: {exc}") from None
     scores = integrate_profiles(performance_profiles(times))
     for submission, score in sorted(scores.items(), key=lambda item: (-item[1], item[0])):
         print(f"{submission}\t{score:.4f}")

@@ -7,10 +7,12 @@ bytes drawn by `reports.figures`) and tables (pandas frames, already formatted f
     OUT/report.md          the same sections; figures linked from OUT/figures/
     OUT/figures/<id>.png   every figure
     OUT/tables/<id>.csv    every table, unformatted (the numbers as measured)
+    OUT/.optbench-output   the mark naming every file above (`harness.outputs`)
 
 The folder is built under a temporary name beside OUT and renamed into place, so a reader (or a
 failed run) never sees half a report; a previous report at OUT is replaced only once the new one is
-complete.
+complete, and only when it is optbench's own (`harness.outputs.check_output`): a folder holding
+anything else is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from harness.outputs import REPORT_FOLDER, check_output, replace_folder
 
 __all__ = ["CSS", "Figure", "Report", "Section", "Table", "format_cell", "md_cell", "md_row",
            "write_report"]
@@ -104,10 +108,15 @@ def format_cell(value: Any) -> str:
 
 
 def write_report(out_dir: str | os.PathLike[str], title: str, provenance: Sequence[str],
-                 sections: Sequence[Section]) -> Report:  # fmt: skip
-    """Writes the report's folder atomically (see the module docstring) and returns its files."""
+                 sections: Sequence[Section], *, flag: str = "--out") -> Report:  # fmt: skip
+    """Writes the report's folder atomically (see the module docstring) and returns its files.
+
+    Raises:
+      UsageError: `out_dir` may not be replaced (named as `flag` in the message).
+    """
     out = Path(out_dir)
     _check_idents(sections)
+    check_output(out, REPORT_FOLDER, flag)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -121,7 +130,7 @@ def write_report(out_dir: str | os.PathLike[str], title: str, provenance: Sequen
         (staging / "report.html").write_text(_html(title, provenance, sections))
         (staging / "report.md").write_text(_markdown(title, provenance, sections))
         os.chmod(staging, 0o755)
-        _replace_dir(staging, out)
+        replace_folder(staging, out, REPORT_FOLDER, flag)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -143,17 +152,6 @@ def _check_idents(sections: Sequence[Section]) -> None:
                 if not re.fullmatch(r"[A-Za-z0-9_.@-]+", ident) or ident in seen:
                     raise ValueError(f"{kind[:-1]} id {ident!r} is not file-safe or not unique")
                 seen.add(ident)
-
-
-def _replace_dir(staging: Path, out: Path) -> None:
-    """Moves `staging` to `out`; an old `out` is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # -- HTML ----------------------------------------------------------------------------------------

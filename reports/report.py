@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.outputs import REPORT_FOLDER, check_output
 from harness.results import ResultsStore
 from harness.trial import search_algorithm
 from reports import frames
@@ -38,15 +39,22 @@ _TITLES = {"fixed-model": "Fixed-model report", "fixed-resource": "Fixed-resourc
 def build_report(kind: str, results_root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                  *, reference: str | None = None, workload: str | None = None,
                  scale: str | None = None, hardware_class: str | None = None,
-                 n_boot: int = 2000, command_line: str = "") -> Report:  # fmt: skip
+                 n_boot: int = 2000, command_line: str = "",
+                 out_flag: str = "--out") -> Report:  # fmt: skip
     """Reads `results_root` and writes the `kind` report into `out_dir` (see the module docstring).
 
+    `out_dir` may replace only a report folder optbench wrote (`harness.outputs`); `out_flag`
+    names it in messages.
+
     Raises:
-      UsageError: unknown kind, an empty or unreadable store, nothing of the asked kind, mixed
-        hardware classes without --hardware-class, or a reference with no trials.
+      UsageError: unknown kind, an `out_dir` that may not be replaced (the store itself, a folder
+        holding it or inside its own folders, a file, a folder of other files), an empty or
+        unreadable store, nothing of the asked kind, mixed hardware classes without
+        --hardware-class, or a reference with no trials.
     """
     if kind not in KINDS:
         raise UsageError(f"unknown report {kind!r} (known: {', '.join(KINDS)})")
+    check_output(out_dir, REPORT_FOLDER, out_flag, results_root=results_root)
     store = ResultsStore(results_root)
     trials = store.read_trials()
     if trials.empty:
@@ -76,7 +84,8 @@ def build_report(kind: str, results_root: str | os.PathLike[str], out_dir: str |
                 sections += fixed_model_sections(group, evals, reference, name, group_scale, n_boot)
             sections.append(pareto_section(group, evals, name, group_scale))
     provenance = _provenance(trials, results_root, command_line)
-    return write_report(out_dir, f"{_TITLES[kind]} — {results_root}", provenance, sections)
+    return write_report(out_dir, f"{_TITLES[kind]} — {results_root}", provenance, sections,
+                        flag=out_flag)  # fmt: skip
 
 
 def _track(trials: pd.DataFrame, kind: str, workload: str | None, scale: str | None,

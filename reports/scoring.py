@@ -57,24 +57,23 @@ def select_trials(
     Raises:
       UsageError: nothing is left, or a column mixes values and no filter picks one.
     """
-    for column, wanted in (("hardware_class", hardware_class), ("ruleset", ruleset)):
+    filters = (("hardware_class", "hardware classes", "--hardware-class", hardware_class),
+               ("ruleset", "rulesets", "--ruleset", ruleset))  # fmt: skip
+    for column, plural, flag, wanted in filters:
         if wanted is not None:
             trials = trials[trials[column] == wanted]
         elif column in trials and trials[column].nunique(dropna=False) > 1:
             found = sorted(str(v) for v in trials[column].unique())
-            raise UsageError(
-                f"trials mix {column} values {found}; times compare only within one: "
-                f"pass {column}= one of them"
-            )
+            raise UsageError(f"trials mix {plural} {found}; times compare only within one: "
+                             f"pass {flag} with one of them")  # fmt: skip
     variants = workload_variants(trials)
     keep = variants == ""
     if include_held_out:
         keep |= held_out_variants(trials) != ""
     trials = trials[keep]
     if trials.empty:
-        raise UsageError(
-            f"no trials left to score (hardware_class={hardware_class!r}, ruleset={ruleset!r})"
-        )
+        chosen = " and ".join(f"{flag} {wanted!r}" for *_, flag, wanted in filters if wanted)
+        raise UsageError("no trials left to score" + (f" with {chosen}" if chosen else ""))
     trials = _latest_only(trials, "submission", "submission_hash")
     return _latest_only(trials, "workload", "workload_version")
 

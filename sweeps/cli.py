@@ -8,22 +8,28 @@ cluster, SLURM) and resuming.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
+import math
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from harness.cli import (
     DEFAULT_WORKLOADS,
+    _leaderboard_folder,
+    _nonnegative,
     _positive,
     _workloads,
     _write_leaderboard,
     build_parser,
     default_data_dir,
 )
-from harness.errors import UsageError
+from harness.errors import OptbenchError, UsageError
 
 __all__ = ["add_scaling_options", "add_sweep_options", "cmd_scaling", "cmd_status", "cmd_submit",
            "cmd_sweep", "parse_bytes"]  # fmt: skip
@@ -33,17 +39,17 @@ _DEFAULT_RETRIES = 1
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
     return value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+_count = _nonnegative
 
 
 _BYTE_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -84,7 +90,8 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
                    "curves; the time to target is still recorded; default for `scaling`)")  # fmt: skip
     p.add_argument("--trials", type=_positive, default=5, help="N: trials per study")
     p.add_argument("--studies", type=_positive, default=3, help="S: studies")
-    p.add_argument("--seed", type=int, default=0, help="sweep seed (points and trial seeds)")
+    p.add_argument("--seed", type=_nonnegative, default=0,
+                   help="sweep seed (points and trial seeds; >= 0)")  # fmt: skip
     p.add_argument("--cpus", type=_positive, default=os.cpu_count() or 1,
                    help="trials run at once, one CPU each (default: all cores)")  # fmt: skip
     p.add_argument("--data-dir", default=default_data_dir(), help="prepared datasets")
@@ -147,6 +154,20 @@ def _resource_caps(args: argparse.Namespace) -> Any:
 
 
 
+def _precheck_workloads(workloads: list[Any], args: argparse.Namespace) -> list[Any]:
+    """The workloads whose parameters a sweep builds each submission's optimizer on before any
+    trial: all of them when trials run here (so unprepared data is refused too); on SLURM or an
+    existing Ray cluster, whose nodes may see data this machine does not, the smoke-scale ones
+    (data every machine has), or digits@smoke when there are none."""
+    from workloads import WORKLOADS, get_workload
+
+    chosen = workloads
+    if args.launcher != "local" or args.ray_address:
+        chosen = [w for w in workloads if WORKLOADS[w.name].base_scale_of(w.scale) == "smoke"]
+    pairs = [(w.name, w.scale) for w in chosen] or [("digits", "smoke")]
+    return [get_workload(name, scale, Path(args.data_dir)) for name, scale in pairs]
+
+
 def _launcher(args: argparse.Namespace) -> tuple[Any, int, dict[str, Any]]:
     """The launcher, the trials in flight at once, and the spec fields the launcher fixes."""
     from sweeps.launchers import LocalLauncher, SlurmLauncher
@@ -170,8 +191,16 @@ def _launcher(args: argparse.Namespace) -> tuple[Any, int, dict[str, Any]]:
 def _sweep(args: argparse.Namespace, submissions: list[str],
            workloads: list[Any] | None = None) -> None:  # fmt: skip
     """Runs the sweep the options describe (on `workloads`, default: --workloads at --scale)."""
+    from harness.outputs import check_results_root
+    from harness.precheck import check_submission
     from harness.submission import load_submission
-    from sweeps.driver import SweepInterrupted, check_search, run_lanes, write_manifest
+    from sweeps.driver import (
+        SweepInterrupted,
+        check_ray_address,
+        check_search,
+        run_lanes,
+        write_manifest,
+    )
     from sweeps.rulesets import make_ruleset
 
     workloads = workloads or _workloads(args.workloads, args.scale)
@@ -179,13 +208,19 @@ def _sweep(args: argparse.Namespace, submissions: list[str],
                            search=args.search, budget_s=args.budget_s,
                            budget_factor=args.budget_factor, caps=_resource_caps(args))  # fmt: skip
     launcher, concurrency, fields = _launcher(args)
+    check_results_root(args.results)  # before any trial: a cluster job may take hours
+    if args.ray_address:  # before anything is written: Ray would wait for it without end
+        check_ray_address(args.ray_address)
     if args.max_steps is not None:
         fields = {**fields, "max_steps": args.max_steps}
     if args.train_to_budget:
         fields = {**fields, "stop_at_target": False}
     lanes = []
+    checked = _precheck_workloads(workloads, args)
     for name in submissions:  # load all first: a bad submission stops the sweep before any trial
-        loaded = load_submission(name)
+        loaded = load_submission(name, allow_self_tuning=args.ruleset == "self")
+        for workload in checked:  # its optimizer too, on each workload's parameters
+            check_submission(loaded, workload, fields.get("device", "cpu"))
         lanes += ruleset.lanes(str(loaded.folder), loaded.name, loaded.search_space, workloads,
                                args.data_dir, args.command_line, fields)  # fmt: skip
     check_search(lanes, args.results)
@@ -208,9 +243,14 @@ def _sweep(args: argparse.Namespace, submissions: list[str],
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.resume:
         resumed = _resumed_args(args)
-        return int(resumed.func(resumed) or 0)
+        try:
+            return int(resumed.func(resumed) or 0)
+        except OptbenchError as exc:  # its options came from the manifest: say so
+            manifest = Path(args.results) / "_sweep" / "manifest.json"
+            raise type(exc)(f"in {manifest} (the sweep being resumed): {exc}") from None
     if not args.submissions:
         raise UsageError("sweep: name at least one submission (or --resume --results DIR)")
+    _leaderboard_folder(args)  # the leaderboard written at the end may replace what is there
     _sweep(args, args.submissions)
     return _write_leaderboard(args, highlight=None)
 
@@ -223,12 +263,31 @@ def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError("sweep --resume takes the sweep's options from --results; "
                          "name no submissions")  # fmt: skip
     argv = read_manifest(args.results)["argv"]
-    resumed = build_parser().parse_args(argv)
+    resumed = _parse_recorded(argv, Path(args.results) / "_sweep" / "manifest.json")
     resumed.argv = argv
     resumed.command_line = args.command_line
     resumed.results = args.results
     resumed.quiet = args.quiet
     return resumed
+
+
+def _parse_recorded(argv: list[str], manifest: Path) -> argparse.Namespace:
+    """`argv`, the command line recorded in `manifest`, parsed as the command line is.
+
+    Raises:
+      UsageError: it does not parse (a manifest edited by hand, or written by another version).
+    """
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages), contextlib.redirect_stdout(messages):
+            return build_parser().parse_args(argv)
+    except SystemExit:
+        lines = messages.getvalue().strip().splitlines() or ["it asks for help"]
+        reason = lines[-1].split(": error: ", 1)[-1]
+        raise UsageError(
+            f"in {manifest}: the recorded command line `optbench {shlex.join(argv)}` does not "
+            f"parse: {reason}"
+        ) from None
 
 
 def _scaling_sweep(args: argparse.Namespace) -> str:
@@ -260,12 +319,16 @@ def _scaling_sweep(args: argparse.Namespace) -> str:
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:
+    from harness.outputs import REPORT_FOLDER, check_output
     from reports.report import build_report
 
-    name = _scaling_sweep(args)
     out_dir = Path(args.report_dir) if args.report_dir else Path(args.results) / "report-scaling"
+    out_flag = "--report-dir" if args.report_dir else "report folder"
+    check_output(out_dir, REPORT_FOLDER, out_flag, results_root=args.results)  # before the sweep
+    name = _scaling_sweep(args)
     report = build_report("scaling", args.results, out_dir, reference=args.reference,
-                          workload=name, scale=args.scale, command_line=args.command_line)  # fmt: skip
+                          workload=name, scale=args.scale, command_line=args.command_line,
+                          out_flag=out_flag)  # fmt: skip
     print(f"wrote {report.html}", file=sys.stderr)
     return 0
 
@@ -280,7 +343,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from harness.submission import load_submission
 
-    name = load_submission(args.submission).name
+    name = load_submission(args.submission, allow_self_tuning=args.ruleset == "self").name
     references = [r for r in args.references.split(",") if r and r != name]
+    _leaderboard_folder(args)  # the leaderboard written at the end may replace what is there
     _sweep(args, [args.submission, *references])
     return _write_leaderboard(args, highlight=name)

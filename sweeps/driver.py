@@ -9,7 +9,10 @@ cancelled, timed out, stopped) and relays eval points to Ray Tune as they appear
 The results store is the sweep's state. A re-run (or `optbench sweep --resume`) skips stored
 trials, adopts trials a killed driver left running (their launch records name the process or job),
 and runs the rest, so no trial is lost or run twice. The sweep's manifest
-(`_sweep/manifest.json`, written first) tells `optbench status` what the sweep will run.
+(`_sweep/manifest.json`, written first) tells `optbench status` what the sweep will run;
+`read_manifest` checks every field it reads and names the file in its message. A `--ray-address`
+is checked (`check_ray_address`) before anything is written, since Ray waits without end for an
+address nobody answers at.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import functools
 import json
 import logging
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Sequence
@@ -43,13 +47,14 @@ RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
 }
 
-__all__ = ["SweepInterrupted", "check_search", "pending_specs", "run_lanes", "run_sweep",
-           "spec_trial_id"]  # fmt: skip
+__all__ = ["SWEEP_COMMANDS", "SweepInterrupted", "check_ray_address", "check_search",
+           "pending_specs", "read_manifest", "run_lanes", "run_sweep", "spec_trial_id",
+           "write_manifest"]  # fmt: skip
 
 
 @functools.cache
-def _submission_identity(submission: str) -> tuple[str, str]:
-    loaded = load_submission(submission)
+def _submission_identity(submission: str, is_self_ruleset: bool = False) -> tuple[str, str]:
+    loaded = load_submission(submission, allow_self_tuning=is_self_ruleset)
     return loaded.name, loaded.source_hash
 
 
@@ -57,7 +62,7 @@ def spec_trial_id(spec: TrialSpec) -> str:
     """The id the runner will give this spec's trial (workload version + submission source)."""
     from workloads import WORKLOADS
 
-    name, source_hash = _submission_identity(spec.submission)
+    name, source_hash = _submission_identity(spec.submission, spec.ruleset == "self")
     return spec.trial_id(WORKLOADS[spec.workload].version, name, source_hash)
 
 
@@ -96,7 +101,7 @@ def check_search(lanes: Sequence[Lane], results_root: str | Path) -> None:
 def run_sweep(specs: Sequence[TrialSpec], results_root: str | Path, num_cpus: int = 2,
               show_progress: bool = True) -> list[TrialSummary]:  # fmt: skip
     """Runs exactly `specs` (those not stored yet) on this machine; returns their summaries."""
-    lanes = lanes_of_specs(list(specs), lambda folder: _submission_identity(folder)[0])
+    lanes = lanes_of_specs(list(specs), lambda folder: _submission_identity(folder, True)[0])
     return run_lanes(lanes, results_root, LocalLauncher(), max_concurrent=num_cpus,
                      num_cpus=num_cpus, show_progress=show_progress)  # fmt: skip
 
@@ -194,16 +199,120 @@ def write_manifest(results_root: str | Path, argv: Sequence[str], lanes: Sequenc
     write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1))
 
 
+# The commands whose sweeps write a manifest (`sweep --resume` runs the recorded one again).
+SWEEP_COMMANDS = ("sweep", "submit", "scaling")
+
+
 def read_manifest(results_root: str | Path) -> dict[str, Any]:
-    """The manifest of the sweep in `results_root`.
+    """The manifest of the sweep in `results_root`, checked field by field.
 
     Raises:
-      UsageError: there is none (no sweep was started there).
+      UsageError: there is none (no sweep was started there), or it is not JSON or lacks or
+        mistypes a field; such a message starts "in RESULTS/_sweep/manifest.json:".
     """
     path = Path(results_root) / "_sweep" / "manifest.json"
     if not path.is_file():
         raise UsageError(f"{results_root}: no sweep was started here (no {path.name})")
-    return dict(json.loads(path.read_text()))
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        problem: str | None = f"not readable as JSON ({exc})"
+    else:
+        problem = _manifest_problem(manifest)
+    if problem is not None:
+        raise UsageError(f"in {path}: {problem}; running the sweep's own command again (not "
+                         "--resume) writes it anew and keeps every stored trial")  # fmt: skip
+    return dict(manifest)
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    """What makes `manifest` unusable by `status` and `sweep --resume`, or None."""
+    if not isinstance(manifest, dict):
+        return f"expected a JSON object, got {type(manifest).__name__}"
+    missing = [key for key in ("argv", "launcher", "lanes") if key not in manifest]
+    if missing:
+        return f"{', '.join(map(repr, missing))} missing (an incomplete manifest)"
+    argv, lanes = manifest["argv"], manifest["lanes"]
+    if (not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv)
+            or argv[0] not in SWEEP_COMMANDS):  # fmt: skip
+        return (f"'argv' must be the command line that started the sweep (a list of strings "
+                f"starting with {', '.join(SWEEP_COMMANDS)}), got {argv!r:.80}")  # fmt: skip
+    if "--resume" in argv:
+        return f"'argv' records a --resume, not the sweep's own command: {argv!r:.80}"
+    if not isinstance(manifest["launcher"], str):
+        return f"'launcher' must be a string, got {manifest['launcher']!r:.40}"
+    if not isinstance(lanes, list):
+        return f"'lanes' must be a list, got {type(lanes).__name__}"
+    for index, lane in enumerate(lanes):
+        problem = _lane_problem(lane)
+        if problem is not None:
+            return f"lanes[{index}]: {problem}"
+    return None
+
+
+def _lane_problem(lane: Any) -> str | None:
+    if not isinstance(lane, dict):
+        return f"expected a JSON object, got {type(lane).__name__}"
+    for key in ("submission", "workload", "ruleset_json", "trials"):
+        if key not in lane:
+            return f"{key!r} missing"
+    if not isinstance(lane["submission"], str):
+        return f"'submission' must be a string, got {lane['submission']!r:.40}"
+    workload = lane["workload"]
+    if not isinstance(workload, str) or workload.count("@") != 1 or workload.startswith("@"):
+        return f"'workload' must be NAME@SCALE, got {workload!r:.40}"
+    trials = lane["trials"]
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int)
+                               or trials < 0):  # fmt: skip
+        return f"'trials' must be a count >= 0 or null, got {trials!r:.40}"
+    try:
+        ruleset = json.loads(lane["ruleset_json"])
+    except (TypeError, ValueError):
+        ruleset = None
+    if not isinstance(ruleset, dict):
+        return f"'ruleset_json' must hold a JSON object, got {lane['ruleset_json']!r:.60}"
+    ladder = ruleset.get("ladder", [])
+    if not isinstance(ladder, list) or not all(isinstance(s, str) for s in ladder):
+        return f"'ruleset_json': 'ladder' must be a list of scales, got {ladder!r:.60}"
+    return None
+
+
+def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
+    """Refuses `--ray-address` unless something accepts a TCP connection there, within
+    `timeout_s` (Ray itself retries an address nobody answers at without end).
+
+    `auto` is resolved as Ray resolves it (the cluster `ray start` left on this machine) first.
+
+    Raises:
+      UsageError: the address is not HOST:PORT (or ray://HOST:PORT), `auto` finds no cluster, or
+        nothing listens there.
+    """
+    given = address
+    if address == "auto":
+        from ray._private import services  # Ray's own lookup of `auto`: no public API has it
+
+        try:
+            address = services.canonicalize_bootstrap_address_or_die("auto")
+        except ConnectionError as exc:
+            raise UsageError(f"--ray-address auto: {exc}") from None
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:6379
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--ray-address {given!r}: expected HOST:PORT (the head node's GCS "
+                         "address, e.g. 10.0.0.5:6379) or ray://HOST:PORT")  # fmt: skip
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {timeout_s:g} s"
+        else:
+            reason = exc.strerror or str(exc)
+        shown = given if address == given else f"{given} ({address})"
+        raise UsageError(
+            f"--ray-address {shown}: no Ray cluster answers there ({reason}); start one with "
+            "`ray start --head`, or give its head node's address"
+        ) from None
 
 
 class SweepInterrupted(Exception):

@@ -5,7 +5,9 @@ Each dataset lives in its own folder under the data directory and is complete wh
 - `cifar10/`: `{train,test}_{images,labels}.npy` (images NCHW uint8, labels uint8) and
   `manifest.json`, converted from the canonical `cifar-10-python.tar.gz` (MD5 pinned below). The
   folder is built next to the target and renamed into place, so a crash leaves no half dataset; the
-  tarball stays in `downloads/` so a re-run does not fetch it again.
+  tarball stays in `downloads/` so a re-run does not fetch it again. An existing `cifar10/` that is
+  not complete is replaced only when its manifest names every file in it (`harness.outputs`):
+  a folder holding anything else is refused before any download.
 - `fineweb10B/`: the NanoGPT speedrun's GPT-2 token shards as published (`fineweb_val_000000.bin`,
   `fineweb_train_000001.bin`, ...), each checked against the sha256 and size in the dataset
   host's file listing and against its shard header before it gets its final name.
@@ -30,6 +32,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from harness.errors import UsageError
+from harness.outputs import OutputKind, check_output, check_writable_folder, foreign_files
 from workloads.download import Checksum, HashAlgorithm, download, fetch_bytes, file_digest
 from workloads.shards import read_shard
 
@@ -81,6 +84,7 @@ _CIFAR10_CLASSES = 10
 _FINEWEB_DIR = "fineweb10B"
 _FINEWEB_VAL = "fineweb_val_000000.bin"
 _FINEWEB_TRAIN = "fineweb_train_{index:06d}.bin"
+_DATASET_DIRS = {"cifar10": _CIFAR10_DIR, "fineweb10B": _FINEWEB_DIR}
 
 
 class Cifar10Arrays(NamedTuple):
@@ -149,7 +153,18 @@ def prepare(name: str, data_dir: Path, *, train_shards: int = 1, mirror: str | N
         raise UsageError(f"--train-shards must be >= 1, got {train_shards}")
     if mirror is not None and urlsplit(mirror).scheme not in ("http", "https"):
         raise UsageError(f"--mirror {mirror!r}: expected an http:// or https:// base URL")
+    _check_data_dir(name, Path(data_dir))
     return DATASETS[name](Path(data_dir), train_shards=train_shards, mirror=mirror)
+
+
+def _check_data_dir(name: str, data_dir: Path) -> None:
+    """Refuses a `--dir` that dataset `name` cannot be prepared in, before any download: the
+    folder (or what it lies under) is a file or cannot be written, or the dataset's folder or
+    `downloads/` in it is a file."""
+    check_writable_folder(data_dir, "--dir")
+    for folder in (data_dir / _DATASET_DIRS[name], data_dir / "downloads"):
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise UsageError(f"--dir {data_dir}: {folder} is a file, not a folder")
 
 
 def _mirrored(url: str, mirror: str | None) -> str:
@@ -168,6 +183,7 @@ def _prepare_cifar10(data_dir: Path, *, train_shards: int, mirror: str | None) -
     folder = data_dir / _CIFAR10_DIR
     if _cifar10_is_complete(folder, source):
         return folder
+    check_output(folder, _CIFAR10_FOLDER, "--dir")  # it is replaced below: only if it is ours
     url = _mirrored(source.url, mirror)
     tarball = download(url, data_dir / "downloads" / Path(urlsplit(source.url).path).name,
                        checksum=Checksum(HashAlgorithm.MD5, source.md5),
@@ -185,6 +201,20 @@ def _prepare_cifar10(data_dir: Path, *, train_shards: int, mirror: str | None) -
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return folder
+
+
+def _cifar10_strangers(folder: Path) -> list[str]:
+    """The files in `folder` that are not part of a CIFAR-10 conversion optbench wrote: its
+    manifest.json names every file it holds (the mark of `harness.outputs`)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        listed = {*manifest["files"], "manifest.json"} if "md5" in manifest else set()
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = set()  # no manifest of ours: nothing in the folder is known to be optbench's
+    return foreign_files(folder, listed)
+
+
+_CIFAR10_FOLDER = OutputKind("CIFAR-10 folder", is_folder=True, strangers=_cifar10_strangers)
 
 
 def _cifar10_is_complete(folder: Path, source: Cifar10Source) -> bool:

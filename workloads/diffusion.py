@@ -301,6 +301,12 @@ class Diffusion(Workload):
         x = torch.as_tensor(np.array(images)).to(self.device).float().div_(127.5).sub_(1.0)
         return x if size == x.shape[-1] else F.adaptive_avg_pool2d(x, size)
 
+    def num_train_examples(self) -> int:
+        return len(self.train_x)
+
+    def num_eval_examples(self) -> int:
+        return len(self.test_x)
+
     def build_model(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         settings = dict(self.config.model)

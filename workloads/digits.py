@@ -142,6 +142,12 @@ class Digits(Workload):
         self._steps_per_epoch = len(y_train) // self.config.batch_size
         self._epoch_order: tuple[int, torch.Tensor] | None = None
 
+    def num_train_examples(self) -> int:
+        return len(self._train_labels)
+
+    def num_eval_examples(self) -> int:
+        return len(self._test[1])
+
     def build_model(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         model_settings = dict(self.config.model)

@@ -218,6 +218,12 @@ class ImageClassification(Workload):
         self.batches = EpochBatches(seed, len(self.images.train_y), self.config.batch_size,
                                     self.device)  # fmt: skip
 
+    def num_train_examples(self) -> int:
+        return len(self.images.train_y)
+
+    def num_eval_examples(self) -> int:
+        return len(self.images.test_y)
+
     def build_model(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         return self.build_net(dict(self.config.model)).to(self.device)

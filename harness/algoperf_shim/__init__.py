@@ -3,7 +3,8 @@
 `harness.algoperf_names.install_algoperf_names` makes this package importable as `algoperf` and as
 `algorithmic_efficiency` (the two names AlgoPerf has shipped under) when neither is installed. It
 holds only what PyTorch submissions import: `spec` (the API types), `pytorch_utils`
-(`pytorch_setup`), `param_utils` and `random_utils`. Nothing here imports torch at import time.
+(`pytorch_setup`), `param_utils`, `random_utils`, and `jax_sharding_utils` (which JAX helpers of
+some PyTorch submissions import; it alone imports JAX). Nothing here imports torch at import time.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Submissions annotate with these aliases, and annotations are evaluated at import unless the module
 uses `from __future__ import annotations`, so every alias AlgoPerf defines exists here. As in
 AlgoPerf, most aliases are `Any`: they document, they do not check. `Workload` is the abstract type
-submissions annotate `workload` with; optbench passes `harness.algoperf_adapter.AlgoPerfWorkload`.
+submissions annotate `workload` with, with AlgoPerf's members; optbench passes
+`harness.algoperf_adapter.AlgoPerfWorkload`.
 """
 
 from __future__ import annotations
@@ -101,13 +102,151 @@ class ShapeTuple:
         return hash(self.shape_tuple)
 
 
-class Workload(abc.ABC):  # noqa: B024 (only a type here: optbench's adapter registers with it)
-    """The type submissions annotate `workload` with (AlgoPerf's abstract base class).
+class Workload(abc.ABC):
+    """The type submissions annotate `workload` with: AlgoPerf's abstract workload, member for member.
 
-    What a submission may use on the object it is given: `model_fn`, `loss_fn`, `loss_type`,
-    `param_shapes`, `model_params_types`, `step_hint`, `max_allowed_runtime_sec`,
-    `target_metric_name`, `is_output_params` and `metrics_logger`.
+    optbench passes `harness.algoperf_adapter.AlgoPerfWorkload` (registered as a virtual subclass),
+    which gives each member optbench's value or raises `ContractError` naming the member and why
+    optbench has none. The members are AlgoPerf 0.6's (`algoperf/spec.py`), so a test can walk
+    them: properties first, then methods.
     """
+
+    metrics_logger: Any = None  # AlgoPerf's logger, None when nothing logs
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def target_metric_name(self) -> str:
+        """The target metric without its split (`accuracy`, `loss`)."""
+
+    @property
+    @abc.abstractmethod
+    def validation_target_value(self) -> float:
+        """The value of the target metric on the validation split that counts as reached."""
+
+    @property
+    @abc.abstractmethod
+    def test_target_value(self) -> float:
+        """The value of the target metric on the test split that counts as reached."""
+
+    @property
+    @abc.abstractmethod
+    def loss_type(self) -> LossType:
+        """The loss `loss_fn` computes."""
+
+    @property
+    @abc.abstractmethod
+    def num_train_examples(self) -> int:
+        """Examples in the training split."""
+
+    @property
+    @abc.abstractmethod
+    def eval_batch_size(self) -> int:
+        """Examples per batch when the runner evaluates."""
+
+    @property
+    @abc.abstractmethod
+    def num_eval_train_examples(self) -> int:
+        """Training examples the runner evaluates the metrics on."""
+
+    @property
+    @abc.abstractmethod
+    def num_validation_examples(self) -> int:
+        """Examples in the validation split."""
+
+    @property
+    @abc.abstractmethod
+    def num_test_examples(self) -> int:
+        """Examples in the test split."""
+
+    @property
+    @abc.abstractmethod
+    def train_mean(self) -> Any:
+        """The training inputs' mean, as the input pipeline normalises with it."""
+
+    @property
+    @abc.abstractmethod
+    def train_stddev(self) -> Any:
+        """The training inputs' standard deviation, as the input pipeline normalises with it."""
+
+    @property
+    @abc.abstractmethod
+    def max_allowed_runtime_sec(self) -> float:
+        """The timed-training budget in seconds."""
+
+    @property
+    @abc.abstractmethod
+    def eval_period_time_sec(self) -> float:
+        """Seconds of training between two evaluations."""
+
+    @property
+    @abc.abstractmethod
+    def step_hint(self) -> int:
+        """Steps a tuned baseline takes within the budget; schedules are sized by it."""
+
+    @property
+    @abc.abstractmethod
+    def param_shapes(self) -> ParameterShapeTree:
+        """`{parameter name: ShapeTuple}` of the model's parameters."""
+
+    @property
+    @abc.abstractmethod
+    def model_params_types(self) -> ParameterTypeTree:
+        """`{parameter name: ParameterType}` of the model's parameters."""
+
+    # -- methods ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def has_reached_validation_target(self, eval_result: dict[str, float]) -> bool:
+        """Whether an eval's metrics meet the validation target."""
+
+    @abc.abstractmethod
+    def has_reached_test_target(self, eval_result: dict[str, float]) -> bool:
+        """Whether an eval's metrics meet the test target."""
+
+    @abc.abstractmethod
+    def _build_input_queue(self, data_rng: Any, split: str, data_dir: str, global_batch_size: int,
+                           cache: bool | None = None, repeat_final_dataset: bool | None = None,
+                           num_batches: int | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+        """The runner's data pipeline; AlgoPerf's rules forbid submissions to call it."""
+
+    def attach_metrics_logger(self, metrics_logger: Any) -> None:
+        """Sets `metrics_logger`."""
+        self.metrics_logger = metrics_logger
+
+    @abc.abstractmethod
+    def is_output_params(self, param_key: str) -> bool:
+        """Whether `param_key` names a parameter of the output layer."""
+
+    @abc.abstractmethod
+    def init_model_fn(self, rng: Any) -> tuple[Any, Any]:
+        """(initial parameters, initial model state) from `rng`."""
+
+    @abc.abstractmethod
+    def model_fn(self, params: Any, augmented_and_preprocessed_input_batch: dict[str, Any],
+                 model_state: Any, mode: ForwardPassMode, rng: Any, update_batch_norm: bool,
+                 dropout_rate: float) -> tuple[Any, Any]:  # fmt: skip
+        """(model output, new model state) on a batch."""
+
+    @abc.abstractmethod
+    def output_activation_fn(self, logits_batch: Any, framework: str) -> Any:
+        """Logits to probabilities (or predictions), as the loss type implies."""
+
+    @abc.abstractmethod
+    def loss_fn(self, label_batch: Any, logits_batch: Any, mask_batch: Any = None,
+                label_smoothing: float = 0.0) -> dict[str, Any]:  # fmt: skip
+        """`{"summed", "n_valid_examples", "per_example"}` losses of a batch."""
+
+    @abc.abstractmethod
+    def _eval_model_on_split(self, split: str, num_examples: int, global_batch_size: int,
+                             params: Any, model_state: Any, rng: Any, data_dir: str,
+                             global_step: int = 0) -> dict[str, float]:  # fmt: skip
+        """The metrics on one split (the runner's evaluation)."""
+
+    @abc.abstractmethod
+    def eval_model(self, global_batch_size: int, params: Any, model_state: Any, rng: Any,
+                   data_dir: str, imagenet_v2_data_dir: str | None,
+                   global_step: int) -> dict[str, float]:  # fmt: skip
+        """The metrics on every split (the runner's evaluation)."""
 
 
 Tensor = Any

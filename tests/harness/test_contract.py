@@ -1,4 +1,4 @@
-"""The submission contract (ParamGroups, Hyperparameters), the default schedule, and the clock."""
+"""The submission contract (ParamGroups, Hyperparameters, loading), the schedule and the clock."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import copy
 import math
 import pickle
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
 from harness.clock import Clock
 from harness.contract import NO_DECAY_ROLES, Hyperparameters, ParamGroups, Role, WorkloadInfo
+from harness.errors import ContractError
 from harness.schedules import warmup_cosine
+from harness.submission import load_submission
 
 # -- ParamGroups ---------------------------------------------------------------------------------
 
@@ -290,3 +293,15 @@ def test_clock_defaults_to_a_real_monotonic_time_source() -> None:
         sum(range(1000))
     assert clock.train_s >= 0.0
     assert clock.compile_s == clock.eval_s == 0.0
+
+
+# -- loading a submission -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("statement", ["import sys\nsys.exit(3)", "raise KeyboardInterrupt"])
+def test_a_module_that_exits_at_import_is_a_contract_error(statement: str, tmp_path: Path) -> None:
+    (tmp_path / "submission.py").write_text(statement + "\n")
+    (tmp_path / "search_space.json").write_text('{"lr": {"min": 0.1, "max": 1.0}}')
+    exited = r"submission.py: raised (SystemExit\(3\)|KeyboardInterrupt\(\)) at import"
+    with pytest.raises(ContractError, match=exited):
+        load_submission(tmp_path)

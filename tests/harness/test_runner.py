@@ -112,6 +112,16 @@ def test_point_outside_search_space_fails_the_trial(data_dir: Path) -> None:
     assert "lr=5.0 is outside" in outcome.row["error"]
 
 
+def test_a_contract_error_inside_a_trial_is_its_failed_row(tmp_path: Path, data_dir: Path) -> None:
+    # `optbench run` refuses this factory before the trial; a sweep's trial records it instead
+    returns_none = "def optimizer(params, hp, info):\n    return None\n"
+    folder = _submission(tmp_path, "returns-none", returns_none)
+    outcome = run_trial(_spec(folder, data_dir, {"lr": 0.05}))
+    assert outcome.status == TrialStatus.FAILED
+    error = outcome.row["error"]
+    assert "ContractError" in error and "optimizer() returned None;" in error
+
+
 def test_same_spec_gives_same_steps_and_metrics(data_dir: Path) -> None:
     spec = _spec("adamw", data_dir, ADAMW_POINT, max_steps=40)
     first, second = run_trial(spec), run_trial(spec)

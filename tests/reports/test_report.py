@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import UsageError
+from harness.outputs import MARK
 from reports.frames import band
 from reports.pareto import pareto_mask
 from reports.report import build_report
@@ -120,16 +122,53 @@ def test_band_holds_a_finished_curve_at_its_last_value() -> None:
 def test_report_replaces_an_old_report_whole_and_a_failure_keeps_it(
     store_root: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "report"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
+    out = tmp_path / "report"  # an older report, with a figure the new one does not draw
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "stale.png").write_bytes(b"PNG")
+    (out / MARK).write_text(json.dumps({"kind": "report", "files": ["figures/stale.png"]}))
     build_report("pareto", store_root, out, workload="digits", n_boot=50)
-    assert not (out / "stale.txt").exists() and (out / "report.html").is_file()
+    assert not (out / "figures" / "stale.png").exists() and (out / "report.html").is_file()
+    assert "report.md" in json.loads((out / MARK).read_text())["files"]
     before = sorted(os.listdir(out))
     with pytest.raises(UsageError, match="reference 'nobody' has no trials"):
         build_report("pareto", store_root, out, workload="digits", reference="nobody")
     assert sorted(os.listdir(out)) == before
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporaries left beside it
+
+
+def _snapshot(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+            for p in sorted(root.rglob("*"))}  # fmt: skip
+
+
+def test_a_folder_of_other_files_is_never_replaced(store_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "stale.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"notes: holds 1 file\(s\) optbench did not write"):
+        build_report("pareto", store_root, out, workload="digits", n_boot=50)
+    assert (out / "stale.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes"]
+
+
+@pytest.mark.parametrize(("out", "message"), [
+    ("{store}", "is the results store the output is built from"),
+    ("{store}/trials", "inside the results store's own trials/ folder"),
+    ("{store}/..", "holds the results store"),
+    ("{tmp}/afile", "afile: is a file, not a folder"),
+])  # fmt: skip
+def test_report_out_over_the_store_or_a_file_exits_2_and_deletes_nothing(
+    store_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], out: str, message: str
+) -> None:
+    (tmp_path / "afile").write_text("mine")
+    before = _snapshot(store_root)
+    argv = ["report", "pareto", "--results", str(store_root), "--workload", "digits", "--out",
+            out.format(store=store_root, tmp=tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert _snapshot(store_root) == before
+    assert sorted(os.listdir(tmp_path)) == ["afile"] and (tmp_path / "afile").read_text() == "mine"
 
 
 @pytest.mark.parametrize(("argv", "message"), [

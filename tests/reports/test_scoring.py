@@ -122,7 +122,7 @@ def test_mixed_hardware_classes_need_a_filter() -> None:
             _trials([("a", "w", 0, 1.0)], hardware_class="cpu-x"),
         ]
     )
-    with pytest.raises(UsageError, match="hardware_class"):
+    with pytest.raises(UsageError, match="pass --hardware-class with one of them"):
         benchmark_scores(trials)
     scores = benchmark_scores(trials, hardware_class="gpu-h100", num_points=4)
     assert scores["a"] == pytest.approx(1.0) and scores["b"] == pytest.approx(2.5 / 3)

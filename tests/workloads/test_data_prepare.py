@@ -1,162 +1,60 @@
 """`optbench data prepare` against a loopback HTTP server: downloads resume, verify and convert.
 
-The server serves generated files in the canonical formats (a small CIFAR-10 tarball, speedrun
-token shards and the host's tree listing) on 127.0.0.1 only, honours `Range: bytes=N-`, records
-every request, and can cut a response in half to play a dropped connection.
+The server (`tests/workloads/loopback.py`) serves generated files in the canonical formats (a small
+CIFAR-10 tarball, speedrun token shards and the host's tree listing) on 127.0.0.1 only, honours
+`Range: bytes=N-`, records every request, and can cut a response in half to play a dropped
+connection.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import pickle
 import re
-import tarfile
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 
 from harness.cli import main
 from harness.errors import UsageError
+from tests.workloads.loopback import (
+    CIFAR_PATH,
+    IMAGES_PER_BATCH,
+    FakeCifar,
+    Loopback,
+    make_cifar,
+    serve,
+    serve_cifar,
+    serve_fineweb,
+    shard_bytes,
+)
 from workloads import datasets
 from workloads.download import Checksum, HashAlgorithm, download
-from workloads.shards import read_shard, write_shard
-
-CIFAR_PATH = "/~kriz/cifar-10-python.tar.gz"
-FINEWEB_PATH = "/datasets/kjj0/fineweb10B-gpt2/resolve/main/"
-LISTING_PATH = "/api/datasets/kjj0/fineweb10B-gpt2/tree/main"
-IMAGES_PER_BATCH = 8
-
-
-@dataclass
-class Loopback:
-    """The server's files (path -> bytes), what it should misbehave on, and what it was asked."""
-
-    url: str = ""
-    files: dict[str, bytes] = field(default_factory=dict)
-    drop_first: set[str] = field(default_factory=set)  # cut the next response for these in half
-    ignore_range: set[str] = field(default_factory=set)  # answer 200 with the whole file
-    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
-
-    def ranges(self, path: str) -> list[str | None]:
-        return [byte_range for seen, byte_range in self.requests if seen == path]
-
-
-def _handler(state: Loopback) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = urlsplit(self.path).path
-            byte_range = self.headers.get("Range")
-            state.requests.append((path, byte_range))
-            if path not in state.files:
-                self.send_error(404)
-                return
-            body = state.files[path]
-            match = re.fullmatch(r"bytes=(\d+)-", byte_range or "")
-            start = int(match[1]) if match and path not in state.ignore_range else 0
-            if start >= len(body) > 0:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.end_headers()
-                return
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-            self.send_header("Content-Length", str(len(body) - start))
-            self.end_headers()
-            if path in state.drop_first:  # full Content-Length announced, half the body sent
-                state.drop_first.discard(path)
-                self.wfile.write(body[start : start + (len(body) - start) // 2])
-                self.close_connection = True
-                return
-            self.wfile.write(body[start:])
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
+from workloads.shards import read_shard
 
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Loopback]:
-    for name in ("http_proxy", "https_proxy", "all_proxy"):  # talk to 127.0.0.1 directly
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    state = Loopback()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with serve(monkeypatch) as state:
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
 
 
 # -- CIFAR-10 -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FakeCifar:
-    tarball: bytes
-    arrays: datasets.Cifar10Arrays
-
-
-def _batch_pickle(images: np.ndarray, labels: np.ndarray, label: bytes) -> bytes:
-    batch = {b"batch_label": label, b"labels": [int(v) for v in labels],
-             b"data": images.reshape(len(images), -1),
-             b"filenames": [b"img_%d.png" % i for i in range(len(images))]}  # fmt: skip
-    # The real archive holds Python 2 protocol-2 pickles, whose str keys load as bytes; protocol 4
-    # stores bytes natively (Python 3's protocol 2 would route them through _codecs.encode).
-    return pickle.dumps(batch, protocol=4)
-
-
-def _make_cifar(seed: int, changed_members: dict[str, bytes | None] | None = None) -> FakeCifar:
-    """A CIFAR-10-format tarball of random images; `changed_members` replaces (None: drops) some."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(6 * IMAGES_PER_BATCH, 3, 32, 32), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=6 * IMAGES_PER_BATCH).astype(np.uint8)
-    meta = {b"label_names": [b"class%d" % i for i in range(10)], b"num_vis": 3072}
-    members: dict[str, bytes | None] = {"batches.meta": pickle.dumps(meta, protocol=4)}
-    for i in range(6):
-        part = slice(i * IMAGES_PER_BATCH, (i + 1) * IMAGES_PER_BATCH)
-        name = f"data_batch_{i + 1}" if i < 5 else "test_batch"
-        members[name] = _batch_pickle(images[part], labels[part], name.encode())
-    members.update(changed_members or {})
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in ((n, d) for n, d in members.items() if d is not None):
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    split = 5 * IMAGES_PER_BATCH
-    arrays = datasets.Cifar10Arrays(images[:split], labels[:split], images[split:], labels[split:])
-    return FakeCifar(buffer.getvalue(), arrays)
-
-
 @pytest.fixture(scope="module")
 def fake_cifar() -> FakeCifar:
-    return _make_cifar(seed=0)
+    return make_cifar(seed=0)
 
 
 @pytest.fixture
 def cifar(server: Loopback, fake_cifar: FakeCifar, monkeypatch: pytest.MonkeyPatch) -> FakeCifar:
     """Serves the fake tarball and makes it the expected source (its MD5, size and counts)."""
-    server.files[CIFAR_PATH] = fake_cifar.tarball
-    source = replace(datasets.CIFAR10_SOURCE, md5=hashlib.md5(fake_cifar.tarball).hexdigest(),
-                     size_bytes=len(fake_cifar.tarball), train_images=5 * IMAGES_PER_BATCH,
-                     test_images=IMAGES_PER_BATCH)  # fmt: skip
-    monkeypatch.setattr(datasets, "CIFAR10_SOURCE", source)
+    serve_cifar(server, fake_cifar, monkeypatch)
     return fake_cifar
 
 
@@ -220,7 +118,7 @@ def test_corrupt_cifar10_archive_is_refused(
     changed: dict[str, bytes | None],
     message: str,
 ) -> None:
-    tarball = _make_cifar(seed=0, changed_members=changed).tarball
+    tarball = make_cifar(seed=0, changed_members=changed).tarball
     server.files[CIFAR_PATH] = tarball
     source = replace(datasets.CIFAR10_SOURCE, md5=hashlib.md5(tarball).hexdigest(), size_bytes=None)
     monkeypatch.setattr(datasets, "CIFAR10_SOURCE", source)
@@ -279,31 +177,12 @@ def test_retries_exhausted_keep_the_part_for_the_next_run(tmp_path: Path, server
 # -- FineWeb10B ---------------------------------------------------------------------------------
 
 
-def _shard_bytes(tmp_path: Path, tokens: np.ndarray) -> bytes:
-    path = tmp_path / "shard-source.bin"
-    write_shard(path, tokens)
-    return path.read_bytes()
-
-
-def _serve_fineweb(server: Loopback, shards: dict[str, bytes]) -> None:
-    """Serves the shards and a tree listing giving each one's sha256 and size."""
-    listing: list[dict[str, object]] = [
-        {"type": "directory", "path": "docs"},
-        {"type": "file", "path": "README.md", "size": 10},  # small files have no "lfs"
-    ]
-    for name, data in shards.items():
-        server.files[FINEWEB_PATH + name] = data
-        lfs = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
-        listing.append({"type": "file", "path": name, "size": len(data), "lfs": lfs})
-    server.files[LISTING_PATH] = json.dumps(listing).encode()
-
-
 def test_fineweb_prepare_val_and_two_train_shards(tmp_path: Path, server: Loopback) -> None:
     rng = np.random.default_rng(1)
     tokens = {name: rng.integers(0, 50257, size=size) for name, size in (
         ("fineweb_val_000000.bin", 3000), ("fineweb_train_000001.bin", 2000),
         ("fineweb_train_000002.bin", 2500))}  # fmt: skip
-    _serve_fineweb(server, {name: _shard_bytes(tmp_path, t) for name, t in tokens.items()})
+    serve_fineweb(server, {name: shard_bytes(tmp_path, t) for name, t in tokens.items()})
     data_dir = tmp_path / "data"
     with pytest.raises(
         UsageError, match="fineweb_train_000003.bin is not in the published listing"
@@ -320,21 +199,19 @@ def test_fineweb_prepare_val_and_two_train_shards(tmp_path: Path, server: Loopba
 
 
 def test_fineweb_truncated_shard_is_refused(tmp_path: Path, server: Loopback) -> None:
-    val = _shard_bytes(tmp_path, np.arange(1000))
-    train = _shard_bytes(tmp_path, np.arange(1000))[:-100]  # the listing matches the cut bytes
-    _serve_fineweb(server, {"fineweb_val_000000.bin": val, "fineweb_train_000001.bin": train})
+    val = shard_bytes(tmp_path, np.arange(1000))
+    train = shard_bytes(tmp_path, np.arange(1000))[:-100]  # the listing matches the cut bytes
+    serve_fineweb(server, {"fineweb_val_000000.bin": val, "fineweb_train_000001.bin": train})
     with pytest.raises(UsageError, match=r"fineweb_train_000001\.bin.*truncated"):
         datasets.prepare("fineweb10B", tmp_path, mirror=server.url)
     assert sorted(p.name for p in (tmp_path / "fineweb10B").iterdir()) == ["fineweb_val_000000.bin"]
 
 
 def test_fineweb_bad_magic_is_refused(tmp_path: Path, server: Loopback) -> None:
-    val = bytearray(_shard_bytes(tmp_path, np.arange(1000)))
+    val = bytearray(shard_bytes(tmp_path, np.arange(1000)))
     val[:4] = (12345).to_bytes(4, "little")
-    train = _shard_bytes(tmp_path, np.arange(1000))
-    _serve_fineweb(
-        server, {"fineweb_val_000000.bin": bytes(val), "fineweb_train_000001.bin": train}
-    )
+    train = shard_bytes(tmp_path, np.arange(1000))
+    serve_fineweb(server, {"fineweb_val_000000.bin": bytes(val), "fineweb_train_000001.bin": train})
     with pytest.raises(UsageError, match=r"fineweb_val_000000\.bin.*bad magic 12345"):
         datasets.prepare("fineweb10B", tmp_path, mirror=server.url)
     assert not any((tmp_path / "fineweb10B").iterdir())
