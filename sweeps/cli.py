@@ -185,7 +185,9 @@ def _launcher(args: argparse.Namespace) -> tuple[Any, int, dict[str, Any]]:
         profile = dataclasses.replace(profile, max_retries=args.max_retries)
     fields = {"device": profile.device, "num_threads": profile.cpus_per_task,
               "world_size": profile.world_size}  # fmt: skip
-    return SlurmLauncher(profile, str(Path(args.results).resolve())), profile.array_parallelism, fields
+    launcher = SlurmLauncher(profile, str(Path(args.results).resolve()))
+    launcher.check_cluster()  # before anything is written: a missing partition would hang the sweep
+    return launcher, profile.array_parallelism, fields
 
 
 def _sweep(args: argparse.Namespace, submissions: list[str],

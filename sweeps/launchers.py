@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.checkpoint import LiveTrial
+from harness.errors import UsageError
 from harness.results import ResultsStore, write_text_atomic
 from harness.trial import TrialSpec, TrialStatus
 
@@ -36,6 +38,7 @@ __all__ = ["Ending", "LocalLauncher", "SlurmLauncher", "read_launch", "supervise
            "unstored_launches"]  # fmt: skip
 
 STOP_MARKER = "stop"  # written into a trial's live folder by the scheduler that stops it
+_SINFO_TIMEOUT_S = 20  # a slow controller answers in seconds; one that is down never does
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,32 @@ class SlurmLauncher:
         self.poll_s = profile.poll_s
         self.max_retries = profile.max_retries
         self.folder = Path(results_root) / "_slurm" / "%j"  # job logs and submitit's pickles
+
+    def check_cluster(self) -> None:
+        """Refuses a sweep this machine cannot submit: no SLURM client, a controller that does not
+        answer, or a profile partition the cluster lacks. Runs before anything is written.
+
+        Raises:
+          UsageError: naming what is missing and the profile.
+        """
+        where = f"--cluster {self.profile.name}"
+        if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+            raise UsageError(f"{where}: SLURM's sbatch and sinfo are not on PATH here; run the "
+                             "sweep on a machine that submits to the cluster (a login node)")  # fmt: skip
+        try:
+            found = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True,
+                                   timeout=_SINFO_TIMEOUT_S, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise UsageError(f"{where}: sinfo did not answer within {_SINFO_TIMEOUT_S} s "
+                             "(is the SLURM controller up?)") from None  # fmt: skip
+        if found.returncode != 0:
+            reason = (found.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UsageError(f"{where}: sinfo failed: {reason}")
+        partitions = sorted(set(found.stdout.split()))
+        if self.profile.partition and self.profile.partition not in partitions:
+            raise UsageError(f"{where}: partition {self.profile.partition!r} (from the profile) "
+                             f"is not on this cluster; its partitions: "
+                             f"{', '.join(partitions) or 'none'}")  # fmt: skip
 
     def start(self, spec: TrialSpec, results_root: str, attempt: int) -> SlurmHandle:
         import submitit

@@ -588,3 +588,17 @@ def test_killed_driver_is_resumed_by_adopting_its_jobs(sweeps: Sweeps, tmp_path:
     assert sorted(p.name for p in (results / "_slurm").iterdir() if p.is_dir()) == sorted(
         running.values()
     )
+
+
+def test_a_profile_partition_the_cluster_lacks_is_refused_before_anything(
+    slurm_cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    results = tmp_path / "runs"
+    code = main(["sweep", "adamw", "--launcher", "slurm", "--cluster", "gpu-example",
+                 "--workloads", "digits", "--results", str(results)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "partition 'gpu'" in err[0] and "debug" in err[0]  # names what the cluster has
+    assert not results.exists()
