@@ -226,17 +226,21 @@ def _sweep(args: argparse.Namespace, submissions: list[str],
         lanes += ruleset.lanes(str(loaded.folder), loaded.name, loaded.search_space, workloads,
                                args.data_dir, args.command_line, fields)  # fmt: skip
     check_search(lanes, args.results)
-    write_manifest(args.results, args.argv, lanes, launcher.name)
     per_lane = (f"{lanes[0].trials} trial(s)" if lanes[0].trials is not None
                 else f"{lanes[0].budget_s:g} trial-seconds")  # fmt: skip
     track = "" if ruleset.caps is None else ", fixed-resource track"
-    print(f"sweep ({ruleset.name} ruleset, {ruleset.search} search{track}, {launcher.name} "
-          f"launcher): {len(submissions)} submission(s) x "
-          f"{', '.join(f'{w.name}@{w.scale}' for w in workloads)} x {ruleset.num_studies} "
-          f"studies x {per_lane} -> {args.results}", file=sys.stderr)  # fmt: skip
+
+    def start() -> None:  # once Ray answers: an unreachable cluster leaves nothing behind
+        write_manifest(args.results, args.argv, lanes, launcher.name)
+        print(f"sweep ({ruleset.name} ruleset, {ruleset.search} search{track}, {launcher.name} "
+              f"launcher): {len(submissions)} submission(s) x "
+              f"{', '.join(f'{w.name}@{w.scale}' for w in workloads)} x {ruleset.num_studies} "
+              f"studies x {per_lane} -> {args.results}", file=sys.stderr)  # fmt: skip
+
     try:
         run_lanes(lanes, args.results, launcher, max_concurrent=concurrency,
-                  num_cpus=args.cpus, ray_address=args.ray_address, show_progress=not args.quiet)  # fmt: skip
+                  num_cpus=args.cpus, ray_address=args.ray_address, show_progress=not args.quiet,
+                  on_connected=start)  # fmt: skip
     except (SweepInterrupted, KeyboardInterrupt) as exc:
         print(f"optbench: {exc or 'interrupted'}", file=sys.stderr)
         raise SystemExit(130) from None

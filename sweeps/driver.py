@@ -17,14 +17,16 @@ address nobody answers at.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,30 +110,39 @@ def run_sweep(specs: Sequence[TrialSpec], results_root: str | Path, num_cpus: in
 
 def run_lanes(lanes: Sequence[Lane], results_root: str | Path, launcher: Launcher,
               max_concurrent: int, num_cpus: int | None = None, ray_address: str | None = None,
-              show_progress: bool = True) -> list[TrialSummary]:  # fmt: skip
+              show_progress: bool = True,
+              on_connected: Callable[[], None] | None = None) -> list[TrialSummary]:  # fmt: skip
     """Runs every lane to its budget; returns the summaries of the trials this call ran.
 
+    Args:
+      on_connected: called once Ray is up (or reached at `ray_address`), before any trial: the
+        sweep's manifest is written there, so a cluster that cannot be reached leaves nothing.
+
     Raises:
+      UsageError: the Ray cluster at `ray_address` cannot be reached.
       SweepInterrupted: some lanes did not finish (Ctrl-C); re-running finishes them.
     """
     root = str(Path(results_root).resolve())
     searcher = LaneSearcher(lanes, root, spec_trial_id)
     if all(state.finished() for state in searcher.lanes):
+        if on_connected is not None:
+            on_connected()
         return []
     before = ResultsStore(root).completed_trial_ids()
-    progress = _Progress(searcher, show_progress)
     for key, value in RAY_ENV.items():  # Ray reads these at start: no telemetry, no extra logs
         os.environ.setdefault(key, value)
     if ray_address:
-        ray.init(address=ray_address, log_to_driver=False, logging_level=logging.WARNING,
-                 configure_logging=False)  # fmt: skip
+        _connect(ray_address)
     else:  # "local": a new Ray instance, never one that RAY_ADDRESS or a `ray start` names
         ray.init(address="local", num_cpus=num_cpus or max_concurrent, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)  # fmt: skip
+    progress = _Progress(searcher, show_progress)
     # A local trial occupies a CPU; a SLURM trial's Ray side only waits on its job.
     resources = {"cpu": 1.0 if launcher.name == "local" else 0.01}
     uses_asha = any(lane.ruleset.search == "asha" for lane in lanes)
     try:
+        if on_connected is not None:
+            on_connected()
         trainable = tune.with_parameters(_trainable, results_root=root, launcher=launcher)
         with tempfile.TemporaryDirectory(prefix="optbench-ray-") as ray_storage:
             tuner = tune.Tuner(
@@ -157,6 +168,42 @@ def run_lanes(lanes: Sequence[Lane], results_root: str | Path, launcher: Launche
     new = sorted(store.completed_trial_ids() - before)
     trials = store.read_trials()
     return [summarize(row) for row in trials[trials["trial_id"].isin(new)].to_dict("records")]
+
+
+def _connect(ray_address: str) -> None:
+    """`ray.init` at an existing cluster. Where something answers that is not a Ray head, Ray's
+    client logs a warning a second for about 20 s from C++ before it gives up: those lines are
+    held back, shown only if the connection succeeds, and the failure is one line.
+
+    Raises:
+      UsageError: no Ray cluster answers at `ray_address`.
+    """
+    with tempfile.TemporaryFile() as held, _stderr_to(held):
+        try:
+            ray.init(address=ray_address, log_to_driver=False, logging_level=logging.WARNING,
+                     configure_logging=False)  # fmt: skip
+            failure = None
+        except ConnectionError as exc:
+            failure = exc
+    if failure is not None:
+        ray.shutdown()
+        raise UsageError(f"--ray-address {ray_address}: {failure}; is a Ray head node there?")
+    held.seek(0)
+    sys.stderr.write(held.read().decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def _stderr_to(file: Any) -> Iterator[None]:
+    """File descriptor 2 (what C++ code writes to as well) sent to `file` for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _trainable(config: dict[str, Any], results_root: str, launcher: Launcher) -> None:
