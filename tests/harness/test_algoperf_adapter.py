@@ -25,6 +25,7 @@ from harness.stepper import TrialContext, make_stepper
 from harness.submission import Level, load_submission
 from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Workload
+from tests.harness.algoperf_sources import sgd_source
 from workloads import Diffusion, Digits, NanoGPT
 
 CPU = torch.device("cpu")
@@ -290,36 +291,11 @@ DIGITS_POINT = {"learning_rate": 3e-3, "one_minus_beta1": 0.1, "beta2": 0.999,
                 "weight_decay": 0.05, "warmup_factor": 0.05}  # fmt: skip
 NANOGPT_POINT = {**DIGITS_POINT, "learning_rate": 1e-2}
 
-# A minimal SGD submission that ends training itself at step END_AT.
-ENDS_ITSELF = """
-from algoperf import spec
 
-END_AT = {end_at}
 
-def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
-    import torch
-    return {{"optimizer": torch.optim.SGD(model_params.parameters(), lr=0.05)}}
-
-def update_params(workload, current_param_container, current_params_types, model_state,
-                  hyperparameters, batch, loss_type, optimizer_state, eval_results, global_step,
-                  rng, train_state=None):
-    if global_step == END_AT:
-        raise spec.TrainingCompleteError()
-    optimizer_state["optimizer"].zero_grad()
-    logits, model_state = workload.model_fn(current_param_container, batch, model_state,
-                                            spec.ForwardPassMode.TRAIN, rng, True)
-    d = workload.loss_fn(batch["targets"], logits)
-    (d["summed"] / d["n_valid_examples"]).backward()
-    optimizer_state["optimizer"].step()
-    return optimizer_state, current_param_container, model_state
-
-def get_batch_size(workload_name):
-    return 64
-
-def data_selection(workload, input_queue, optimizer_state, current_param_container, model_state,
-                   hyperparameters, global_step, rng):
-    return next(input_queue)
-"""
+def _ends_itself(end_at: int) -> str:
+    """A minimal SGD submission that ends training itself at step `end_at`."""
+    return sgd_source(update=f"if global_step == {end_at}: raise spec.TrainingCompleteError()")
 
 
 def _submission(root: Path, name: str, source: str, space: dict[str, Any] | None = None) -> Path:
@@ -395,7 +371,7 @@ def test_nadamw_trains_nanogpt_per_token(tmp_path: Path, data_dir: Path) -> None
 @pytest.mark.parametrize("end_at", [25, 40])
 def test_training_complete_error_ends_the_trial_cleanly(tmp_path: Path, data_dir: Path,
                                                         end_at: int) -> None:  # fmt: skip
-    folder = _submission(tmp_path, f"ends-at-{end_at}", ENDS_ITSELF.format(end_at=end_at))
+    folder = _submission(tmp_path, f"ends-at-{end_at}", _ends_itself(end_at))
     outcome = run_trial(_spec(folder, data_dir, "digits", DIGITS_POINT, max_steps=100))
     row = outcome.row
     assert row["status"] == TrialStatus.BUDGET_EXHAUSTED and row["error"] is None
@@ -462,9 +438,10 @@ def test_missing_function_is_a_clear_contract_error(tmp_path: Path) -> None:
 
 def test_update_params_without_loss_fn_is_a_clear_contract_error(tmp_path: Path,
                                                                  data_dir: Path) -> None:  # fmt: skip
-    source = ENDS_ITSELF.format(end_at=-1).replace(
-        'd = workload.loss_fn(batch["targets"], logits)', "d = {'summed': logits.sum(), 'n_valid_examples': 1}"
-    )  # fmt: skip
+    source = _ends_itself(-1).replace(
+        'loss = workload.loss_fn(batch["targets"], logits)',
+        "loss = {'summed': logits.sum(), 'n_valid_examples': 1}",
+    )
     outcome = run_trial(_spec(_submission(tmp_path, "no-loss-fn", source), data_dir, "digits",
                               DIGITS_POINT, max_steps=5))  # fmt: skip
     assert outcome.status == TrialStatus.FAILED

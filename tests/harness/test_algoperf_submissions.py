@@ -10,7 +10,6 @@ import hashlib
 import inspect
 import json
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from harness.submission import load_submission
 from harness.trial import TrialSpec, TrialStatus
 from sweeps.driver import spec_trial_id
 from sweeps.rulesets import SelfRuleset, WorkloadAtScale
+from tests.harness.algoperf_sources import SGD_SPACE, sgd_source
 from workloads import Digits, NanoGPT
 
 CPU = torch.device("cpu")
@@ -51,46 +51,7 @@ UNAVAILABLE = {
     "_eval_model_on_split", "eval_model",
 }  # fmt: skip
 
-# An SGD submission in AlgoPerf's format: {header} adds module lines, {init} and {update} lines.
-SGD = """
-import torch
-from algoperf import spec
-{header}
-
-def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
-    {init}
-    return {{"optimizer": torch.optim.SGD(model_params.parameters(), lr=0.05)}}
-
-
-def update_params(workload, current_param_container, current_params_types, model_state,
-                  hyperparameters, batch, loss_type, optimizer_state, eval_results, global_step,
-                  rng, train_state=None):
-    {update}
-    optimizer_state["optimizer"].zero_grad()
-    logits, model_state = workload.model_fn(current_param_container, batch, model_state,
-                                            spec.ForwardPassMode.TRAIN, rng, True)
-    loss = workload.loss_fn(batch["targets"], logits)
-    (loss["summed"] / loss["n_valid_examples"]).backward()
-    optimizer_state["optimizer"].step()
-    return optimizer_state, current_param_container, model_state
-
-
-def get_batch_size(workload_name):
-    return 64
-
-
-def data_selection(workload, input_queue, optimizer_state, current_param_container, model_state,
-                   hyperparameters, global_step, rng):
-    return next(input_queue)
-"""
-SPACE = {"learning_rate": {"feasible_points": [0.05]}}
-
-
-def _sgd(header: str = "", init: str = "pass", update: str = "pass") -> str:
-    return SGD.format(header=textwrap.dedent(header), init=init, update=update)
-
-
-def _write(folder: Path, files: dict[str, str], space: dict[str, Any] | None = SPACE) -> Path:
+def _write(folder: Path, files: dict[str, str], space: dict[str, Any] | None = SGD_SPACE) -> Path:
     """Writes `files` (relative path -> text) under `folder`, and `search_space.json` unless
     `space` is None (a self-tuning submission)."""
     for name, text in files.items():
@@ -192,7 +153,7 @@ LAWA_LIKE = dict(
 
 
 def test_a_lawa_style_submission_trains(tmp_path: Path, data_dir: Path) -> None:
-    folder = _write(tmp_path / "lawa", {"submission.py": _sgd(**LAWA_LIKE)})
+    folder = _write(tmp_path / "lawa", {"submission.py": sgd_source(**LAWA_LIKE)})
     outcome = run_trial(_spec(folder, data_dir))
     _ran(outcome)
     assert load_submission(folder).module.STEPS_PER_EVAL[-2:] == [40, 1437]
@@ -201,7 +162,7 @@ def test_a_lawa_style_submission_trains(tmp_path: Path, data_dir: Path) -> None:
 # -- helper modules from the submission's folder ------------------------------------------------
 
 HELPERS = {
-    "submission.py": _sgd(
+    "submission.py": sgd_source(
         header="""
         import lawa_utils
         from lawa_utils import FACTOR
@@ -238,7 +199,7 @@ def test_helper_modules_import_at_load_and_inside_functions(tmp_path: Path, data
 
 def _utils_submission(folder: Path, value: str) -> Path:
     source = "import utils\n\ndef own():\n    return utils.WHO\n\ndef lazy():\n" \
-             "    from utils import WHO\n    return WHO\n" + _sgd()  # fmt: skip
+             "    from utils import WHO\n    return WHO\n" + sgd_source()  # fmt: skip
     return _write(folder, {"submission.py": source, "utils.py": f"WHO = {value!r}\n"})
 
 
@@ -254,7 +215,7 @@ def test_two_submissions_each_get_their_own_helper_of_the_same_name(tmp_path: Pa
 
 
 def test_helpers_enter_the_source_hash_only_when_there_are_any(tmp_path: Path) -> None:
-    folder = _write(tmp_path / "plain", {"submission.py": _sgd()})
+    folder = _write(tmp_path / "plain", {"submission.py": sgd_source()})
     old_formula = folder.joinpath("submission.py").read_bytes() + b"\0"
     old_formula += folder.joinpath("search_space.json").read_bytes()
     assert load_submission(folder).source_hash == hashlib.sha256(old_formula).hexdigest()
@@ -266,7 +227,7 @@ def test_helpers_enter_the_source_hash_only_when_there_are_any(tmp_path: Path) -
 
 
 def test_a_jax_submission_is_one_clear_line(tmp_path: Path) -> None:
-    source = _sgd().replace("import torch\n", "import jax.numpy as jnp\n", 1)
+    source = sgd_source().replace("import torch\n", "import jax.numpy as jnp\n", 1)
     folder = _write(tmp_path / "jax_sub", {"submission.py": source})
     with pytest.raises(ContractError, match="an AlgoPerf JAX submission .*PyTorch submissions"):
         load_submission(folder)
@@ -283,7 +244,7 @@ SELF_TUNING = dict(
 
 def test_a_self_tuning_submission_is_refused_outside_the_self_ruleset(tmp_path: Path,
                                                                       capsys: Any) -> None:  # fmt: skip
-    folder = _write(tmp_path / "self_tuned", {"submission.py": _sgd(**SELF_TUNING)}, space=None)
+    folder = _write(tmp_path / "self_tuned", {"submission.py": sgd_source(**SELF_TUNING)}, space=None)
     with pytest.raises(UsageError, match="no search space .*runs with --ruleset self"):
         load_submission(folder)
     results = tmp_path / "results"
@@ -298,7 +259,7 @@ def test_a_self_tuning_submission_is_refused_outside_the_self_ruleset(tmp_path: 
 
 def test_a_self_tuning_submission_runs_under_the_self_ruleset(tmp_path: Path,
                                                               data_dir: Path) -> None:  # fmt: skip
-    folder = _write(tmp_path / "self_tuned", {"submission.py": _sgd(**SELF_TUNING)}, space=None)
+    folder = _write(tmp_path / "self_tuned", {"submission.py": sgd_source(**SELF_TUNING)}, space=None)
     submission = load_submission(folder, allow_self_tuning=True)
     assert submission.is_self_tuning and submission.search_space.center() == {}
     (lane,) = SelfRuleset(num_studies=1).lanes(str(folder), submission.name,
@@ -314,7 +275,7 @@ def test_a_self_tuning_submission_runs_under_the_self_ruleset(tmp_path: Path,
 
 
 def test_optbench_run_ruleset_self(tmp_path: Path, data_dir: Path) -> None:
-    folder = _write(tmp_path / "self_tuned", {"submission.py": _sgd(**SELF_TUNING)}, space=None)
+    folder = _write(tmp_path / "self_tuned", {"submission.py": sgd_source(**SELF_TUNING)}, space=None)
     results = tmp_path / "results"
     assert main(["run", str(folder), "--workload", "digits", "--max-steps", "3", "--ruleset",
                  "self", "--data-dir", str(data_dir), "--results", str(results)]) == 0  # fmt: skip
@@ -327,8 +288,8 @@ def test_optbench_run_ruleset_self(tmp_path: Path, data_dir: Path) -> None:
 
 # torch.zeros(..., device="cuda") fails on a machine without CUDA; on one with CUDA the sum with a
 # CPU parameter fails instead, since the trial runs on the CPU. Either way: "needs CUDA".
-CUDA_AT_INIT = _sgd(init='x = torch.zeros(3, device="cuda") + next(model_params.parameters()).flatten()[:3]')  # fmt: skip
-CUDA_AT_IMPORT = "import torch\nSCALE = torch.ones(1).cuda()\n" + _sgd()
+CUDA_AT_INIT = sgd_source(init='x = torch.zeros(3, device="cuda") + next(model_params.parameters()).flatten()[:3]')  # fmt: skip
+CUDA_AT_IMPORT = "import torch\nSCALE = torch.ones(1).cuda()\n" + sgd_source()
 
 
 def test_cuda_at_init_fails_the_trial_with_one_clear_line(tmp_path: Path, data_dir: Path) -> None:

@@ -17,6 +17,7 @@ from reports.algoperf_import import import_algoperf
 from reports.algoperf_targets import find_targets_file, load_held_out, load_targets
 from reports.held_out import held_out_variants, workload_variants
 from reports.scoring import benchmark_scores
+from tests.reports.algoperf_logs import SMALL_LOG, write_eval_csv
 
 ALGOPERF = Path(__file__).resolve().parents[1] / "data" / "algoperf"
 ROUND_V06 = ALGOPERF / "previous_leaderboards" / "algoperf_v06" / "logs"
@@ -191,27 +192,13 @@ def test_ruleset_that_contradicts_the_folder_is_refused(
 # -- CSVs outside the layout, bad CSVs ---------------------------------------------------------
 
 
-def _log(logs: Path, relative: str, columns: dict[str, list[object]]) -> Path:
-    path = logs / relative / "eval_measurements.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(columns).to_csv(path, index=False)
-    return path
-
-
-_GOOD = {
-    "global_step": [10, 20, 30],
-    "score": [1.0, 2.0, 3.0],
-    "validation/mean_average_precision": [0.1, 0.3, 0.29],
-}
-
-
 def test_csvs_outside_the_layout_are_reported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     logs = tmp_path / "logs"
-    _log(logs, "sub/study_0/ogbg_jax/trial_1", _GOOD)
-    stray = _log(logs, "sub/study_0/trial_2", _GOOD)  # no workload folder (as in v0.5's logs)
-    _log(logs, "sub/study_0/ogbg_tf/trial_1", _GOOD)  # not jax or pytorch
+    write_eval_csv(logs, "sub/study_0/ogbg_jax/trial_1", SMALL_LOG)
+    stray = write_eval_csv(logs, "sub/study_0/trial_2", SMALL_LOG)  # no workload folder (as in v0.5's logs)
+    write_eval_csv(logs, "sub/study_0/ogbg_tf/trial_1", SMALL_LOG)  # not jax or pytorch
     summary = import_algoperf(logs, ResultsStore(tmp_path / "r"), TARGETS)
     assert summary.written == 1 and len(summary.outside_layout) == 2
     assert main(["import-algoperf", str(logs), "--results", str(tmp_path / "r2"),
@@ -223,19 +210,19 @@ def test_csvs_outside_the_layout_are_reported(
 @pytest.mark.parametrize(
     ("bad", "named"),
     [
-        ({**_GOOD, "global_step": [10, "twenty", 30]}, "'twenty'"),
-        ({**_GOOD, "score": [1.0, 2.0, "late"]}, "'late'"),
-        ({**_GOOD, "global_step": [10, 20.5, 30]}, "whole step"),
-        ({k: v for k, v in _GOOD.items() if k != "score"}, "score"),
+        ({**SMALL_LOG, "global_step": [10, "twenty", 30]}, "'twenty'"),
+        ({**SMALL_LOG, "score": [1.0, 2.0, "late"]}, "'late'"),
+        ({**SMALL_LOG, "global_step": [10, 20.5, 30]}, "whole step"),
+        ({k: v for k, v in SMALL_LOG.items() if k != "score"}, "score"),
     ],
 )
 def test_one_bad_csv_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: dict, named: str
 ) -> None:
     logs = tmp_path / "logs"
-    _log(logs, "a/study_0/ogbg_jax/trial_1", _GOOD)
-    path = _log(logs, "b/study_0/ogbg_jax/trial_1", bad)  # sorted between two good ones
-    _log(logs, "c/study_0/ogbg_jax/trial_1", _GOOD)
+    write_eval_csv(logs, "a/study_0/ogbg_jax/trial_1", SMALL_LOG)
+    path = write_eval_csv(logs, "b/study_0/ogbg_jax/trial_1", bad)  # sorted between two good ones
+    write_eval_csv(logs, "c/study_0/ogbg_jax/trial_1", SMALL_LOG)
     with pytest.raises(ResultsSchemaError, match=named):
         import_algoperf(logs, ResultsStore(tmp_path / "r"), TARGETS)
     code = main(["import-algoperf", str(logs), "--results", str(tmp_path / "r"),

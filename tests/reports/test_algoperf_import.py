@@ -20,6 +20,7 @@ from reports.scoring import (
     performance_profiles,
     workload_times,
 )
+from tests.reports.algoperf_logs import SMALL_LOG, write_eval_csv
 
 # AlgoPerf's results repository, the parts these tests need (tests/data/algoperf/README.md)
 ALGOPERF = Path(__file__).resolve().parents[1] / "data" / "algoperf"
@@ -100,24 +101,13 @@ def test_trial_row_matches_its_csv(imported: tuple[ResultsStore, int]) -> None:
 # -- small hand-made logs ---------------------------------------------------------------------
 
 
-def _write_log(root: Path, columns: dict[str, list[float]], workload_dir: str = "ogbg_jax") -> Path:
+def _write_log(root: Path, columns: dict, workload_dir: str = "ogbg_jax") -> Path:
     """One trial's eval CSV at root/logs/sub/study_0/<workload_dir>/trial_1; returns its path."""
-    path = root / "logs" / "sub" / "study_0" / workload_dir / "trial_1" / "eval_measurements.csv"
-    path.parent.mkdir(parents=True)
-    pd.DataFrame(columns).to_csv(path, index=False)
-    return path
-
-
-_GOOD = {
-    "global_step": [10, 20, 30],
-    "score": [1.0, 2.0, 3.0],
-    "validation/mean_average_precision": [0.1, 0.3, 0.29],
-    "train/loss": [1.0, 0.5, 0.4],
-}
+    return write_eval_csv(root / "logs", f"sub/study_0/{workload_dir}/trial_1", columns)
 
 
 def test_small_log_is_imported(tmp_path: Path) -> None:
-    _write_log(tmp_path, _GOOD)
+    _write_log(tmp_path, SMALL_LOG)
     store = ResultsStore(tmp_path / "results")
     assert import_algoperf(tmp_path / "logs", store, TARGETS).written == 1
     row = store.read_trials().iloc[0]
@@ -129,7 +119,7 @@ def test_small_log_is_imported(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("missing", ["score", "global_step", "validation/mean_average_precision"])
 def test_malformed_csv_names_file_and_column(tmp_path: Path, missing: str) -> None:
-    path = _write_log(tmp_path, {k: v for k, v in _GOOD.items() if k != missing})
+    path = _write_log(tmp_path, {k: v for k, v in SMALL_LOG.items() if k != missing})
     store = ResultsStore(tmp_path / "results")
     with pytest.raises(ResultsSchemaError) as info:
         import_algoperf(tmp_path / "logs", store, TARGETS)
@@ -138,7 +128,7 @@ def test_malformed_csv_names_file_and_column(tmp_path: Path, missing: str) -> No
 
 
 def test_unknown_framework_suffix_is_a_usage_error(tmp_path: Path) -> None:
-    _write_log(tmp_path, _GOOD, workload_dir="ogbg_tf")
+    _write_log(tmp_path, SMALL_LOG, workload_dir="ogbg_tf")
     with pytest.raises(UsageError, match="jax|pytorch"):
         import_algoperf(tmp_path / "logs", ResultsStore(tmp_path / "results"), TARGETS)
 
