@@ -208,11 +208,11 @@ def _tuning(trials: pd.DataFrame, chosen: pd.DataFrame, target: dict[str, object
                                            colour=colour, target=value, step=True)))  # fmt: skip
     caveats = []
     for name, group in chosen.groupby("submission", sort=True):
-        tried = frames.hparam(trials[trials["submission"] == name], "lr")
-        edges = {frames.edge_of_range(tried, lr) for lr in frames.hparam(group, "lr")} - {""}
-        if edges:
-            caveats.append(f"{name}: a selected trial's lr is the {' and '.join(sorted(edges))} lr "
-                           "tried, so the optimum may lie outside the search space (under-tuned)")  # fmt: skip
+        edge = frames.edge_in_most_studies(trials[trials["submission"] == name], group)
+        if edge:
+            caveats.append(f"{name}: in most of its studies the selected trial's lr is the "
+                           f"{edge} lr the study tried, so the optimum may lie outside the search "
+                           "space (under-tuned)")  # fmt: skip
     return Section(f"{tag}: tuning", paragraphs=[_SELECTION_RULE], caveats=caveats,
                    figures=figs, tables=[_protocol(trials, tag, ident)])  # fmt: skip
 

@@ -20,6 +20,7 @@ __all__ = [
     "band",
     "curves",
     "edge_of_range",
+    "edge_in_most_studies",
     "groups",
     "hparam",
     "minimizes",
@@ -61,6 +62,31 @@ def edge_of_range(tried: pd.Series, chosen: float) -> str:
     if values.nunique() < 3 or not np.isfinite(chosen):
         return ""
     return "largest" if chosen >= values.max() else "smallest" if chosen <= values.min() else ""
+
+
+def edge_in_most_studies(trials: pd.DataFrame, selected: pd.DataFrame, name: str = "lr") -> str:
+    """The end of the values tried (`smallest`, `largest`, or "") at which most of one submission's
+    studies selected their trial.
+
+    Per study k: e_k = edge_of_range(values the study tried, value of its selected trial). An end
+    counts when |{k : e_k = end}| > |studies| / 2 (both of two studies, two of three). With a handful of trials per study, the best
+    one is an end draw of its own study about half the time by chance alone (a flat optimum); the
+    same end in most studies is evidence the optimum lies beyond the values tried.
+
+    Args:
+      trials: every trial of the submission on one workload (with `study`, `hparams_json`).
+      selected: its studies' selected trials.
+      name: the hyperparameter.
+    """
+    if selected.empty:
+        return ""
+    ends: list[str] = []
+    for study, row in selected.groupby("study"):
+        tried = hparam(trials[trials["study"] == study], name)
+        ends.append(edge_of_range(tried, float(hparam(row, name).iloc[0])))
+    counts = pd.Series(ends).value_counts()
+    found = [end for end in ("smallest", "largest") if counts.get(end, 0) * 2 > len(ends)]
+    return found[0] if found else ""
 
 
 def one_hardware_class(trials: pd.DataFrame, hardware_class: str | None, where: str) -> pd.DataFrame:

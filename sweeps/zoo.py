@@ -1,7 +1,8 @@
 """The zoo check: every reference submission, at its literature defaults, on every smoke workload.
 
-Each reference's search space is centred on its optimizer's literature defaults, so its centre
-point (`SearchSpace.center()`) is what a user gets without tuning. This trains that point once per
+Each reference's search space is centred on its optimizer's literature defaults (its lr range
+where a learning-rate sweep, `sweeps.lr_sweep`, did not place it elsewhere; submissions/README.md),
+so its centre point (`SearchSpace.center()`) is what a user gets without tuning. This trains that point once per
 (reference, workload) under the workload's own budget (the per-trial budget every ruleset grants),
 stopping at the target, through Ray Tune into a results store (resumable: finished trials are kept).
 `zoo_table` turns the store into the Markdown table `submissions/ZOO-SMOKE.md` commits.

@@ -18,7 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "ns_coefficients": (3.4445, -4.7750, 2.0315),  # (a, b, c) of the quintic iteration
     "ns_steps": 5,
     "eps": 1e-7,  # in X₀ = M / (‖M‖_F + ε)
-    "adam_lr_ratio": 0.15,  # AdamW's learning rate is 0.15·lr (3e-3 at the centre lr = 0.02)
+    "adam_lr_ratio": 0.15,  # AdamW's learning rate is 0.15·lr (4.7e-3 at the centre lr = 0.0316)
     "adam_betas": (0.9, 0.95),
     "adam_eps": 1e-8,
 }
@@ -74,7 +74,9 @@ def muon_update(
     State: B (one tensor shaped like θ, in θ's dtype).
     Sources differ: the reference code keeps B as an average (B ← μ·B + (1 − μ)·g,
     M = (1 − μ)·g + μ·B); that scales M by (1 − μ), which the normalization in X₀ removes, so the
-    two forms differ only through ε. The max(1, rows/cols)^½ scale follows the reference code;
+    two forms differ only through ε. The max(1, rows/cols)^½ scale is the reference code's for a
+    matrix; for a conv filter the reference takes the 4-D tensor's last two dimensions,
+    max(1, kh/kw)^½, where this takes the flattened matrix's (README: where the two differ).
     Moonshot's "Muon is Scalable" uses 0.2·√max(rows, cols) instead.
     """
     momentum_buffer.mul_(momentum).add_(grad)

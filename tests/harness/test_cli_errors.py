@@ -175,7 +175,7 @@ BAD_INPUTS: dict[str, Bad] = {
     ),
     "run-hp-out-of-range": Bad(
         ("run", "adamw", *RUN, "--hp", "lr=5"),
-        ("adamw/search_space.json", "lr=5 is outside [0.0001, 0.01]"),
+        ("adamw/search_space.json", "lr=5 is outside [0.001, 0.1]"),
     ),
     "run-unknown-hp": Bad(
         ("run", "adamw", *RUN, "--hp", "momentum=0.9"), ("['momentum'] not in the search space",)

@@ -207,6 +207,28 @@ def test_a_tuned_value_at_the_end_of_the_range_is_flagged() -> None:
     assert edge_of_range(tried, 3e-3) == "" and edge_of_range(tried[:2], 3e-3) == ""
 
 
+@pytest.mark.parametrize(
+    ("picks", "expected"),
+    [
+        ((0, 1), ""),  # one study of two at its smallest lr: a flat optimum does that by chance
+        ((3, 3), "largest"),  # both at their largest: the optimum lies above the lrs tried
+        ((0, 0), "smallest"),
+        ((0, 3), ""),
+        ((0, 1, 0), "smallest"),  # two of three
+        ((0, 1, 2), ""),  # one of three
+    ],
+)
+def test_the_under_tuned_edge_needs_most_studies(picks: tuple[int, ...], expected: str) -> None:
+    from reports.frames import edge_in_most_studies
+
+    lrs = [1e-3, 3e-3, 1e-2, 3e-2]
+    trials = pd.DataFrame([{"study": k, "trial_index": i, "hparams_json": json.dumps({"lr": lr})}
+                           for k in range(len(picks)) for i, lr in enumerate(lrs)])  # fmt: skip
+    selected = pd.concat([trials[(trials.study == k) & (trials.trial_index == i)]
+                          for k, i in enumerate(picks)])  # fmt: skip
+    assert edge_in_most_studies(trials, selected) == expected
+
+
 def test_scaling_flags_no_edge_when_the_grid_surrounds_the_optimum(reports: dict[str, Path]) -> None:
     page = (reports["scaling"] / "report.md").read_text()
     assert "under-tuned" not in page  # the synthetic grid is centred on each rung's lr*

@@ -63,7 +63,7 @@ def test_reference_has_its_files(name: str) -> None:
 
 @pytest.mark.parametrize("name", REFERENCES)
 def test_search_space_has_equal_freedom(name: str) -> None:
-    """lr (log, a decade either side of the default), weight decay from 0, one momentum-like knob, warmup."""
+    """lr (log, two decades wide), weight decay from 0, one momentum-like knob, warmup."""
     space = json.loads((reference_dir() / name / "search_space.json").read_text())
     assert len(space) == 4, f"{name}: {sorted(space)}"
     lr = space.pop("lr")

@@ -90,7 +90,8 @@ def lamb_reference(problem: Problem, hp: dict[str, Any], s: list[float]) -> Arra
 
 
 def lars_reference(problem: Problem, hp: dict[str, Any], s: list[float]) -> Arrays:
-    """d = g + λ·θ; φ = κ·‖θ‖/‖d‖ (1 if either is 0); v ← μ·v + φ·d; θ ← θ − s·η·v."""
+    """d = g + λ·θ; φ = κ·‖θ‖/‖d‖ (1 if either is 0); on norm, bias, scalar d = g and φ = 1;
+    v ← μ·v + φ·d; θ ← θ − s·η·v."""
     kappa, mu = 0.001, hp["momentum"]
     theta, v = [x.copy() for x in problem.initial], _zeros(problem)
     lams = _decay(problem, hp["weight_decay"])
@@ -99,7 +100,8 @@ def lars_reference(problem: Problem, hp: dict[str, Any], s: list[float]) -> Arra
         for i, lam in enumerate(lams):
             d = g[i] + lam * theta[i]
             theta_norm, d_norm = np.linalg.norm(theta[i]), np.linalg.norm(d)
-            phi = kappa * theta_norm / d_norm if theta_norm > 0 and d_norm > 0 else 1.0
+            adapted = problem.roles[i] not in NO_DECAY_ROLES and theta_norm > 0 and d_norm > 0
+            phi = kappa * theta_norm / d_norm if adapted else 1.0
             v[i] = mu * v[i] + phi * d
             theta[i] = theta[i] - s[k] * hp["lr"] * v[i]
     return theta
@@ -213,7 +215,7 @@ Reference = Callable[[Problem, dict[str, Any], list[float]], Arrays]
 EQUATION_CASES: list[tuple[str, dict[str, Any], Reference]] = [
     ("lion", {"lr": 5e-4, "weight_decay": 0.2, "beta1": 0.95, "warmup_frac": 0.0}, lion_reference),
     ("lamb", {"lr": 5e-3, "weight_decay": 0.02, "beta1": 0.9, "warmup_frac": 0.3}, lamb_reference),
-    ("lars", {"lr": 5.0, "weight_decay": 0.5, "momentum": 0.9, "warmup_frac": 0.0}, lars_reference),
+    ("lars", {"lr": 0.1, "weight_decay": 0.5, "momentum": 0.9, "warmup_frac": 0.0}, lars_reference),
     ("signum", {"lr": 5e-4, "weight_decay": 0.2, "momentum": 0.9, "warmup_frac": 0.0}, signum_reference),
     ("signum", {"lr": 5e-4, "weight_decay": 0.2, "momentum": 0.0, "warmup_frac": 0.0}, signum_reference),
     ("adopt", {"lr": 1e-2, "weight_decay": 0.02, "beta1": 0.9, "warmup_frac": 0.0}, adopt_reference),
