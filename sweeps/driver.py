@@ -178,18 +178,19 @@ def _connect(ray_address: str) -> None:
     Raises:
       UsageError: no Ray cluster answers at `ray_address`.
     """
-    with tempfile.TemporaryFile() as held, _stderr_to(held):
-        try:
-            ray.init(address=ray_address, log_to_driver=False, logging_level=logging.WARNING,
-                     configure_logging=False)  # fmt: skip
-            failure = None
-        except ConnectionError as exc:
-            failure = exc
-    if failure is not None:
-        ray.shutdown()
-        raise UsageError(f"--ray-address {ray_address}: {failure}; is a Ray head node there?")
-    held.seek(0)
-    sys.stderr.write(held.read().decode(errors="replace"))
+    with tempfile.TemporaryFile() as held:
+        with _stderr_to(held):
+            try:
+                ray.init(address=ray_address, log_to_driver=False, logging_level=logging.WARNING,
+                         configure_logging=False)  # fmt: skip
+                failure = None
+            except ConnectionError as exc:
+                failure = exc
+        if failure is not None:
+            ray.shutdown()
+            raise UsageError(f"--ray-address {ray_address}: {failure}; is a Ray head node there?")
+        held.seek(0)
+        sys.stderr.write(held.read().decode(errors="replace"))
 
 
 @contextlib.contextmanager
