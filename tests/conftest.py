@@ -13,6 +13,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The files that use the one local SLURM cluster (test_local_cluster stops and restarts it, the
+# others submit to it or ask it for its state): `make test` runs the suite in two pytest-xdist
+# workers, and these run in one of them, one after another, first (together they take longest).
+SLURM_FILES = frozenset({"test_local_cluster.py", "test_profiles.py", "test_slurm.py",
+                         "test_slurm_recovery.py", "test_readme_commands.py",
+                         "test_with_services.py"})  # fmt: skip
+
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -34,6 +41,15 @@ def run_in_fresh_process(spec: Any, live_root: Path | None = None) -> Any:
 def fresh_process() -> Callable[..., Any]:
     """`run_in_fresh_process`, for tests that read a trial's memory or must leave nothing behind."""
     return run_in_fresh_process
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each file is one xdist group (its module fixtures are built once), the SLURM files one
+    group together, placed first so the other worker takes the rest meanwhile."""
+    for item in items:
+        group = "slurm" if item.path.name in SLURM_FILES else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.path.name not in SLURM_FILES)  # stable: order kept within
 
 
 def pytest_configure(config: pytest.Config) -> None:
