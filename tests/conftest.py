@@ -11,11 +11,18 @@ from typing import Any
 
 import pytest
 
+try:  # make test runs the suite under pytest-xdist; a plain pytest run needs no xdist
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:
+    LoadScopeScheduling = None
+
 REPO = Path(__file__).resolve().parent.parent
 
 # The files that use the one local SLURM cluster (test_local_cluster stops and restarts it, the
 # others submit to it or ask it for its state): `make test` runs the suite in two pytest-xdist
 # workers, and these run in one of them, one after another, first (together they take longest).
+# (xdist's `loadgroup` marks cannot do it: its worker rewrites `Item._nodeid`, which pytest 9 no
+# longer reads.)
 SLURM_FILES = frozenset({"test_local_cluster.py", "test_profiles.py", "test_slurm.py",
                          "test_slurm_recovery.py", "test_readme_commands.py",
                          "test_with_services.py"})  # fmt: skip
@@ -44,12 +51,24 @@ def fresh_process() -> Callable[..., Any]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each file is one xdist group (its module fixtures are built once), the SLURM files one
-    group together, placed first so the other worker takes the rest meanwhile."""
-    for item in items:
-        group = "slurm" if item.path.name in SLURM_FILES else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: item.path.name not in SLURM_FILES)  # stable: order kept within
+    """The SLURM files first, so that under xdist one worker takes them while the other takes the
+    rest (order within kept)."""
+    items.sort(key=lambda item: item.path.name not in SLURM_FILES)
+
+
+if LoadScopeScheduling is not None:
+
+    class FileScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        """xdist's `loadfile`, with the SLURM files one work unit (one worker, in order)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "slurm" if Path(path).name in SLURM_FILES else path
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        """`--dist loadfile` (what `make test` asks for) schedules by `FileScheduling`."""
+        return FileScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
