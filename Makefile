@@ -28,12 +28,8 @@ lint: $(STAMP)
 
 # The whole suite, with what it needs beyond Python (headless Chromium, a local SLURM cluster)
 # installed and started by tests/with-services.sh when it can be (root), named when it cannot.
-# Two xdist workers, each test file whole in one (the SLURM and fault files together, first:
-# tests/conftest.py);
-# most tests spend much of their time waiting on child processes, Ray or SLURM, which a second
-# worker fills.
 test: $(STAMP) lint
-	CI=$${CI:-false} tests/with-services.sh $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	CI=$${CI:-false} tests/with-services.sh $(BIN)/python -m pytest -q
 
 clean-bench:
 	rm -rf $(BENCH_RESULTS)

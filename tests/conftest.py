@@ -11,24 +11,7 @@ from typing import Any
 
 import pytest
 
-try:  # make test runs the suite under pytest-xdist; a plain pytest run needs no xdist
-    from xdist.scheduler import LoadScopeScheduling
-except ImportError:
-    LoadScopeScheduling = None
-
 REPO = Path(__file__).resolve().parent.parent
-
-# `make test` runs the suite in two pytest-xdist workers; these files run in one of them, one
-# after another, first (together they take longest): those that use the one local SLURM cluster
-# (test_local_cluster stops and restarts it, the others submit to it or ask it for its state),
-# then the sweep fault tests, whose kill points and time budgets want the CPU to themselves (run
-# beside another worker, a compute-ruleset trial once spent the whole budget alone, and a trial
-# whose driver was killed was stored as failed). xdist's `loadgroup` marks cannot do this: its
-# worker rewrites `Item._nodeid`, which pytest 9 no longer reads.
-LAST_SERIAL_FILE = "test_faults.py"
-SERIAL_FILES = frozenset({"test_local_cluster.py", "test_profiles.py", "test_slurm.py",
-                          "test_slurm_recovery.py", "test_readme_commands.py",
-                          "test_with_services.py", "test_faults.py"})  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -51,28 +34,6 @@ def run_in_fresh_process(spec: Any, live_root: Path | None = None) -> Any:
 def fresh_process() -> Callable[..., Any]:
     """`run_in_fresh_process`, for tests that read a trial's memory or must leave nothing behind."""
     return run_in_fresh_process
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The serial files first, the fault tests last of them, so that under xdist one worker takes
-    them while the other takes the rest (order within kept)."""
-    items.sort(key=lambda item: (item.path.name not in SERIAL_FILES,
-                                 item.path.name == LAST_SERIAL_FILE))  # fmt: skip
-
-
-if LoadScopeScheduling is not None:
-
-    class FileScheduling(LoadScopeScheduling):  # type: ignore[misc]
-        """xdist's `loadfile`, with the serial files one work unit (one worker, in order)."""
-
-        def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return "serial" if Path(path).name in SERIAL_FILES else path
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-        """`--dist loadfile` (what `make test` asks for) schedules by `FileScheduling`."""
-        return FileScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
