@@ -202,7 +202,6 @@ def _sweep(args: argparse.Namespace, submissions: list[str],
         run_lanes,
         write_manifest,
     )
-    from sweeps.launchers import SlurmLauncher
     from sweeps.rulesets import make_ruleset
 
     workloads = workloads or _workloads(args.workloads, args.scale)
@@ -210,8 +209,7 @@ def _sweep(args: argparse.Namespace, submissions: list[str],
                            search=args.search, budget_s=args.budget_s,
                            budget_factor=args.budget_factor, caps=_resource_caps(args))  # fmt: skip
     launcher, concurrency, fields = _launcher(args)
-    if isinstance(launcher, SlurmLauncher):  # before anything is written: a missing partition
-        launcher.check_cluster()  # would hang the sweep
+    launcher.check_cluster()  # before anything is written: a missing SLURM partition would hang it
     check_results_root(args.results)  # before any trial: a cluster job may take hours
     if args.ray_address:  # before anything is written: Ray would wait for it without end
         check_ray_address(args.ray_address)

@@ -66,6 +66,7 @@ class Launcher(Protocol):
     def start(self, spec: TrialSpec, results_root: str, attempt: int) -> TrialHandle: ...
     def attach(self, launch: dict[str, Any]) -> TrialHandle: ...
     def find(self, trial_id: str) -> TrialHandle | None: ...
+    def check_cluster(self) -> None: ...
 
 
 # -- this machine ------------------------------------------------------------------------------
@@ -134,6 +135,9 @@ class LocalLauncher:
 
     def find(self, trial_id: str) -> LocalHandle | None:
         return None  # a process is recorded before it can do anything: nothing to find
+
+    def check_cluster(self) -> None:
+        """Nothing to check: the trials run on this machine."""
 
 
 # -- SLURM -------------------------------------------------------------------------------------
