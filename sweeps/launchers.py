@@ -38,6 +38,9 @@ __all__ = ["Ending", "LocalLauncher", "SlurmLauncher", "read_launch", "supervise
            "unstored_launches"]  # fmt: skip
 
 STOP_MARKER = "stop"  # written into a trial's live folder by the scheduler that stops it
+# What multiprocessing's forkserver reports as a child's exit code once the server itself has
+# ended (Ray kills a dead driver's workers and their children): the trial's own status is unknown.
+_STATUS_LOST = 255
 _SINFO_TIMEOUT_S = 20  # a slow controller answers in seconds; one that is down never does
 
 
@@ -92,7 +95,11 @@ class LocalHandle:
 
     def done(self) -> bool:
         if self._process is not None:
-            return self._process.exitcode is not None
+            code = self._process.exitcode
+            if code == _STATUS_LOST and self.pid and _start_time(self.pid) == self._started:
+                self._process = None  # its fork server ended, the trial did not: watch the pid
+                return False
+            return code is not None
         return self.pid is None or _start_time(self.pid) != self._started
 
     def ending(self, store: ResultsStore, trial_id: str) -> Ending:
@@ -105,6 +112,9 @@ class LocalHandle:
         if code < 0:
             name = signal.Signals(-code).name
             return Ending(TrialStatus.KILLED, f"trial process killed by {name}", retryable=True)
+        if code == _STATUS_LOST:
+            return Ending(TrialStatus.KILLED, "trial process ended while its fork server was gone "
+                          "(exit status lost)", retryable=True)  # fmt: skip
         return Ending(TrialStatus.FAILED, f"trial process exited with code {code} without a record")
 
     def cancel(self) -> None:
