@@ -16,7 +16,9 @@ from harness.bench_optimizers import BenchConfig, RowStatus, run_benchmark, sele
 from harness.cli import main
 
 NAMES = ("adamw", "sgd-nesterov", "muon", "adamw-optax")
-TINY = ("--device", "cpu", "--scale", "tiny", "--steps", "2", "--repeats", "1", "--warmup", "2")
+# Enough steps and repeats that forward+backward noise stays below the optimizer time on a busy
+# machine (with 2 x 1 a subtracted time once came out negative).
+TINY = ("--device", "cpu", "--scale", "tiny", "--steps", "6", "--repeats", "3", "--warmup", "2")
 
 
 @contextlib.contextmanager

@@ -259,9 +259,11 @@ def test_self_runs_one_trial_per_study_with_budget_factor_times_the_budget(
 def test_compute_spends_budget_s_per_study_within_one_trial(tmp_path: Path,
                                                             data_dir: Path) -> None:  # fmt: skip
     folder = write_submission(tmp_path / "submissions", "sgd-ok")
-    budget_s = 2.0
+    # Short trials against the budget (about 0.5 s each idle): even at several times that on a
+    # loaded machine a study needs two or more trials to spend it.
+    budget_s = 3.0
     ruleset = ComputeRuleset(num_studies=2, budget_s=budget_s)
-    lanes = _lanes(ruleset, [folder], data_dir, {"max_steps": 120})
+    lanes = _lanes(ruleset, [folder], data_dir, {"max_steps": 40})
     results = tmp_path / "results"
 
     _sweep(lanes, results)
