@@ -28,8 +28,9 @@ lint: $(STAMP)
 
 # The whole suite, with what it needs beyond Python (headless Chromium, a local SLURM cluster)
 # installed and started by tests/with-services.sh when it can be (root), named when it cannot.
+# Two pytest-xdist workers, each test file whole in one (see tests/conftest.py).
 test: $(STAMP) lint
-	CI=$${CI:-false} tests/with-services.sh $(BIN)/python -m pytest -q
+	CI=$${CI:-false} tests/with-services.sh $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 clean-bench:
 	rm -rf $(BENCH_RESULTS)

@@ -44,8 +44,8 @@ def test_sweep_runs_the_ruleset_budget_once(tmp_path: Path, data_dir: Path) -> N
 def test_interrupted_sweep_finishes_on_rerun(tmp_path: Path, data_dir: Path) -> None:
     results = tmp_path / "results"
     command = [sys.executable, "-m", "harness.cli", "sweep", "adamw", "--workloads", "digits",
-               "--trials", "3", "--studies", "2", "--cpus", "1", "--seed", "5", "--quiet",
-               "--results", str(results), "--data-dir", str(data_dir)]  # fmt: skip
+               "--trials", "3", "--studies", "1", "--cpus", "1", "--seed", "5", "--max-steps",
+               "150", "--quiet", "--results", str(results), "--data-dir", str(data_dir)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -62,11 +62,11 @@ def test_interrupted_sweep_finishes_on_rerun(tmp_path: Path, data_dir: Path) -> 
             proc.kill()
             proc.wait()
     before = ResultsStore(results).read_trials().set_index("trial_id")["created_utc"]
-    assert 1 <= len(before) < 6, f"interrupt came too late to test resuming: {stderr}"
+    assert 1 <= len(before) < 3, f"interrupt came too late to test resuming: {stderr}"
 
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert rerun.returncode == 0, rerun.stderr
     after = ResultsStore(results).read_trials().set_index("trial_id")["created_utc"]
-    assert len(after) == 6 and after.index.is_unique
+    assert len(after) == 3 and after.index.is_unique
     # Trials finished before the interrupt were kept, not run again.
     assert (after.loc[before.index] == before).all()
