@@ -199,7 +199,7 @@ class ResultsStore:
 
     @property
     def live_root(self) -> Path:
-        """Where running trials keep their checkpoints and progress (`harness.checkpoint`)."""
+        """Where running trials keep their checkpoints and progress (`harness.live`)."""
         return self.root / "_live"
 
     def remove_live(self, trial_id: str) -> None:

@@ -23,9 +23,10 @@ import torch
 import torch.distributed as dist
 
 from harness import checkpoint, memory, parallel
-from harness.checkpoint import LiveTrial, TrialCheckpoint
+from harness.checkpoint import TrialCheckpoint
 from harness.clock import Clock
 from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
+from harness.live import LiveTrial
 from harness.needs_cuda import needs_cuda
 from harness.parallel import Collective, GradientPass
 from harness.provenance import collect_provenance, cpu_model
@@ -274,7 +275,7 @@ def _save_checkpoint(live: LiveTrial, step: int, model: torch.nn.Module, stepper
     if optimizer is None:
         return
     clock = record.clock
-    live.save(TrialCheckpoint(
+    checkpoint.save_checkpoint(live, TrialCheckpoint(
         step=step, model=model.state_dict(), optimizer=optimizer, workload=workload.state_dict(),
         rng=checkpoint.rng_state(_model_device(model)), record=record.state(),
         clock={"train_s": clock.train_s, "compile_s": clock.compile_s, "eval_s": clock.eval_s},
@@ -285,7 +286,7 @@ def _save_checkpoint(live: LiveTrial, step: int, model: torch.nn.Module, stepper
 def _resume(live: LiveTrial, model: torch.nn.Module, stepper: Stepper, workload: Workload,
             record: _Record) -> int:  # fmt: skip
     """Restores the trial's last checkpoint, if any; returns the step to continue from."""
-    saved = live.load()
+    saved = checkpoint.load_checkpoint(live)
     if saved is None:
         return 0
     device = _model_device(model)

@@ -1,6 +1,5 @@
-"""Tuning under equal budgets: search-space points, rulesets, and the Ray Tune sweep driver."""
+"""Tuning under equal budgets: search-space points, rulesets, and the Ray Tune sweep driver.
 
-from sweeps.points import quasi_random_points
-from sweeps.rulesets import ExternalRuleset, WorkloadAtScale
-
-__all__ = ["ExternalRuleset", "WorkloadAtScale", "quasi_random_points"]
+Nothing is imported here: a Ray worker that runs a sweep's trials (`sweeps.trainable`) loads
+only what supervising a trial needs.
+"""

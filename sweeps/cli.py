@@ -226,6 +226,8 @@ def _sweep(args: argparse.Namespace, submissions: list[str],
         lanes += ruleset.lanes(str(loaded.folder), loaded.name, loaded.search_space, workloads,
                                args.data_dir, args.command_line, fields)  # fmt: skip
     check_search(lanes, args.results)
+    if launcher.name == "local":  # the prechecks built each optimizer: JAX is loaded iff one is optax
+        launcher.preload_jax = "jax" in sys.modules
     per_lane = (f"{lanes[0].trials} trial(s)" if lanes[0].trials is not None
                 else f"{lanes[0].budget_s:g} trial-seconds")  # fmt: skip
     track = "" if ruleset.caps is None else ", fixed-resource track"

@@ -39,9 +39,11 @@ from harness.isolation import TrialSummary, summarize
 from harness.results import ResultsStore, write_text_atomic
 from harness.submission import load_submission
 from harness.trial import TrialSpec, search_algorithm
-from sweeps.launchers import Launcher, LocalLauncher, supervise
+from sweeps.launchers import Launcher, LocalLauncher
 from sweeps.rulesets import Lane, lanes_of_specs
-from sweeps.search import OBJECTIVE, LaneScheduler, LaneSearcher
+from sweeps.search import LaneScheduler, LaneSearcher
+from sweeps.trainable import trainable
+from workloads import WORKLOADS
 
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -62,8 +64,6 @@ def _submission_identity(submission: str, is_self_ruleset: bool = False) -> tupl
 
 def spec_trial_id(spec: TrialSpec) -> str:
     """The id the runner will give this spec's trial (workload version + submission source)."""
-    from workloads import WORKLOADS
-
     name, source_hash = _submission_identity(spec.submission, spec.ruleset == "self")
     return spec.trial_id(WORKLOADS[spec.workload].version, name, source_hash)
 
@@ -143,10 +143,11 @@ def run_lanes(lanes: Sequence[Lane], results_root: str | Path, launcher: Launche
     try:
         if on_connected is not None:
             on_connected()
-        trainable = tune.with_parameters(_trainable, results_root=root, launcher=launcher)
+        ray_trial = tune.with_parameters(trainable, results_root=root, launcher=launcher,
+                                         metrics=_target_metrics(lanes))  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="optbench-ray-") as ray_storage:
             tuner = tune.Tuner(
-                tune.with_resources(trainable, resources),
+                tune.with_resources(ray_trial, resources),
                 tune_config=tune.TuneConfig(
                     search_alg=searcher, num_samples=-1, max_concurrent_trials=max_concurrent,
                     scheduler=LaneScheduler(lanes, root) if uses_asha else None,
@@ -207,29 +208,10 @@ def _stderr_to(file: Any) -> Iterator[None]:
         os.close(saved)
 
 
-def _trainable(config: dict[str, Any], results_root: str, launcher: Launcher) -> None:
-    """One Ray trial: supervise the trial, relay its eval points, report its stored outcome."""
-    spec = TrialSpec.from_dict(config["spec"])
-    trial_id = config["trial_id"]
-    metric = _target_metric(spec)
-
-    def relay(point: dict[str, Any]) -> None:
-        metrics = {k: v for k, v in point["metrics"].items() if isinstance(v, float)}
-        tune.report({"step": point["step"], "train_time_s": point["train_time_s"], **metrics,
-                     OBJECTIVE: metrics.get(metric, float("nan"))})  # fmt: skip
-
-    supervise(launcher, spec, trial_id, results_root, relay, lane=config["lane"])
-    row = ResultsStore(results_root).read_trial(trial_id)
-    if row is not None:
-        tune.report({"final": True, "status": row["status"],
-                     OBJECTIVE: row["best_metric"] if row["best_metric"] is not None else float("nan")})  # fmt: skip
-
-
-@functools.cache
-def _target_metric(spec: TrialSpec) -> str:
-    from workloads import WORKLOADS
-
-    return str(WORKLOADS[spec.workload].configs[spec.scale].target.metric)
+def _target_metrics(lanes: Sequence[Lane]) -> dict[str, str]:
+    """Each lane's target metric by lane key (the objective its Ray trials report)."""
+    return {lane.key: str(WORKLOADS[lane.workload.name].configs[lane.workload.scale].target.metric)
+            for lane in lanes}  # fmt: skip
 
 
 def write_manifest(results_root: str | Path, argv: Sequence[str], lanes: Sequence[Lane],

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.checkpoint import LiveTrial
 from harness.errors import UsageError
+from harness.live import LiveTrial
 from harness.results import ResultsStore, write_text_atomic
 from harness.trial import TrialSpec, TrialStatus
 
@@ -125,18 +125,24 @@ class LocalHandle:
 
 
 class LocalLauncher:
-    """Each trial a fresh process on the machine of the Ray worker that runs its Ray trial."""
+    """Each trial a fresh process on the machine of the Ray worker that runs its Ray trial.
+
+    The processes fork from a server that has imported torch and the runner, and JAX and optax
+    with `preload_jax`: a sweep with an optax submission asks for that, so that no trial's wall
+    time (a compute ruleset's budget) holds an import the others were spared."""
 
     name = "local"
 
-    def __init__(self, poll_s: float = 0.1, max_retries: int = 1) -> None:
+    def __init__(self, poll_s: float = 0.1, max_retries: int = 1,
+                 preload_jax: bool = False) -> None:  # fmt: skip
         self.poll_s = poll_s
         self.max_retries = max_retries
+        self.preload_jax = preload_jax
 
     def start(self, spec: TrialSpec, results_root: str, attempt: int) -> LocalHandle:
         from harness.isolation import start_isolated
 
-        return LocalHandle(start_isolated(spec, results_root, attempt))
+        return LocalHandle(start_isolated(spec, results_root, attempt, self.preload_jax))
 
     def attach(self, launch: dict[str, Any]) -> LocalHandle:
         if launch.get("host") != socket.gethostname():

@@ -35,10 +35,10 @@ from harness.search_space import Range, SearchSpace
 from harness.trial import FAULTS, TrialSpec, TrialStatus
 from sweeps.launchers import STOP_MARKER, unstored_launches
 from sweeps.rulesets import RUNG_KEY, Lane
+from sweeps.trainable import OBJECTIVE
 
-__all__ = ["OBJECTIVE", "LaneScheduler", "LaneSearcher", "objective_mode"]
+__all__ = ["LaneScheduler", "LaneSearcher", "objective_mode"]
 
-OBJECTIVE = "objective"
 _NO_OBJECTIVE = FAULTS | {TrialStatus.DIVERGED}  # trials TPE hears of as failed
 
 

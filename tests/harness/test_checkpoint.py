@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkpoint import LiveTrial
+from harness.live import LiveTrial
 from harness.runner import TrialOutcome, run_trial
 from harness.submission import load_submission
 from harness.trial import TrialSpec

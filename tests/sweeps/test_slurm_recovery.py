@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoint import LiveTrial
+from harness.live import LiveTrial
 from harness.results import ResultsStore
 from harness.submission import load_submission
 from harness.trial import TrialSpec
