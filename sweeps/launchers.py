@@ -30,8 +30,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import UsageError
+from harness.isolation import start_isolated
 from harness.live import LiveTrial
 from harness.results import ResultsStore, write_text_atomic
+
+# At import, not when a trial ends: a row stored after Ray Tune stops a trial must be quick, or
+# Ray moves on before it is written (a first import of torch there took seconds).
+from harness.runner import failed_outcome  # imports torch
 from harness.trial import TrialSpec, TrialStatus
 
 __all__ = ["Ending", "LocalLauncher", "SlurmLauncher", "read_launch", "supervise",
@@ -140,8 +145,6 @@ class LocalLauncher:
         self.preload_jax = preload_jax
 
     def start(self, spec: TrialSpec, results_root: str, attempt: int) -> LocalHandle:
-        from harness.isolation import start_isolated
-
         return LocalHandle(start_isolated(spec, results_root, attempt, self.preload_jax))
 
     def attach(self, launch: dict[str, Any]) -> LocalHandle:
@@ -362,8 +365,6 @@ def supervise(launcher: Launcher, spec: TrialSpec, trial_id: str, results_root: 
 def _record(store: ResultsStore, live: LiveTrial, spec: TrialSpec, ending: Ending, attempts: int,
             job_ids: list[str], elapsed_s: float) -> None:  # fmt: skip
     """Stores the row of a trial that could not store its own."""
-    from harness.runner import failed_outcome
-
     assert ending.status is not None
     outcome = failed_outcome(spec, ending.detail, ending.status, attempts, live.read_progress())
     outcome.row["wall_time_s"] = elapsed_s  # the supervisor's clock: the process could not say
