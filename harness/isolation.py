@@ -67,8 +67,7 @@ def _forkserver(preload_jax: bool = True) -> Any:
     return ctx
 
 
-def start_isolated(spec: TrialSpec, results_root: str, attempt: int = 1,
-                   preload_jax: bool = True) -> Any:  # fmt: skip
+def start_isolated(spec: TrialSpec, results_root: str, attempt: int, preload_jax: bool) -> Any:
     """Starts `spec` in a fresh process (see `run_isolated`) that checkpoints as it goes; returns
     the started `multiprocessing.Process`. Its exit code says how it ended: 0 once its rows are
     stored, negative when a signal killed it. Without `preload_jax` the fork server is spared

@@ -98,14 +98,18 @@ class LocalHandle:
         self.pid = process.pid if process is not None else pid
         self._started = _start_time(self.pid) if process is not None and self.pid else started
 
+    def _running(self) -> bool:
+        """The trial's process is alive (its pid not reused by another since)."""
+        return self.pid is not None and _start_time(self.pid) == self._started
+
     def done(self) -> bool:
-        if self._process is not None:
-            code = self._process.exitcode
-            if code == _STATUS_LOST and self.pid and _start_time(self.pid) == self._started:
-                self._process = None  # its fork server ended, the trial did not: watch the pid
-                return False
-            return code is not None
-        return self.pid is None or _start_time(self.pid) != self._started
+        if self._process is None:
+            return not self._running()
+        code = self._process.exitcode
+        if code == _STATUS_LOST and self._running():
+            self._process = None  # its fork server ended, the trial did not: watch the pid
+            return False
+        return code is not None
 
     def ending(self, store: ResultsStore, trial_id: str) -> Ending:
         if store.has_trial(trial_id):
