@@ -24,6 +24,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy harness sweeps reports
 
 # The whole suite, with what it needs beyond Python (headless Chromium, a local SLURM cluster)

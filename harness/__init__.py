@@ -35,14 +35,29 @@ __all__ = [
 ]
 
 _HOME = {
-    "Budget": "workload", "Direction": "workload", "Target": "workload", "Workload": "workload",
-    "WorkloadConfig": "workload", "Clock": "clock", "ContractError": "errors",
-    "OptbenchError": "errors", "ResultsSchemaError": "errors", "UsageError": "errors",
-    "FullControlSubmission": "contract", "Hyperparameters": "contract", "ParamGroups": "contract",
-    "Role": "contract", "StepContext": "contract", "WorkloadInfo": "contract",
-    "ResultsStore": "results", "TrialSpec": "trial", "TrialStatus": "trial",
-    "load_submission": "submission", "run_trial": "runner", "warmup_cosine": "schedules",
-}  # fmt: skip
+    "Budget": "workload",
+    "Direction": "workload",
+    "Target": "workload",
+    "Workload": "workload",
+    "WorkloadConfig": "workload",
+    "Clock": "clock",
+    "ContractError": "errors",
+    "OptbenchError": "errors",
+    "ResultsSchemaError": "errors",
+    "UsageError": "errors",
+    "FullControlSubmission": "contract",
+    "Hyperparameters": "contract",
+    "ParamGroups": "contract",
+    "Role": "contract",
+    "StepContext": "contract",
+    "WorkloadInfo": "contract",
+    "ResultsStore": "results",
+    "TrialSpec": "trial",
+    "TrialStatus": "trial",
+    "load_submission": "submission",
+    "run_trial": "runner",
+    "warmup_cosine": "schedules",
+}
 
 
 def __getattr__(name: str) -> Any:

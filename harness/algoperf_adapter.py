@@ -79,11 +79,15 @@ def _parameter_type(model: torch.nn.Module, name: str, role: Role) -> str:
     return {Role.CONV: "CONV_WEIGHT", Role.EMBEDDING: "EMBEDDING"}.get(role, "WEIGHT")
 
 
-_ONE_SPLIT = ("optbench workloads hold out one split, reported as validation/<metric>; there is "
-              "no test split (use the validation_* members)")  # fmt: skip
+_ONE_SPLIT = (
+    "optbench workloads hold out one split, reported as validation/<metric>; there is "
+    "no test split (use the validation_* members)"
+)
 _OWN_PIPELINE = "each optbench workload batches and normalises its data inside its own pipeline"
-_RUNNER_EVALUATES = ("optbench evaluates on the workload's step cadence itself; a submission sees "
-                     "each eval in eval_results")  # fmt: skip
+_RUNNER_EVALUATES = (
+    "optbench evaluates on the workload's step cadence itself; a submission sees "
+    "each eval in eval_results"
+)
 
 
 def _no_value(member: str, why: str) -> ContractError:
@@ -137,8 +141,14 @@ class AlgoPerfWorkload:
       ContractError: the workload declares no AlgoPerf loss type (`Workload.algoperf_loss_type`).
     """
 
-    def __init__(self, workload: Workload, model: torch.nn.Module, groups: ParamGroups,
-                 info: WorkloadInfo, spec: ModuleType) -> None:  # fmt: skip
+    def __init__(
+        self,
+        workload: Workload,
+        model: torch.nn.Module,
+        groups: ParamGroups,
+        info: WorkloadInfo,
+        spec: ModuleType,
+    ) -> None:
         if workload.algoperf_loss_type is None:
             raise ContractError(
                 f"workload {workload.name} does not support AlgoPerf-style submissions (level 3): "
@@ -154,7 +164,9 @@ class AlgoPerfWorkload:
         self.metrics_logger: Any = None
         names = {id(p): name for name, p in model.named_parameters()}
         keys = [names[id(p)] for p in groups.params]
-        self.param_shapes = {k: spec.ShapeTuple(tuple(p.shape)) for k, p in zip(keys, groups.params, strict=True)}  # fmt: skip
+        self.param_shapes = {
+            k: spec.ShapeTuple(tuple(p.shape)) for k, p in zip(keys, groups.params, strict=True)
+        }
         self.model_params_types = {
             k: spec.ParameterType[_parameter_type(model, k, role)]
             for k, role in zip(keys, groups.roles, strict=True)
@@ -178,9 +190,12 @@ class AlgoPerfWorkload:
         """Examples in the workload's training split (`Workload.num_train_examples`)."""
         count = self._workload.num_train_examples()
         if count is None:
-            raise _no_value("num_train_examples", f"workload {self._workload.name} declares no "
-                            "count of training examples (its batches are windows of a token "
-                            "stream)")  # fmt: skip
+            raise _no_value(
+                "num_train_examples",
+                f"workload {self._workload.name} declares no "
+                "count of training examples (its batches are windows of a token "
+                "stream)",
+            )
         return count
 
     @property
@@ -188,8 +203,10 @@ class AlgoPerfWorkload:
         """Examples in the workload's held-out split (`Workload.num_eval_examples`)."""
         count = self._workload.num_eval_examples()
         if count is None:
-            raise _no_value("num_validation_examples", f"workload {self._workload.name} declares "
-                            "no count of held-out examples")  # fmt: skip
+            raise _no_value(
+                "num_validation_examples",
+                f"workload {self._workload.name} declares no count of held-out examples",
+            )
         return count
 
     @property
@@ -202,8 +219,11 @@ class AlgoPerfWorkload:
 
     @property
     def num_eval_train_examples(self) -> int:
-        raise _no_value("num_eval_train_examples", "optbench evaluates no training split; "
-                        "train/loss is the mean training loss of the steps since the last eval")  # fmt: skip
+        raise _no_value(
+            "num_eval_train_examples",
+            "optbench evaluates no training split; "
+            "train/loss is the mean training loss of the steps since the last eval",
+        )
 
     @property
     def eval_batch_size(self) -> int:
@@ -224,8 +244,10 @@ class AlgoPerfWorkload:
         for key in (f"validation/{self.target_metric_name}", target.metric):
             if key in eval_result:
                 return target.is_met(float(eval_result[key]))
-        raise ContractError(f"workload.has_reached_validation_target: the eval result holds "
-                            f"neither validation/{self.target_metric_name} nor {target.metric}")  # fmt: skip
+        raise ContractError(
+            f"workload.has_reached_validation_target: the eval result holds "
+            f"neither validation/{self.target_metric_name} nor {target.metric}"
+        )
 
     def has_reached_test_target(self, eval_result: Mapping[str, float]) -> bool:
         raise _no_value("has_reached_test_target", _ONE_SPLIT)
@@ -243,8 +265,11 @@ class AlgoPerfWorkload:
         or the identity (squared and absolute error) of `logits_batch`; `framework` must be
         `pytorch`, as optbench's models are."""
         if framework != "pytorch":
-            raise _no_value("output_activation_fn", f"framework {framework!r}: optbench's models "
-                            "are PyTorch models (framework='pytorch')")  # fmt: skip
+            raise _no_value(
+                "output_activation_fn",
+                f"framework {framework!r}: optbench's models "
+                "are PyTorch models (framework='pytorch')",
+            )
         kind = self.loss_type.name
         if kind in ("SOFTMAX_CROSS_ENTROPY", "CTC_LOSS"):
             return torch.softmax(logits_batch, dim=-1)
@@ -253,12 +278,18 @@ class AlgoPerfWorkload:
         return logits_batch
 
     def init_model_fn(self, *args: Any, **kwargs: Any) -> Any:
-        raise _no_value("init_model_fn", "optbench builds and initialises the model from the "
-                        "trial's seed; a submission gets it as current_param_container")  # fmt: skip
+        raise _no_value(
+            "init_model_fn",
+            "optbench builds and initialises the model from the "
+            "trial's seed; a submission gets it as current_param_container",
+        )
 
     def _build_input_queue(self, *args: Any, **kwargs: Any) -> Any:
-        raise _no_value("_build_input_queue", "AlgoPerf's rules keep it from submissions; the "
-                        "step's batch comes through input_queue in data_selection")  # fmt: skip
+        raise _no_value(
+            "_build_input_queue",
+            "AlgoPerf's rules keep it from submissions; the "
+            "step's batch comes through input_queue in data_selection",
+        )
 
     def _eval_model_on_split(self, *args: Any, **kwargs: Any) -> Any:
         raise _no_value("_eval_model_on_split", _RUNNER_EVALUATES)
@@ -266,9 +297,16 @@ class AlgoPerfWorkload:
     def eval_model(self, *args: Any, **kwargs: Any) -> Any:
         raise _no_value("eval_model", _RUNNER_EVALUATES)
 
-    def model_fn(self, params: torch.nn.Module, augmented_and_preprocessed_input_batch: dict[str, Any],
-                 model_state: Any, mode: Any, rng: Any, update_batch_norm: bool,
-                 dropout_rate: float | None = None) -> tuple[torch.Tensor, Any]:  # fmt: skip
+    def model_fn(
+        self,
+        params: torch.nn.Module,
+        augmented_and_preprocessed_input_batch: dict[str, Any],
+        model_state: Any,
+        mode: Any,
+        rng: Any,
+        update_batch_norm: bool,
+        dropout_rate: float | None = None,
+    ) -> tuple[torch.Tensor, Any]:
         """The model's output on the batch's `inputs`, and `model_state` unchanged.
 
         `mode` TRAIN runs train-mode layers with autograd; EVAL runs eval-mode layers under
@@ -286,9 +324,13 @@ class AlgoPerfWorkload:
             )
         return output, model_state
 
-    def loss_fn(self, label_batch: torch.Tensor, logits_batch: torch.Tensor,
-                mask_batch: torch.Tensor | None = None,
-                label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:  # fmt: skip
+    def loss_fn(
+        self,
+        label_batch: torch.Tensor,
+        logits_batch: torch.Tensor,
+        mask_batch: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ) -> dict[str, torch.Tensor]:
         """`summed`, `n_valid_examples` and `per_example` losses (equations in the module docstring).
 
         The first call of each training step also records the step's loss for the runner.
@@ -305,16 +347,18 @@ class AlgoPerfWorkload:
             self._step_loss = (summed / n_valid).detach()
         return {"summed": summed, "n_valid_examples": n_valid, "per_example": per_example}
 
-    def _per_example(self, labels: torch.Tensor, logits: torch.Tensor,
-                     label_smoothing: float) -> torch.Tensor:  # fmt: skip
+    def _per_example(
+        self, labels: torch.Tensor, logits: torch.Tensor, label_smoothing: float
+    ) -> torch.Tensor:
         logits = logits.float()
         if self.loss_type.name == "MEAN_SQUARED_ERROR":
             return (logits - labels.float()).square().flatten(1).mean(dim=1)
         classes = logits.shape[-1]
         is_dense = labels.is_floating_point() and labels.shape == logits.shape  # one-hot / probs
         targets = labels.float().reshape(-1, classes) if is_dense else labels.reshape(-1)
-        losses = F.cross_entropy(logits.reshape(-1, classes), targets, reduction="none",
-                                 label_smoothing=label_smoothing)  # fmt: skip
+        losses = F.cross_entropy(
+            logits.reshape(-1, classes), targets, reduction="none", label_smoothing=label_smoothing
+        )
         return losses.view(logits.shape[:-1])
 
     def start_step(self) -> None:

@@ -63,8 +63,9 @@ class _AliasLoader(importlib.abc.Loader):
 class _AliasFinder(importlib.abc.MetaPathFinder):
     """Finds `algoperf[.x]` and `algorithmic_efficiency[.x]` when no other finder has."""
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:  # fmt: skip
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         top, _, rest = fullname.partition(".")
         if top not in PACKAGE_NAMES:
             return None

@@ -68,8 +68,13 @@ __all__ = ["AlgoPerfStepper", "make_algoperf_stepper"]
 _INIT, _DATA, _UPDATE, _EVAL = range(4)
 
 
-def make_algoperf_stepper(submission: Submission, groups: ParamGroups, hp: Hyperparameters,
-                          info: WorkloadInfo, trial: TrialContext) -> AlgoPerfStepper:  # fmt: skip
+def make_algoperf_stepper(
+    submission: Submission,
+    groups: ParamGroups,
+    hp: Hyperparameters,
+    info: WorkloadInfo,
+    trial: TrialContext,
+) -> AlgoPerfStepper:
     """Wraps a level-3 submission for this trial: the adapter, its optimizer state, the stepper.
 
     Raises:
@@ -95,8 +100,15 @@ class AlgoPerfStepper(Stepper):
     """Steps through `update_params`; `optimizer_state` is the submission's own (see the module
     docstring for the calls)."""
 
-    def __init__(self, module: ModuleType, adapter: AlgoPerfWorkload, trial: TrialContext,
-                 hyperparameters: Any, info: WorkloadInfo, spec: ModuleType) -> None:  # fmt: skip
+    def __init__(
+        self,
+        module: ModuleType,
+        adapter: AlgoPerfWorkload,
+        trial: TrialContext,
+        hyperparameters: Any,
+        info: WorkloadInfo,
+        spec: ModuleType,
+    ) -> None:
         self._module = module
         self._workload = adapter
         self._trial = trial
@@ -108,11 +120,14 @@ class AlgoPerfStepper(Stepper):
         self._eval_results: list[tuple[int, dict[str, float]]] = []
         self._steps_done = 0
         self._train_state: dict[str, Any] = {
-            "accumulated_submission_time": 0.0, "accumulated_eval_time": 0.0,
-            "accumulated_logging_time": 0.0, "is_time_remaining": True,
-            "validation_goal_reached": False, "test_goal_reached": False,
+            "accumulated_submission_time": 0.0,
+            "accumulated_eval_time": 0.0,
+            "accumulated_logging_time": 0.0,
+            "is_time_remaining": True,
+            "validation_goal_reached": False,
+            "test_goal_reached": False,
             "training_complete": False,
-        }  # fmt: skip
+        }
         self._complete_errors = _completion_errors(spec)
         self._update_names = _keyword_names(module.update_params)
         prepare = getattr(module, "prepare_for_eval", None)
@@ -125,34 +140,50 @@ class AlgoPerfStepper(Stepper):
     def step(self, batch: Any, step: int) -> torch.Tensor:
         self._queue.put(self._trial.workload.algoperf_batch(batch), step)
         clock = self._trial.clock
-        self._train_state.update(accumulated_submission_time=clock.train_s,
-                                 accumulated_eval_time=clock.eval_s,
-                                 is_time_remaining=clock.train_s < self._info.max_time_s)  # fmt: skip
+        self._train_state.update(
+            accumulated_submission_time=clock.train_s,
+            accumulated_eval_time=clock.eval_s,
+            is_time_remaining=clock.train_s < self._info.max_time_s,
+        )
         self._workload.start_step()
         try:
             selected = self._module.data_selection(
-                self._workload, self._queue, self.optimizer_state, self._model, self._model_state,
-                self._hp, step, _key(self._trial.seed, _DATA, step),
-            )  # fmt: skip
-            result = self._call(self._module.update_params, self._update_names, batch=selected,
-                                global_step=step, rng=_key(self._trial.seed, _UPDATE, step),
-                                train_state=MappingProxyType(self._train_state))  # fmt: skip
+                self._workload,
+                self._queue,
+                self.optimizer_state,
+                self._model,
+                self._model_state,
+                self._hp,
+                step,
+                _key(self._trial.seed, _DATA, step),
+            )
+            result = self._call(
+                self._module.update_params,
+                self._update_names,
+                batch=selected,
+                global_step=step,
+                rng=_key(self._trial.seed, _UPDATE, step),
+                train_state=MappingProxyType(self._train_state),
+            )
         except self._complete_errors as exc:
             raise TrainingComplete(f"the submission ended training before step {step}") from exc
         self.optimizer_state, self._model_state = self._unpack(result, "update_params")
         self._steps_done = step + 1
         loss = self._workload.step_loss()
         if loss is None:
-            raise ContractError("update_params never called workload.loss_fn; optbench records "
-                                "each step's training loss from its first call")  # fmt: skip
+            raise ContractError(
+                "update_params never called workload.loss_fn; optbench records "
+                "each step's training loss from its first call"
+            )
         return loss
 
     def prepare_for_eval(self) -> None:
         if self._prepare is None:
             return
         rng = _key(self._trial.seed, _EVAL, self._steps_done)
-        result = self._call(self._prepare, self._prepare_names, global_step=self._steps_done,
-                            rng=rng)  # fmt: skip
+        result = self._call(
+            self._prepare, self._prepare_names, global_step=self._steps_done, rng=rng
+        )
         self.optimizer_state, self._model_state = self._unpack(result, "prepare_for_eval")
 
     def observe_eval(self, steps: int, metrics: Mapping[str, float]) -> None:
@@ -174,23 +205,31 @@ class AlgoPerfStepper(Stepper):
     def _call(self, fn: Callable[..., Any], names: frozenset[str] | None, **specific: Any) -> Any:
         """Calls `fn` with AlgoPerf's keyword arguments, those its signature names (all for None)."""
         arguments = {
-            "workload": self._workload, "current_param_container": self._model,
+            "workload": self._workload,
+            "current_param_container": self._model,
             "current_params_types": self._workload.model_params_types,
-            "model_state": self._model_state, "hyperparameters": self._hp,
-            "loss_type": self._workload.loss_type, "optimizer_state": self.optimizer_state,
-            "eval_results": self._eval_results, **specific,
-        }  # fmt: skip
+            "model_state": self._model_state,
+            "hyperparameters": self._hp,
+            "loss_type": self._workload.loss_type,
+            "optimizer_state": self.optimizer_state,
+            "eval_results": self._eval_results,
+            **specific,
+        }
         return fn(**{k: v for k, v in arguments.items() if names is None or k in names})
 
     def _unpack(self, result: Any, name: str) -> tuple[Any, Any]:
         """(optimizer_state, model_state) of an `UpdateReturn`, after checking the container."""
         if not (isinstance(result, tuple | list) and len(result) == 3):
-            raise ContractError(f"{name} returned {type(result).__name__}; expected "
-                                "(optimizer_state, current_param_container, model_state)")  # fmt: skip
+            raise ContractError(
+                f"{name} returned {type(result).__name__}; expected "
+                "(optimizer_state, current_param_container, model_state)"
+            )
         optimizer_state, container, model_state = result
         if container is not self._model:
-            raise ContractError(f"{name} returned a parameter container other than the model it "
-                                "was given; optbench trains the model in place")  # fmt: skip
+            raise ContractError(
+                f"{name} returned a parameter container other than the model it "
+                "was given; optbench trains the model in place"
+            )
         return optimizer_state, model_state
 
 
@@ -209,8 +248,10 @@ class _StepQueue:
 
     def __next__(self) -> dict[str, Any]:
         if self._batch is None:
-            raise ContractError(f"data_selection drew a second batch in step {self._step}; "
-                                "optbench workloads have one fixed batch per step")  # fmt: skip
+            raise ContractError(
+                f"data_selection drew a second batch in step {self._step}; "
+                "optbench workloads have one fixed batch per step"
+            )
         batch, self._batch = self._batch, None
         return batch
 
@@ -225,8 +266,10 @@ def _namedtuple(hp: Hyperparameters, source: str) -> Any:
     """The trial's point as AlgoPerf's `hyperparameters` namedtuple."""
     bad = [n for n in hp if not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_")]
     if bad:
-        raise ContractError(f"{source}: hyperparameter names {bad} cannot be attributes of "
-                            "AlgoPerf's hyperparameters namedtuple; use Python identifiers")  # fmt: skip
+        raise ContractError(
+            f"{source}: hyperparameter names {bad} cannot be attributes of "
+            "AlgoPerf's hyperparameters namedtuple; use Python identifiers"
+        )
     return collections.namedtuple("Hyperparameters", list(hp))(**hp)
 
 

@@ -87,9 +87,15 @@ SCHEMA_VERSION = 1
 SCALES: dict[str, dict[str, int]] = {
     "full": {},
     "reduced": {"vocab_size": 12288, "num_layers": 4, "num_heads": 2, "model_dim": 256},
-    "tiny": {"vocab_size": 256, "num_layers": 2, "num_heads": 2, "head_dim": 16, "model_dim": 32,
-             "seq_len": 16},
-}  # fmt: skip
+    "tiny": {
+        "vocab_size": 256,
+        "num_layers": 2,
+        "num_heads": 2,
+        "head_dim": 16,
+        "model_dim": 32,
+        "seq_len": 16,
+    },
+}
 _LEVELS = {Level.FACTORY: "1", Level.FULL_CONTROL: "2", Level.ALGOPERF: "3"}
 _MAX_STEPS = 1_000_000
 
@@ -176,8 +182,10 @@ class BenchReport:
     def header(self) -> str:
         """Device, torch version, parameter count and shape set, on two lines."""
         cfg, c = self.config, self.gpt_config
-        shapes = (f"{cfg.scale} nanogpt GPT (vocab {c['vocab_size']}, {c['num_layers']} layers, "
-                  f"width {c['model_dim']} = {c['num_heads']} heads x {c['head_dim']}, untied head)")  # fmt: skip
+        shapes = (
+            f"{cfg.scale} nanogpt GPT (vocab {c['vocab_size']}, {c['num_layers']} layers, "
+            f"width {c['model_dim']} = {c['num_heads']} heads x {c['head_dim']}, untied head)"
+        )
         return (
             f"device: {cfg.device} ({self.device_name}; torch threads: {self.num_threads}), "
             f"torch {self.torch_version}; parameters: {self.num_params:,} float32 in "
@@ -204,30 +212,44 @@ class BenchReport:
     def _markdown_row(self, row: BenchRow) -> str:
         state = row.state_bytes
         cells = [
-            row.submission, row.level, _fmt(row.step_ms, ".3f"),
-            _fmt(row.forward_backward_ms, ".3f"), _fmt(row.optimizer_ms, ".3f"),
-            _fmt(self.time_ratio(row), ".2f"), _fmt(None if state is None else state / 2**20, ".1f"),
+            row.submission,
+            row.level,
+            _fmt(row.step_ms, ".3f"),
+            _fmt(row.forward_backward_ms, ".3f"),
+            _fmt(row.optimizer_ms, ".3f"),
+            _fmt(self.time_ratio(row), ".2f"),
+            _fmt(None if state is None else state / 2**20, ".1f"),
             _fmt(None if state is None else state / self.num_params, ".2f"),
             _fmt(self.memory_ratio(row), ".2f"),
             (f"{row.status}: " if row.status is not RowStatus.OK else "") + _one_line(row.note),
-        ]  # fmt: skip
+        ]
         return "| " + " | ".join(cells) + " |"
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data (schema `optbench.bench_optimizers`, versioned)."""
         rows = [
-            {**dataclasses.asdict(row), "status": str(row.status),
-             "time_ratio": self.time_ratio(row), "memory_ratio": self.memory_ratio(row)}
+            {
+                **dataclasses.asdict(row),
+                "status": str(row.status),
+                "time_ratio": self.time_ratio(row),
+                "memory_ratio": self.memory_ratio(row),
+            }
             for row in self.rows
-        ]  # fmt: skip
+        ]
         return {
-            "schema": "optbench.bench_optimizers", "schema_version": SCHEMA_VERSION,
-            "baseline": BASELINE, "config": dataclasses.asdict(self.config),
-            "torch_version": self.torch_version, "device_name": self.device_name,
-            "num_threads": self.num_threads, "gpt_config": self.gpt_config,
-            "num_params": self.num_params, "num_tensors": self.num_tensors,
-            "rows": rows, "provenance": self.provenance,
-        }  # fmt: skip
+            "schema": "optbench.bench_optimizers",
+            "schema_version": SCHEMA_VERSION,
+            "baseline": BASELINE,
+            "config": dataclasses.asdict(self.config),
+            "torch_version": self.torch_version,
+            "device_name": self.device_name,
+            "num_threads": self.num_threads,
+            "gpt_config": self.gpt_config,
+            "num_params": self.num_params,
+            "num_tensors": self.num_tensors,
+            "rows": rows,
+            "provenance": self.provenance,
+        }
 
 
 _NOTES = (
@@ -363,10 +385,14 @@ def _build_problem(config: BenchConfig) -> _Problem:
 
 def _info(config: BenchConfig) -> WorkloadInfo:
     return WorkloadInfo(
-        step_hint=_MAX_STEPS * 4 // 5, max_steps=_MAX_STEPS, max_time_s=math.inf, batch_size=1,
-        tokens_per_step=16, scale="full" if config.scale == "full" else "smoke",
+        step_hint=_MAX_STEPS * 4 // 5,
+        max_steps=_MAX_STEPS,
+        max_time_s=math.inf,
+        batch_size=1,
+        tokens_per_step=16,
+        scale="full" if config.scale == "full" else "smoke",
         device=config.device,
-    )  # fmt: skip
+    )
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -393,8 +419,9 @@ def _measure(loaded: Submission, config: BenchConfig) -> BenchRow:
         return BenchRow(loaded.name, level, RowStatus.SKIPPED, note=note)
     problem = _build_problem(config)
     hp = Hyperparameters(loaded.search_space.center())
-    stepper = make_stepper(loaded, problem.groups, hp, _info(config), problem.loss,
-                           problem.loss.forward_backward)  # fmt: skip
+    stepper = make_stepper(
+        loaded, problem.groups, hp, _info(config), problem.loss, problem.loss.forward_backward
+    )
 
     def forward_backward(index: int) -> None:
         problem.zero_grads()
@@ -413,10 +440,14 @@ def _measure(loaded: Submission, config: BenchConfig) -> BenchRow:
         problem.zero_grads()  # untimed: the steps start as they would without the extra block
     state_bytes = optimizer_state_bytes(stepper.optimizer_state, problem.not_state())
     return BenchRow(
-        loaded.name, level, RowStatus.OK, step_ms=statistics.median(s for _, s in pairs),
-        optimizer_ms=statistics.median(s - f for f, s in pairs), state_bytes=state_bytes,
+        loaded.name,
+        level,
+        RowStatus.OK,
+        step_ms=statistics.median(s for _, s in pairs),
+        optimizer_ms=statistics.median(s - f for f, s in pairs),
+        state_bytes=state_bytes,
         forward_backward_ms=statistics.median(f for f, _ in pairs),
-    )  # fmt: skip
+    )
 
 
 def _measure_or_fail(folder: Path, config: BenchConfig) -> BenchRow:
@@ -427,17 +458,26 @@ def _measure_or_fail(folder: Path, config: BenchConfig) -> BenchRow:
         level = _LEVELS[loaded.level]
         return _measure(loaded, config)
     except Exception as exc:  # the submission's code: whatever it raises is its row's result
-        return BenchRow(folder.name, level, RowStatus.FAILED, note=f"{type(exc).__name__}: {exc}",
-                        error_traceback=traceback.format_exc())  # fmt: skip
+        return BenchRow(
+            folder.name,
+            level,
+            RowStatus.FAILED,
+            note=f"{type(exc).__name__}: {exc}",
+            error_traceback=traceback.format_exc(),
+        )
     finally:
         gc.collect()  # free this submission's parameters and state before the next one
         if torch.device(config.device).type == "cuda":
             torch.cuda.empty_cache()
 
 
-def run_benchmark(config: BenchConfig, folders: Sequence[Path], command_line: str | None = None,
-                  on_start: Callable[[str], None] | None = None,
-                  on_done: Callable[[BenchRow], None] | None = None) -> BenchReport:  # fmt: skip
+def run_benchmark(
+    config: BenchConfig,
+    folders: Sequence[Path],
+    command_line: str | None = None,
+    on_start: Callable[[str], None] | None = None,
+    on_done: Callable[[BenchRow], None] | None = None,
+) -> BenchReport:
     """Measures every submission in `folders`, in order (the baseline first).
 
     Args:
@@ -461,11 +501,16 @@ def run_benchmark(config: BenchConfig, folders: Sequence[Path], command_line: st
     device = torch.device(config.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return BenchReport(
-        config=config, torch_version=torch.__version__, device_name=name,
-        num_threads=torch.get_num_threads(), gpt_config=dataclasses.asdict(gpt_config(config.scale)),
-        num_params=sum(p.numel() for p in params), num_tensors=len(params),
-        rows=tuple(rows), provenance=collect_provenance(name, command_line),
-    )  # fmt: skip
+        config=config,
+        torch_version=torch.__version__,
+        device_name=name,
+        num_threads=torch.get_num_threads(),
+        gpt_config=dataclasses.asdict(gpt_config(config.scale)),
+        num_params=sum(p.numel() for p in params),
+        num_tensors=len(params),
+        rows=tuple(rows),
+        provenance=collect_provenance(name, command_line),
+    )
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -505,6 +550,7 @@ def write_report(report: BenchReport, path: Path) -> Path:
     sidecar = sidecar_path(path)
     check_output_path(path)
     write_output_text(path, report.markdown(), BENCH_OPTIMIZERS_MD, "--output")
-    write_output_text(sidecar, json.dumps(report.to_json(), indent=2) + "\n", BENCH_OPTIMIZERS_JSON,
-                      "--output")  # fmt: skip
+    write_output_text(
+        sidecar, json.dumps(report.to_json(), indent=2) + "\n", BENCH_OPTIMIZERS_JSON, "--output"
+    )
     return sidecar

@@ -50,8 +50,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             if cls.base_scale_of(scale) != scale:
                 continue  # a ladder's rung: listed on its base scale's ladder line
             t = config.target
-            print(f"  {name}@{scale} v{cls.version}: {t.metric} {'<=' if t.direction == 'min' else '>='}"
-                  f" {t.value:g}, budget {config.budget.max_steps} steps, batch {config.batch_size}")  # fmt: skip
+            print(
+                f"  {name}@{scale} v{cls.version}: {t.metric} {'<=' if t.direction == 'min' else '>='}"
+                f" {t.value:g}, budget {config.budget.max_steps} steps, batch {config.batch_size}"
+            )
             if scale in cls.ladders:
                 batches = ", ".join(map(str, cls.ladder_batches.get(scale, ())))
                 print(f"    ladder: {', '.join(cls.ladder_scales(scale))}; batches {batches}")
@@ -79,10 +81,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     count = check_submission(loaded, get_workload(name, scale, Path(args.data_dir)))
     is_built = loaded.level == "factory"
     built = f"optimizer built on {name}@{scale}'s {count} parameters; " if is_built else ""
-    space = (f"search space of {loaded.search_space.num_dims} dims" if not loaded.is_self_tuning
-             else "self-tuning, no search space: runs with --ruleset self")  # fmt: skip
-    print(f"{loaded.folder}: ok ({loaded.level}; {space}; {built}source "
-          f"{loaded.source_hash[:12]})")  # fmt: skip
+    space = (
+        f"search space of {loaded.search_space.num_dims} dims"
+        if not loaded.is_self_tuning
+        else "self-tuning, no search space: runs with --ruleset self"
+    )
+    print(f"{loaded.folder}: ok ({loaded.level}; {space}; {built}source {loaded.source_hash[:12]})")
     return 0
 
 
@@ -106,8 +110,10 @@ def _parse_hparams(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--hp {pair!r}: expected NAME=VALUE")
         if key in given:
-            raise UsageError(f"--hp {key} is given twice ({key}={given[key]} and {pair}): give "
-                             "each hyperparameter once")  # fmt: skip
+            raise UsageError(
+                f"--hp {key} is given twice ({key}={given[key]} and {pair}): give "
+                "each hyperparameter once"
+            )
         given[key] = value
         try:
             point[key] = json.loads(value)
@@ -127,19 +133,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     is_self = args.ruleset == "self"
     loaded = load_submission(args.submission, allow_self_tuning=is_self)
     if loaded.is_self_tuning and args.hp:
-        raise UsageError(f"--hp {args.hp[0]}: {loaded.folder} is self-tuning (no search space); "
-                         "its hyperparameters are fixed in its code")  # fmt: skip
+        raise UsageError(
+            f"--hp {args.hp[0]}: {loaded.folder} is self-tuning (no search space); "
+            "its hyperparameters are fixed in its code"
+        )
     hp = _parse_hparams(args.hp, loaded.search_space.center())
     loaded.search_space.validate_point(hp)
     # "single" and "{}" are TrialSpec's defaults, so the ids of other `run` trials stay as they were.
     ruleset_json = json.dumps({"name": "self"}) if is_self else "{}"
     spec = TrialSpec(
-        workload=workload.name, scale=workload.scale, submission=str(loaded.folder),
-        hparams_json=TrialSpec.canonical_hparams(hp), seed=args.seed, data_dir=args.data_dir,
-        max_steps=args.max_steps, num_threads=args.threads, world_size=args.processes,
-        device=args.device, command_line=args.command_line, ruleset=args.ruleset,
+        workload=workload.name,
+        scale=workload.scale,
+        submission=str(loaded.folder),
+        hparams_json=TrialSpec.canonical_hparams(hp),
+        seed=args.seed,
+        data_dir=args.data_dir,
+        max_steps=args.max_steps,
+        num_threads=args.threads,
+        world_size=args.processes,
+        device=args.device,
+        command_line=args.command_line,
+        ruleset=args.ruleset,
         ruleset_json=ruleset_json,
-    )  # fmt: skip
+    )
     _check_device(args.device)
     check_results_root(args.results)  # a store that cannot be written: refused before training
     check_trial(spec)  # the user's mistakes are refused here, before the trial's process starts
@@ -194,9 +210,11 @@ def _one_search(trials: Any, ruleset: str | None, results: str) -> None:
     for name, group in chosen.groupby("ruleset"):
         found = {search_algorithm(text) for text in group["ruleset_json"]}
         if len(found) > 1:
-            raise UsageError(f"{results}: the {name} trials mix search algorithms "
-                             f"({', '.join(sorted(found))}); a leaderboard compares submissions "
-                             "tuned by one: keep each algorithm in its own results folder")  # fmt: skip
+            raise UsageError(
+                f"{results}: the {name} trials mix search algorithms "
+                f"({', '.join(sorted(found))}); a leaderboard compares submissions "
+                "tuned by one: keep each algorithm in its own results folder"
+            )
 
 
 _CPU_PEAK_NOTE = (
@@ -235,15 +253,22 @@ def _write_leaderboard(args: argparse.Namespace, highlight: str | None) -> int:
     except UsageError as exc:  # which trials compare: say in which results folder
         raise UsageError(f"{args.results}: {exc}") from None
     title = f"optbench leaderboard ({args.results})"
-    notes = [_CPU_PEAK_NOTE] if trials["peak_source"].astype("string").str.startswith("vmhwm").any() else []
+    notes = (
+        [_CPU_PEAK_NOTE]
+        if trials["peak_source"].astype("string").str.startswith("vmhwm").any()
+        else []
+    )
     markdown = render_markdown(table, title) + "".join(f"\n{note}\n" for note in notes)
     html = render_html(table, title, notes=notes)
     for name, text in (("leaderboard.md", markdown), ("leaderboard.html", html)):
         write_output_text(out / name, text, LEADERBOARD_FILES[name], flag)
     print(markdown)
     if highlight is not None:
-        print(f"\n{highlight}: score {table.loc[highlight, 'score']:.4f}"
-              if highlight in table.index else f"\n{highlight}: no trials recorded")  # fmt: skip
+        print(
+            f"\n{highlight}: score {table.loc[highlight, 'score']:.4f}"
+            if highlight in table.index
+            else f"\n{highlight}: no trials recorded"
+        )
     print(f"wrote {out / 'leaderboard.md'} and {out / 'leaderboard.html'}", file=sys.stderr)
     return 0
 
@@ -278,18 +303,27 @@ def cmd_import_algoperf(args: argparse.Namespace) -> int:
             on_progress=progress,
         )
     found = ", ".join(f"{n} {name}" for name, n in summary.rulesets.items() if n)
-    print(f"targets: {summary.targets_path} (AlgoPerf {summary.benchmark_version}); held out: "
-          f"{', '.join(summary.held_out) or 'none'} (from {summary.held_out_source})",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"targets: {summary.targets_path} (AlgoPerf {summary.benchmark_version}); held out: "
+        f"{', '.join(summary.held_out) or 'none'} (from {summary.held_out_source})",
+        file=sys.stderr,
+    )
     if summary.unscored_variants:
-        print(f"variants not on the held-out list (stored, never scored): "
-              f"{', '.join(summary.unscored_variants)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"variants not on the held-out list (stored, never scored): "
+            f"{', '.join(summary.unscored_variants)}",
+            file=sys.stderr,
+        )
     if summary.outside_layout:
-        print(f"left out {len(summary.outside_layout)} eval_measurements.csv outside AlgoPerf's "
-              f"layout {ALGOPERF_LAYOUT} (first: {summary.outside_layout[0]})",
-              file=sys.stderr)  # fmt: skip
-    print(f"imported {summary.written} new trial(s) ({found} found, {summary.already_stored} "
-          f"already stored) from {log_dir} into {args.results}")  # fmt: skip
+        print(
+            f"left out {len(summary.outside_layout)} eval_measurements.csv outside AlgoPerf's "
+            f"layout {ALGOPERF_LAYOUT} (first: {summary.outside_layout[0]})",
+            file=sys.stderr,
+        )
+    print(
+        f"imported {summary.written} new trial(s) ({found} found, {summary.already_stored} "
+        f"already stored) from {log_dir} into {args.results}"
+    )
     return 0
 
 
@@ -303,10 +337,14 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
 
         check_output(args.output, BENCH_OVERHEAD_MD, "--output")
         check_output(Path(args.output).with_suffix(".json"), BENCH_OVERHEAD_JSON, "--output")
-    print(f"overhead: {args.workload}@smoke, {args.steps} steps, {args.repeats} repeats, "
-          "1 torch thread ...", file=sys.stderr)  # fmt: skip
-    result = measure_overhead(args.workload, Path(args.data_dir), args.steps, args.repeats,
-                              command_line=args.command_line)  # fmt: skip
+    print(
+        f"overhead: {args.workload}@smoke, {args.steps} steps, {args.repeats} repeats, "
+        "1 torch thread ...",
+        file=sys.stderr,
+    )
+    result = measure_overhead(
+        args.workload, Path(args.data_dir), args.steps, args.repeats, command_line=args.command_line
+    )
     print(result.markdown(), end="")
     if args.output:
         from harness.overhead import write_report
@@ -336,14 +374,27 @@ def cmd_bench_optimizers(args: argparse.Namespace) -> int:
         check_output_path(Path(args.output))  # and an output that may not be written
     if args.threads is not None or device == "cpu":  # one thread on CPU: steadier on a busy box
         torch.set_num_threads(args.threads or 1)
-    config = BenchConfig(device=device, scale=args.scale or ("full" if device == "cuda" else "reduced"),
-                         steps=args.steps, repeats=args.repeats, warmup=args.warmup)  # fmt: skip
-    print(f"bench optimizers: {len(folders)} submission(s) on {device}, {config.scale} shapes, "
-          f"{config.warmup} + {config.repeats} x {config.steps} steps ...", file=sys.stderr)  # fmt: skip
+    config = BenchConfig(
+        device=device,
+        scale=args.scale or ("full" if device == "cuda" else "reduced"),
+        steps=args.steps,
+        repeats=args.repeats,
+        warmup=args.warmup,
+    )
+    print(
+        f"bench optimizers: {len(folders)} submission(s) on {device}, {config.scale} shapes, "
+        f"{config.warmup} + {config.repeats} x {config.steps} steps ...",
+        file=sys.stderr,
+    )
     bar = tqdm(total=len(folders), desc="bench optimizers", unit="submission", disable=args.quiet)
     with bar:
-        report = run_benchmark(config, folders, args.command_line, on_start=bar.set_postfix_str,
-                               on_done=lambda _: bar.update())  # fmt: skip
+        report = run_benchmark(
+            config,
+            folders,
+            args.command_line,
+            on_start=bar.set_postfix_str,
+            on_done=lambda _: bar.update(),
+        )
     print(json.dumps(report.to_json(), indent=2) if args.json else report.markdown())
     if args.output:
         sidecar = write_report(report, Path(args.output))
@@ -404,13 +455,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     reference = WORKLOADS[name].reference_hparams.get(args.scale)
     if not reference:
         raise UsageError(f"workload {name!r} declares no reference point at scale {args.scale!r}")
-    specs = calibration_specs(name, args.scale, args.seeds, args.data_dir, args.device,
-                              command_line=args.command_line)  # fmt: skip
+    specs = calibration_specs(
+        name, args.scale, args.seeds, args.data_dir, args.device, command_line=args.command_line
+    )
     _check_device(args.device)
     check_results_root(args.results)
     check_trial(specs[0])  # the data and the reference point; the seeds differ only in seed
-    print(f"calibrating {name}@{args.scale}: reference AdamW {reference} x {args.seeds} seeds "
-          f"-> {args.results}", file=sys.stderr)  # fmt: skip
+    print(
+        f"calibrating {name}@{args.scale}: reference AdamW {reference} x {args.seeds} seeds "
+        f"-> {args.results}",
+        file=sys.stderr,
+    )
     with tqdm(total=len(specs), desc="calibration trials", unit="trial") as bar:
         report = calibrate(specs, args.results, args.parallel, on_done=lambda _: bar.update())
     print(report.markdown())
@@ -423,8 +478,11 @@ def _add_results(p: argparse.ArgumentParser) -> None:
 
 def _add_selection(p: argparse.ArgumentParser, ruleset: str | None) -> None:
     p.add_argument("--ruleset", default=ruleset, help="score only trials of this ruleset")
-    p.add_argument("--hardware-class", default=None,
-                   help="score only trials of this hardware class (needed when the store mixes)")  # fmt: skip
+    p.add_argument(
+        "--hardware-class",
+        default=None,
+        help="score only trials of this hardware class (needed when the store mixes)",
+    )
 
 
 def _integer(minimum: int) -> Callable[[str], int]:
@@ -467,12 +525,15 @@ def _check_device(device: str) -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is available to torch "
-                         f"{torch.__version__}; use --device cpu")  # fmt: skip
+        raise UsageError(
+            f"--device {device}: no CUDA device is available to torch "
+            f"{torch.__version__}; use --device cpu"
+        )
     index, count = torch.device(device).index, torch.cuda.device_count()
     if index is not None and index >= count:
-        raise UsageError(f"--device {device}: {count} CUDA device(s) are visible "
-                         f"(cuda:0 to cuda:{count - 1})")  # fmt: skip
+        raise UsageError(
+            f"--device {device}: {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1})"
+        )
 
 
 def _markdown_file(text: str) -> str:
@@ -490,26 +551,26 @@ _EXAMPLES = {
     "list": "optbench list",
     "validate": "optbench validate submissions/adamw",
     "run": "optbench run adamw --workload digits --hp lr=0.003 --seed 1\n"
-           "  optbench run muon --workload nanogpt --scale full --device cuda --processes 8\n"
-           "  optbench run path/to/self-tuning-submission --workload digits --ruleset self",
+    "  optbench run muon --workload nanogpt --scale full --device cuda --processes 8\n"
+    "  optbench run path/to/self-tuning-submission --workload digits --ruleset self",
     "sweep": "optbench sweep adamw muon --workloads digits,nanogpt --trials 5 --studies 3\n"
-             "  optbench sweep adamw muon --launcher slurm --cluster gpu-example --results runs/a\n"
-             "  optbench sweep --resume --results runs/a\n"
-             "  optbench sweep adamw muon --workloads nanogpt --track fixed-resource "
-             "--memory-cap 512MiB --time-budget-s 20",
+    "  optbench sweep adamw muon --launcher slurm --cluster gpu-example --results runs/a\n"
+    "  optbench sweep --resume --results runs/a\n"
+    "  optbench sweep adamw muon --workloads nanogpt --track fixed-resource "
+    "--memory-cap 512MiB --time-budget-s 20",
     "scaling": "optbench scaling nanogpt --scale smoke --submissions adamw,muon --trials 4 "
-               "--studies 2 --results runs/scaling --reference adamw",
+    "--studies 2 --results runs/scaling --reference adamw",
     "status": "optbench status --results runs/a",
     "submit": "optbench submit path/to/my-optimizer --trials 4 --studies 2",
     "score": "optbench score --results results\n"
-             "  optbench score --results algoperf-results --held-out-rule\n"
-             "  optbench score --results results --seed-gate",
+    "  optbench score --results algoperf-results --held-out-rule\n"
+    "  optbench score --results results --seed-gate",
     "leaderboard": "optbench leaderboard --results results --out site/",
     "import-algoperf": "optbench import-algoperf logs/external_tuning --results algoperf-results\n"
-                       "  optbench import-algoperf previous_leaderboards/algoperf_v05/logs/"
-                       "external_tuning --results v05\n"
-                       "  optbench import-algoperf runs/self_tuning --targets "
-                       "workload_targets_v05.json --held-out held_out_workloads.json",
+    "  optbench import-algoperf previous_leaderboards/algoperf_v05/logs/"
+    "external_tuning --results v05\n"
+    "  optbench import-algoperf runs/self_tuning --targets "
+    "workload_targets_v05.json --held-out held_out_workloads.json",
     "sysinfo": "optbench sysinfo",
     "bench-overhead": "optbench bench-overhead --workload nanogpt --steps 200 --repeats 5",
     "bench": "optbench bench optimizers --device cuda --output bench/optimizers.md",
@@ -538,15 +599,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           epilog=f"example:\n  {_EXAMPLES[name]}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {_EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(func=func)
         return p
 
     command("list", cmd_list, "list workloads and reference submissions")
-    p = command("validate", cmd_validate, "check a submission folder against the contract "
-                "(a level-1 optimizer is built on digits@smoke's parameters)")  # fmt: skip
+    p = command(
+        "validate",
+        cmd_validate,
+        "check a submission folder against the contract "
+        "(a level-1 optimizer is built on digits@smoke's parameters)",
+    )
     p.add_argument("submission", help="submission folder or reference name")
     p.add_argument("--data-dir", default=default_data_dir(), help="where digits' split is cached")
 
@@ -554,18 +623,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission", help="submission folder or reference name")
     p.add_argument("--workload", required=True, help="workload name")
     p.add_argument("--scale", default="smoke")
-    p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
-                   help="hyperparameter (repeatable; the rest default to the space's centre)")  # fmt: skip
+    p.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hyperparameter (repeatable; the rest default to the space's centre)",
+    )
     p.add_argument("--seed", type=_nonnegative, default=0, help="model init and data order (>= 0)")
     p.add_argument("--max-steps", type=_positive, default=None, help="override the step budget")
     p.add_argument("--threads", type=_positive, default=1, help="torch CPU threads per process")
-    p.add_argument("--processes", type=_positive, default=1,
-                   help="data-parallel processes (gloo on CPU, NCCL on GPUs; same global batch)")  # fmt: skip
-    p.add_argument("--device", type=_device, default="cpu",
-                   help="torch device: cpu, cuda or cuda:N (default: %(default)s)")  # fmt: skip
-    p.add_argument("--ruleset", choices=("single", "self"), default="single",
-                   help="self: record the trial under the self-tuning ruleset; needed for a "
-                   "submission without a search space (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--processes",
+        type=_positive,
+        default=1,
+        help="data-parallel processes (gloo on CPU, NCCL on GPUs; same global batch)",
+    )
+    p.add_argument(
+        "--device",
+        type=_device,
+        default="cpu",
+        help="torch device: cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ruleset",
+        choices=("single", "self"),
+        default="single",
+        help="self: record the trial under the self-tuning ruleset; needed for a "
+        "submission without a search space (default: %(default)s)",
+    )
     p.add_argument("--data-dir", default=default_data_dir())
     _add_results(p)
 
@@ -574,23 +660,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("sweep", cmd_sweep, "tune submissions under a ruleset (Ray Tune; local or SLURM)")
     p.add_argument("submissions", nargs="*", help="submission folders or reference names")
-    p.add_argument("--resume", action="store_true",
-                   help="finish the sweep recorded in --results (no other options needed)")  # fmt: skip
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the sweep recorded in --results (no other options needed)",
+    )
     add_sweep_options(p)
 
-    p = command("scaling", sweeps_cli.cmd_scaling,
-                "sweep submissions on every rung of a workload's model-size ladder; write the "
-                "scaling report")  # fmt: skip
+    p = command(
+        "scaling",
+        sweeps_cli.cmd_scaling,
+        "sweep submissions on every rung of a workload's model-size ladder; write the "
+        "scaling report",
+    )
     sweeps_cli.add_scaling_options(p)
 
     p = command("status", cmd_status, "a sweep's progress per submission x workload, with an ETA")
     _add_results(p)
 
-    p = command("submit", cmd_submit,
-                "sweep one submission and the references; print its leaderboard entry")  # fmt: skip
+    p = command(
+        "submit", cmd_submit, "sweep one submission and the references; print its leaderboard entry"
+    )
     p.add_argument("submission", help="submission folder")
-    p.add_argument("--references", default=",".join(REFERENCES),
-                   help="comma-separated reference submissions to compare against")  # fmt: skip
+    p.add_argument(
+        "--references",
+        default=",".join(REFERENCES),
+        help="comma-separated reference submissions to compare against",
+    )
     add_sweep_options(p)
 
     p = command("score", cmd_score, "AlgoPerf performance-profile scores of a results store")
@@ -600,94 +696,178 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("leaderboard", cmd_leaderboard, "write leaderboard.md and leaderboard.html")
     _add_results(p)
     _add_selection(p, ruleset=None)
-    p.add_argument("--out", default=None,
-                   help="output folder (default: the results root); a leaderboard.md or .html "
-                   "there is replaced only if optbench wrote it")  # fmt: skip
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: the results root); a leaderboard.md or .html "
+        "there is replaced only if optbench wrote it",
+    )
 
-    p = command("report", cmd_report, "fixed-model, fixed-resource, Pareto or scaling report "
-                "(HTML with figures, Markdown, CSV) from a results store")  # fmt: skip
+    p = command(
+        "report",
+        cmd_report,
+        "fixed-model, fixed-resource, Pareto or scaling report "
+        "(HTML with figures, Markdown, CSV) from a results store",
+    )
     add_report_options(p)
 
-    p = command("import-algoperf", cmd_import_algoperf,
-                "import AlgoPerf eval_measurements.csv logs into a results store")  # fmt: skip
-    p.add_argument("log_dir", help="folder holding <submission>/study_<k>/<workload>_<framework>/"
-                   "trial_<i>/ (or external_tuning/ and self_tuning/ folders of them)")  # fmt: skip
-    p.add_argument("--targets", default=None, metavar="FILE",
-                   help="AlgoPerf workload targets JSON (default: found beside LOG_DIR, or in the "
-                   "scoring/ folder of the AlgoPerf results checkout holding it)")  # fmt: skip
-    p.add_argument("--held-out", default=None, metavar="FILE",
-                   help="AlgoPerf's held-out workloads JSON (a list of variant names), as published "
-                   "(default: the targets file's held_out_workloads)")  # fmt: skip
-    p.add_argument("--ruleset", choices=("external", "self"), default=None,
-                   help="ruleset of the logs (default: self under a self_tuning folder, else "
-                   "external)")  # fmt: skip
+    p = command(
+        "import-algoperf",
+        cmd_import_algoperf,
+        "import AlgoPerf eval_measurements.csv logs into a results store",
+    )
+    p.add_argument(
+        "log_dir",
+        help="folder holding <submission>/study_<k>/<workload>_<framework>/"
+        "trial_<i>/ (or external_tuning/ and self_tuning/ folders of them)",
+    )
+    p.add_argument(
+        "--targets",
+        default=None,
+        metavar="FILE",
+        help="AlgoPerf workload targets JSON (default: found beside LOG_DIR, or in the "
+        "scoring/ folder of the AlgoPerf results checkout holding it)",
+    )
+    p.add_argument(
+        "--held-out",
+        default=None,
+        metavar="FILE",
+        help="AlgoPerf's held-out workloads JSON (a list of variant names), as published "
+        "(default: the targets file's held_out_workloads)",
+    )
+    p.add_argument(
+        "--ruleset",
+        choices=("external", "self"),
+        default=None,
+        help="ruleset of the logs (default: self under a self_tuning folder, else external)",
+    )
     _add_results(p)
     command("sysinfo", cmd_sysinfo, "print versions, CPU and accelerator")
-    p = command("bench-overhead", cmd_bench_overhead,
-                "time the runner against a minimal hand-written loop (same seed and steps)")  # fmt: skip
+    p = command(
+        "bench-overhead",
+        cmd_bench_overhead,
+        "time the runner against a minimal hand-written loop (same seed and steps)",
+    )
     p.add_argument("--workload", default="digits")
     p.add_argument("--steps", type=_positive, default=200)
     p.add_argument("--repeats", type=_positive, default=3)
     p.add_argument("--data-dir", default=default_data_dir())
-    p.add_argument("--output", type=_markdown_file, default=None, metavar="FILE.md",
-                   help="also write the Markdown here and the JSON beside it (FILE.json)")  # fmt: skip
+    p.add_argument(
+        "--output",
+        type=_markdown_file,
+        default=None,
+        metavar="FILE.md",
+        help="also write the Markdown here and the JSON beside it (FILE.json)",
+    )
 
     bench = command("bench", None, "benchmarks of the harness and the submissions")
     kinds = bench.add_subparsers(dest="kind", required=True, metavar="BENCHMARK")
-    p = kinds.add_parser("optimizers", help="optimizer step time and state memory, vs AdamW",
-                         description="For every submission (or --submissions): the optimizer step "
-                         "time and state memory\non a fixed GPT parameter set (GPT-2 small's shapes "
-                         "on GPU, a reduced set on CPU),\nas ratios to AdamW measured in the same "
-                         "run. Markdown on stdout; progress on stderr.",
-                         epilog=f"example:\n  {_EXAMPLES['bench optimizers']}",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = kinds.add_parser(
+        "optimizers",
+        help="optimizer step time and state memory, vs AdamW",
+        description="For every submission (or --submissions): the optimizer step "
+        "time and state memory\non a fixed GPT parameter set (GPT-2 small's shapes "
+        "on GPU, a reduced set on CPU),\nas ratios to AdamW measured in the same "
+        "run. Markdown on stdout; progress on stderr.",
+        epilog=f"example:\n  {_EXAMPLES['bench optimizers']}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(func=cmd_bench_optimizers)
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                   help="torch device (default: cuda when available, else cpu)")  # fmt: skip
-    p.add_argument("--scale", choices=("full", "reduced", "tiny"), default=None,
-                   help="parameter set: full = GPT-2 small's shapes (default on cuda), reduced = "
-                   "width 256, 4 layers, vocab 12288 (default on cpu), tiny = a toy for tests")  # fmt: skip
-    p.add_argument("--submissions", default=None, metavar="A,B,C",
-                   help="comma-separated names or folders (default: every reference submission); "
-                   "adamw, the baseline, is always measured")  # fmt: skip
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="torch device (default: cuda when available, else cpu)",
+    )
+    p.add_argument(
+        "--scale",
+        choices=("full", "reduced", "tiny"),
+        default=None,
+        help="parameter set: full = GPT-2 small's shapes (default on cuda), reduced = "
+        "width 256, 4 layers, vocab 12288 (default on cpu), tiny = a toy for tests",
+    )
+    p.add_argument(
+        "--submissions",
+        default=None,
+        metavar="A,B,C",
+        help="comma-separated names or folders (default: every reference submission); "
+        "adamw, the baseline, is always measured",
+    )
     p.add_argument("--steps", type=_positive, default=20, help="timed steps per repeat")
     p.add_argument("--repeats", type=_positive, default=5, help="timed repeats; medians reported")
-    p.add_argument("--warmup", type=_nonnegative, default=5,
-                   help="untimed steps before the timed ones")  # fmt: skip
-    p.add_argument("--threads", type=_positive, default=None,
-                   help="torch CPU threads (default: 1 on cpu, torch's default on cuda)")  # fmt: skip
-    p.add_argument("--output", default=None, metavar="FILE.md",
-                   help="also write the Markdown here and the JSON beside it (FILE.json)")  # fmt: skip
+    p.add_argument(
+        "--warmup", type=_nonnegative, default=5, help="untimed steps before the timed ones"
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="torch CPU threads (default: 1 on cpu, torch's default on cuda)",
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        metavar="FILE.md",
+        help="also write the Markdown here and the JSON beside it (FILE.json)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = command("calibrate", cmd_calibrate,
-                "train the reference AdamW over seeds and check the workload's target")  # fmt: skip
+    p = command(
+        "calibrate",
+        cmd_calibrate,
+        "train the reference AdamW over seeds and check the workload's target",
+    )
     p.add_argument("workload", help="workload name")
     p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
-    p.add_argument("--seeds", type=_positive, default=5, help="reference runs (default: %(default)s)")
-    p.add_argument("--device", type=_device, default="cpu",
-                   help="torch device: cpu, cuda or cuda:N (default: %(default)s)")  # fmt: skip
-    p.add_argument("--parallel", type=_positive, default=1,
-                   help="trials at once (default 1: timings stay honest)")  # fmt: skip
+    p.add_argument(
+        "--seeds", type=_positive, default=5, help="reference runs (default: %(default)s)"
+    )
+    p.add_argument(
+        "--device",
+        type=_device,
+        default="cpu",
+        help="torch device: cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    p.add_argument(
+        "--parallel",
+        type=_positive,
+        default=1,
+        help="trials at once (default 1: timings stay honest)",
+    )
     p.add_argument("--data-dir", default=default_data_dir())
-    p.add_argument("--results", default="results/calibration",
-                   help="results root; re-running resumes (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--results",
+        default="results/calibration",
+        help="results root; re-running resumes (default: %(default)s)",
+    )
 
     data = command("data", None, "download and convert datasets")  # ACTION sets func
     actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = actions.add_parser("prepare", help="download, verify and convert one dataset",
-                           description="Download, verify and convert one dataset into --dir: "
-                           "resumable, checksummed, and written atomically.",
-                           epilog=f"example:\n  {_EXAMPLES['data prepare']}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = actions.add_parser(
+        "prepare",
+        help="download, verify and convert one dataset",
+        description="Download, verify and convert one dataset into --dir: "
+        "resumable, checksummed, and written atomically.",
+        epilog=f"example:\n  {_EXAMPLES['data prepare']}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(func=cmd_data_prepare)
     p.add_argument("name", metavar="NAME", help="dataset: cifar10 or fineweb10B")
     p.add_argument("--dir", default=default_data_dir(), help="data folder (default: %(default)s)")
-    p.add_argument("--train-shards", type=_positive, default=1, metavar="K",
-                   help="fineweb10B: fetch train shards 1..K (default: %(default)s)")  # fmt: skip
-    p.add_argument("--mirror", default=None, metavar="URL",
-                   help="base URL replacing the origin of every canonical download URL")  # fmt: skip
+    p.add_argument(
+        "--train-shards",
+        type=_positive,
+        default=1,
+        metavar="K",
+        help="fineweb10B: fetch train shards 1..K (default: %(default)s)",
+    )
+    p.add_argument(
+        "--mirror",
+        default=None,
+        metavar="URL",
+        help="base URL replacing the origin of every canonical download URL",
+    )
     return parser
 
 

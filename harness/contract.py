@@ -125,7 +125,9 @@ class Hyperparameters(Mapping[str, Any]):
         return self._values[key]
 
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("_"):  # private and dunder lookups (pickle, copy) never mean a hyperparameter
+        if key.startswith(
+            "_"
+        ):  # private and dunder lookups (pickle, copy) never mean a hyperparameter
             raise AttributeError(key)
         try:
             return self._values[key]

@@ -25,17 +25,27 @@ TrialSummary = dict[str, Any]
 _PRELOAD = ["torch", "torch._dynamo", "harness.runner", "workloads"]
 _JAX_PRELOAD = ["jax", "optax"]
 _SUMMARY_KEYS = (
-    "trial_id", "workload", "submission", "study", "trial_index", "status", "time_to_target_s",
-    "steps_to_target", "best_metric", "train_time_s", "wall_time_s",
-)  # fmt: skip
+    "trial_id",
+    "workload",
+    "submission",
+    "study",
+    "trial_index",
+    "status",
+    "time_to_target_s",
+    "steps_to_target",
+    "best_metric",
+    "train_time_s",
+    "wall_time_s",
+)
 
 
 def summarize(row: dict[str, Any]) -> TrialSummary:
     return {key: row.get(key) for key in _SUMMARY_KEYS}
 
 
-def execute_trial(spec: TrialSpec, results_root: str, checkpoints: bool = False,
-                  attempt: int = 1) -> TrialSummary:  # fmt: skip
+def execute_trial(
+    spec: TrialSpec, results_root: str, checkpoints: bool = False, attempt: int = 1
+) -> TrialSummary:
     """Runs `spec` in this process and writes its trial and eval rows to `results_root`.
 
     With `checkpoints`, the trial checkpoints into the store's live folder and resumes from what a
@@ -52,8 +62,13 @@ def execute_trial(spec: TrialSpec, results_root: str, checkpoints: bool = False,
     return summarize(outcome.row)
 
 
-def _child(spec_dict: dict[str, Any], results_root: str, conn: Connection | None,
-           checkpoints: bool = False, attempt: int = 1) -> None:  # fmt: skip
+def _child(
+    spec_dict: dict[str, Any],
+    results_root: str,
+    conn: Connection | None,
+    checkpoints: bool = False,
+    attempt: int = 1,
+) -> None:
     summary = execute_trial(TrialSpec.from_dict(spec_dict), results_root, checkpoints, attempt)
     if conn is not None:
         conn.send(summary)
@@ -72,8 +87,9 @@ def start_isolated(spec: TrialSpec, results_root: str, attempt: int, preload_jax
     the started `multiprocessing.Process`. Its exit code says how it ended: 0 once its rows are
     stored, negative when a signal killed it. Without `preload_jax` the fork server is spared
     JAX's import, and a trial that needs it imports it itself (inside its wall time)."""
-    proc = _forkserver(preload_jax).Process(target=_child, args=(spec.to_dict(), results_root,
-                                                                  None, True, attempt))  # fmt: skip
+    proc = _forkserver(preload_jax).Process(
+        target=_child, args=(spec.to_dict(), results_root, None, True, attempt)
+    )
     proc.start()
     return proc
 

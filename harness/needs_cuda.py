@@ -20,9 +20,14 @@ __all__ = ["needs_cuda", "needs_cuda_line"]
 
 _MARK = "needs CUDA"
 # What torch says when CUDA is asked for and there is none: a CPU-only build, no driver, no GPU.
-_NO_CUDA = ("Torch not compiled with CUDA enabled", "Found no NVIDIA driver",
-            "No CUDA GPUs are available", "no CUDA-capable device", "CUDA driver initialization",
-            "Cannot access accelerator device when none is available")  # fmt: skip
+_NO_CUDA = (
+    "Torch not compiled with CUDA enabled",
+    "Found no NVIDIA driver",
+    "No CUDA GPUs are available",
+    "no CUDA-capable device",
+    "CUDA driver initialization",
+    "Cannot access accelerator device when none is available",
+)
 _MISMATCH = "Expected all tensors to be on the same device"
 
 
@@ -42,12 +47,16 @@ def needs_cuda(error: BaseException, folder: Path, device: str) -> str | None:
     where = _submission_line(error, folder)
     if is_missing and not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else "no CUDA device is visible"
-        return (f"{where}: the submission {_MARK} ({text.splitlines()[0]}), which this machine "
-                f"lacks (torch {torch.__version__}: {build}); run it on a machine with a GPU, "
-                "with --device cuda")  # fmt: skip
+        return (
+            f"{where}: the submission {_MARK} ({text.splitlines()[0]}), which this machine "
+            f"lacks (torch {torch.__version__}: {build}); run it on a machine with a GPU, "
+            "with --device cuda"
+        )
     if is_mismatch and device == "cpu":
-        return (f"{where}: the submission {_MARK}: it puts tensors on a CUDA device while this "
-                "trial runs on the CPU; run it with --device cuda")  # fmt: skip
+        return (
+            f"{where}: the submission {_MARK}: it puts tensors on a CUDA device while this "
+            "trial runs on the CPU; run it with --device cuda"
+        )
     return None
 
 
@@ -60,8 +69,11 @@ def needs_cuda_line(error: str | None) -> str | None:
 def _submission_line(error: BaseException, folder: Path) -> str:
     """`file:line (function)` of the innermost frame of `error` in the submission's folder."""
     folder = folder.resolve()
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if Path(f.filename).resolve().is_relative_to(folder)]  # fmt: skip
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if Path(f.filename).resolve().is_relative_to(folder)
+    ]
     if not frames:
         return str(folder / "submission.py")
     frame = frames[-1]

@@ -119,8 +119,10 @@ def check_results_root(root: str | os.PathLike[str], flag: str = "--results") ->
     for name in STORE_FOLDERS:
         folder = root / name
         if os.path.lexists(folder) and not folder.is_dir():
-            raise UsageError(f"{flag} {root}: {folder} is a file, not a folder (a results store "
-                             f"keeps its {name}/ there)")  # fmt: skip
+            raise UsageError(
+                f"{flag} {root}: {folder} is a file, not a folder (a results store "
+                f"keeps its {name}/ there)"
+            )
         if folder.is_dir() and not _may_write(folder):
             raise UsageError(f"{flag} {root}: {folder} is not writable")
 
@@ -158,19 +160,26 @@ def check_output(
     if _is_empty(path):
         return
     if kind.is_folder and any((path / name).is_dir() for name in ("trials", "evals")):
-        raise UsageError(f"{flag} {path}: is a results store; optbench replaces only its own "
-                         f"{kind.name}: give another folder")  # fmt: skip
+        raise UsageError(
+            f"{flag} {path}: is a results store; optbench replaces only its own "
+            f"{kind.name}: give another folder"
+        )
     strangers = kind.strangers(path)
     if not strangers:
         return
     if not kind.is_folder:
-        raise UsageError(f"{flag} {path}: exists and is not a {kind.name} optbench wrote; "
-                         "optbench replaces only its own: move it, or write elsewhere")  # fmt: skip
-    shown = ", ".join(strangers[:_SHOWN]) + (f", +{len(strangers) - _SHOWN} more"
-                                             if len(strangers) > _SHOWN else "")  # fmt: skip
-    raise UsageError(f"{flag} {path}: holds {len(strangers)} file(s) optbench did not write "
-                     f"({shown}); optbench replaces only its own {kind.name}: move them, or "
-                     "write elsewhere")  # fmt: skip
+        raise UsageError(
+            f"{flag} {path}: exists and is not a {kind.name} optbench wrote; "
+            "optbench replaces only its own: move it, or write elsewhere"
+        )
+    shown = ", ".join(strangers[:_SHOWN]) + (
+        f", +{len(strangers) - _SHOWN} more" if len(strangers) > _SHOWN else ""
+    )
+    raise UsageError(
+        f"{flag} {path}: holds {len(strangers)} file(s) optbench did not write "
+        f"({shown}); optbench replaces only its own {kind.name}: move them, or "
+        "write elsewhere"
+    )
 
 
 def check_files_in(
@@ -198,12 +207,16 @@ def check_files_in(
 def _check_apart_from_store(path: Path, root: Path, flag: str) -> None:
     target, store = path.resolve(), root.resolve()
     if target == store:
-        raise UsageError(f"{flag} {path}: is the results store the output is built from; "
-                         "replacing it would delete the store: give a folder of its own (a report "
-                         "goes to RESULTS/report-KIND by default)")  # fmt: skip
+        raise UsageError(
+            f"{flag} {path}: is the results store the output is built from; "
+            "replacing it would delete the store: give a folder of its own (a report "
+            "goes to RESULTS/report-KIND by default)"
+        )
     if store.is_relative_to(target):
-        raise UsageError(f"{flag} {path}: holds the results store {root}; replacing it would "
-                         "delete the store: give a folder of its own")  # fmt: skip
+        raise UsageError(
+            f"{flag} {path}: holds the results store {root}; replacing it would "
+            "delete the store: give a folder of its own"
+        )
     _check_outside_store_folders(path, root, flag)
 
 
@@ -211,8 +224,10 @@ def _check_outside_store_folders(path: Path, root: Path, flag: str) -> None:
     target, store = path.resolve(), root.resolve()
     for name in STORE_FOLDERS:
         if target.is_relative_to(store / name):
-            raise UsageError(f"{flag} {path}: lies inside the results store's own {name}/ "
-                             f"folder ({root / name}): give a folder outside it")  # fmt: skip
+            raise UsageError(
+                f"{flag} {path}: lies inside the results store's own {name}/ "
+                f"folder ({root / name}): give a folder outside it"
+            )
 
 
 def _may_write(folder: Path) -> bool:
@@ -243,8 +258,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
-def write_output_text(path: str | os.PathLike[str], text: str, kind: OutputKind,
-                      flag: str) -> None:  # fmt: skip
+def write_output_text(path: str | os.PathLike[str], text: str, kind: OutputKind, flag: str) -> None:
     """Writes the file output `kind` at `path` atomically, checking `path` again first.
 
     Raises:
@@ -310,8 +324,12 @@ def _marked_files(folder: Path, kind: str) -> set[str] | None:
     return {f for f in files if isinstance(f, str)}
 
 
-_OLD_REPORT_FILES = {"report.html": "file", "report.md": "file", "figures": ".png",
-                     "tables": ".csv"}  # fmt: skip
+_OLD_REPORT_FILES = {
+    "report.html": "file",
+    "report.md": "file",
+    "figures": ".png",
+    "tables": ".csv",
+}
 
 
 def _is_old_report(folder: Path) -> bool:
@@ -384,15 +402,18 @@ def _json_schema(schema: str) -> Callable[[Path], bool]:
     return owns
 
 
-REPORT_FOLDER = OutputKind("report folder", is_folder=True, strangers=_report_strangers,
-                           mark="report")  # fmt: skip
+REPORT_FOLDER = OutputKind(
+    "report folder", is_folder=True, strangers=_report_strangers, mark="report"
+)
 LEADERBOARD_FILES = {
     "leaderboard.md": _file_kind("leaderboard", _first_line("# optbench leaderboard")),
     "leaderboard.html": _file_kind("leaderboard", _html_titled("optbench leaderboard")),
 }
-BENCH_OPTIMIZERS_MD = _file_kind("bench optimizers report",
-                                 _first_line("# optbench bench optimizers"))  # fmt: skip
-BENCH_OPTIMIZERS_JSON = _file_kind("bench optimizers report",
-                                   _json_schema("optbench.bench_optimizers"))  # fmt: skip
+BENCH_OPTIMIZERS_MD = _file_kind(
+    "bench optimizers report", _first_line("# optbench bench optimizers")
+)
+BENCH_OPTIMIZERS_JSON = _file_kind(
+    "bench optimizers report", _json_schema("optbench.bench_optimizers")
+)
 BENCH_OVERHEAD_MD = _file_kind("bench-overhead report", _first_line("# optbench bench-overhead"))
 BENCH_OVERHEAD_JSON = _file_kind("bench-overhead report", _json_schema("optbench.bench_overhead"))

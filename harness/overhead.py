@@ -34,8 +34,13 @@ from harness.schedules import warmup_cosine
 from harness.submission import Submission, load_submission
 from harness.trial import FINISHED, TrialSpec, TrialStatus
 
-__all__ = ["POINT_OVERRIDES", "OverheadResult", "measure_overhead", "overhead_point",
-           "write_report"]  # fmt: skip
+__all__ = [
+    "POINT_OVERRIDES",
+    "OverheadResult",
+    "measure_overhead",
+    "overhead_point",
+    "write_report",
+]
 
 SUBMISSION = "adamw"
 SCALE = "smoke"
@@ -101,38 +106,60 @@ class OverheadResult:
         p = self.provenance
         dirty = " (dirty)" if p.get("git_dirty") else ""
         commit = (p.get("git_commit") or "unknown")[:12] + dirty
-        return "\n".join([
-            "# optbench bench-overhead", "",
-            f"{self.workload}@{SCALE}, {self.steps} steps, seed {self.seed}; {self.repeats} "
-            f"repeat{'s' if self.repeats != 1 else ''}, alternating, medians; 1 torch thread", "",
-            f"optimizer: `{SUBMISSION}` at {self.hparams_json}, with {self.optimizer_defaults_json}; "
-            "warmup + cosine schedule", "",
-            f"machine: {p.get('cpu_model', '?')}, torch {p.get('torch_version', '?')}, "
-            f"commit {commit}", "",
-            "| side | timed s | whole s |", "|---|--:|--:|",
-            f"| hand-written loop | {self.loop_train_s:.3f} | {self.loop_wall_s:.3f} |",
-            f"| optbench runner | {self.runner_train_s:.3f} | {self.runner_wall_s:.3f} |", "",
-            f"- clock ratio (runner/loop): {self.clock_ratio:.3f}  (goal <= 1.05)",
-            f"- wall ratio  (runner/loop): {self.wall_ratio:.3f}", "",
-            "timed s: the loop's step loop; the runner's `train_time_s`, from its clock. whole s: "
-            "the loop with its setup (workload, model, optimizer); the runner's whole trial "
-            "minus its evaluations.",
-        ]) + "\n"  # fmt: skip
+        return (
+            "\n".join(
+                [
+                    "# optbench bench-overhead",
+                    "",
+                    f"{self.workload}@{SCALE}, {self.steps} steps, seed {self.seed}; {self.repeats} "
+                    f"repeat{'s' if self.repeats != 1 else ''}, alternating, medians; 1 torch thread",
+                    "",
+                    f"optimizer: `{SUBMISSION}` at {self.hparams_json}, with {self.optimizer_defaults_json}; "
+                    "warmup + cosine schedule",
+                    "",
+                    f"machine: {p.get('cpu_model', '?')}, torch {p.get('torch_version', '?')}, "
+                    f"commit {commit}",
+                    "",
+                    "| side | timed s | whole s |",
+                    "|---|--:|--:|",
+                    f"| hand-written loop | {self.loop_train_s:.3f} | {self.loop_wall_s:.3f} |",
+                    f"| optbench runner | {self.runner_train_s:.3f} | {self.runner_wall_s:.3f} |",
+                    "",
+                    f"- clock ratio (runner/loop): {self.clock_ratio:.3f}  (goal <= 1.05)",
+                    f"- wall ratio  (runner/loop): {self.wall_ratio:.3f}",
+                    "",
+                    "timed s: the loop's step loop; the runner's `train_time_s`, from its clock. whole s: "
+                    "the loop with its setup (workload, model, optimizer); the runner's whole trial "
+                    "minus its evaluations.",
+                ]
+            )
+            + "\n"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The result as JSON-ready data (schema `optbench.bench_overhead`, versioned)."""
         return {
-            "schema": "optbench.bench_overhead", "schema_version": SCHEMA_VERSION,
-            "workload": self.workload, "scale": SCALE, "submission": SUBMISSION,
-            "steps": self.steps, "repeats": self.repeats, "seed": self.seed, "num_threads": 1,
+            "schema": "optbench.bench_overhead",
+            "schema_version": SCHEMA_VERSION,
+            "workload": self.workload,
+            "scale": SCALE,
+            "submission": SUBMISSION,
+            "steps": self.steps,
+            "repeats": self.repeats,
+            "seed": self.seed,
+            "num_threads": 1,
             "hparams": json.loads(self.hparams_json),
             "optimizer_defaults": json.loads(self.optimizer_defaults_json),
-            "loop_s": [list(r) for r in self.loop_s], "runner_s": [list(r) for r in self.runner_s],
-            "loop_train_s": self.loop_train_s, "loop_wall_s": self.loop_wall_s,
-            "runner_train_s": self.runner_train_s, "runner_wall_s": self.runner_wall_s,
-            "clock_ratio": self.clock_ratio, "wall_ratio": self.wall_ratio,
+            "loop_s": [list(r) for r in self.loop_s],
+            "runner_s": [list(r) for r in self.runner_s],
+            "loop_train_s": self.loop_train_s,
+            "loop_wall_s": self.loop_wall_s,
+            "runner_train_s": self.runner_train_s,
+            "runner_wall_s": self.runner_wall_s,
+            "clock_ratio": self.clock_ratio,
+            "wall_ratio": self.wall_ratio,
             "provenance": dict(self.provenance),
-        }  # fmt: skip
+        }
 
 
 def overhead_point(submission: Submission | None = None) -> dict[str, Any]:
@@ -147,9 +174,14 @@ def overhead_point(submission: Submission | None = None) -> dict[str, Any]:
     return point
 
 
-def _hand_written_loop(workload_name: str, data_dir: Path, seed: int, steps: int,
-                       point: Mapping[str, Any], defaults: Mapping[str, float],
-                       ) -> tuple[float, float]:  # fmt: skip
+def _hand_written_loop(
+    workload_name: str,
+    data_dir: Path,
+    seed: int,
+    steps: int,
+    point: Mapping[str, Any],
+    defaults: Mapping[str, float],
+) -> tuple[float, float]:
     """The minimal loop: returns (seconds in the step loop, seconds including setup)."""
     from workloads import get_workload
 
@@ -158,9 +190,11 @@ def _hand_written_loop(workload_name: str, data_dir: Path, seed: int, steps: int
     workload.setup(torch.device("cpu"), seed)
     model = workload.build_model(seed)
     opt = torch.optim.AdamW(
-        workload.param_groups(model).torch_groups(point["weight_decay"]), lr=point["lr"],
-        betas=(point["beta1"], defaults["beta2"]), eps=defaults["eps"],
-    )  # fmt: skip
+        workload.param_groups(model).torch_groups(point["weight_decay"]),
+        lr=point["lr"],
+        betas=(point["beta1"], defaults["beta2"]),
+        eps=defaults["eps"],
+    )
     info = workload.info("cpu", max_steps=steps)
     schedule = warmup_cosine(Hyperparameters(point), info)
     loop_start = time.perf_counter()
@@ -188,8 +222,14 @@ def _runner_seconds(spec: TrialSpec) -> tuple[float, float]:
     return row["train_time_s"], row["wall_time_s"] - row["eval_time_s"]
 
 
-def measure_overhead(workload: str, data_dir: Path, steps: int, repeats: int = 3, seed: int = 0,
-                     command_line: str | None = None) -> OverheadResult:  # fmt: skip
+def measure_overhead(
+    workload: str,
+    data_dir: Path,
+    steps: int,
+    repeats: int = 3,
+    seed: int = 0,
+    command_line: str | None = None,
+) -> OverheadResult:
     """Runs both sides `repeats` times, alternating, with one torch thread; returns the result.
 
     Args:
@@ -207,19 +247,31 @@ def measure_overhead(workload: str, data_dir: Path, steps: int, repeats: int = 3
     point = overhead_point(submission)
     defaults = {key: submission.module.DEFAULTS[key] for key in ("beta2", "eps")}
     torch.set_num_threads(1)
-    spec = TrialSpec(workload=workload, scale=SCALE, submission=SUBMISSION,
-                     hparams_json=TrialSpec.canonical_hparams(point), seed=seed,
-                     data_dir=str(data_dir), max_steps=steps, stop_at_target=False)  # fmt: skip
+    spec = TrialSpec(
+        workload=workload,
+        scale=SCALE,
+        submission=SUBMISSION,
+        hparams_json=TrialSpec.canonical_hparams(point),
+        seed=seed,
+        data_dir=str(data_dir),
+        max_steps=steps,
+        stop_at_target=False,
+    )
     _runner_seconds(spec)  # warm both paths' one-time costs (imports, data build) before measuring
     loops, runs = [], []
     for _ in range(repeats):
         loops.append(_hand_written_loop(workload, data_dir, seed, steps, point, defaults))
         runs.append(_runner_seconds(spec))
     return OverheadResult(
-        workload=workload, steps=steps, seed=seed, hparams_json=spec.hparams_json,
+        workload=workload,
+        steps=steps,
+        seed=seed,
+        hparams_json=spec.hparams_json,
         optimizer_defaults_json=json.dumps(defaults, sort_keys=True),
-        loop_s=tuple(loops), runner_s=tuple(runs), provenance=collect_provenance("cpu", command_line),
-    )  # fmt: skip
+        loop_s=tuple(loops),
+        runner_s=tuple(runs),
+        provenance=collect_provenance("cpu", command_line),
+    )
 
 
 def write_report(result: OverheadResult, path: Path) -> Path:

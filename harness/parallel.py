@@ -26,8 +26,15 @@ import torch.distributed as dist
 
 from harness.errors import ContractError
 
-__all__ = ["Collective", "GradientPass", "free_port", "init_process_group",
-           "leave_process_group", "shard_batch", "split_batch"]  # fmt: skip
+__all__ = [
+    "Collective",
+    "GradientPass",
+    "free_port",
+    "init_process_group",
+    "leave_process_group",
+    "shard_batch",
+    "split_batch",
+]
 
 
 def free_port() -> int:
@@ -41,9 +48,12 @@ def init_process_group(rank: int, world_size: int, port: int, device: torch.devi
     """Joins the trial's process group: NCCL for CUDA devices, gloo otherwise."""
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(
-        backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
+        backend,
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
         timeout=datetime.timedelta(minutes=10),
-    )  # fmt: skip
+    )
 
 
 def leave_process_group() -> None:
@@ -93,8 +103,13 @@ def split_batch(batch: Any, micro_batch_size: int | None) -> list[tuple[Any, flo
     if micro_batch_size is None or micro_batch_size >= rows:
         return [(batch, 1.0)]
     starts = range(0, rows, micro_batch_size)
-    return [(_slice(batch, s, min(s + micro_batch_size, rows)),
-             (min(s + micro_batch_size, rows) - s) / rows) for s in starts]  # fmt: skip
+    return [
+        (
+            _slice(batch, s, min(s + micro_batch_size, rows)),
+            (min(s + micro_batch_size, rows) - s) / rows,
+        )
+        for s in starts
+    ]
 
 
 class Collective:
@@ -128,8 +143,13 @@ class GradientPass:
     whatever is there: callers zero first) and returns the detached global mean loss.
     """
 
-    def __init__(self, model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
-                 micro_batch_size: int | None, collective: Collective) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+        micro_batch_size: int | None,
+        collective: Collective,
+    ) -> None:
         self.collective = collective
         if collective.world_size > 1:
             self.model: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(model)
@@ -163,4 +183,3 @@ class GradientPass:
         if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) and not last:
             return self.model.no_sync()
         return contextlib.nullcontext()
-

@@ -61,7 +61,9 @@ def hardware_class(device: torch.device, num_threads: int, world_size: int = 1) 
     return f"cpu {cpu_model()} ({threads}){processes}"
 
 
-def run_trial(spec: TrialSpec, live_root: str | Path | None = None, attempt: int = 1) -> TrialOutcome:
+def run_trial(
+    spec: TrialSpec, live_root: str | Path | None = None, attempt: int = 1
+) -> TrialOutcome:
     """Runs one trial to its target, budget, divergence or error and returns its record.
 
     With `spec.world_size` > 1 this process is rank 0 and starts ranks 1.. as child processes
@@ -74,8 +76,9 @@ def run_trial(spec: TrialSpec, live_root: str | Path | None = None, attempt: int
     return _run_data_parallel(spec, live_root, attempt)
 
 
-def run_rank(spec: TrialSpec, collective: Collective, live_root: str | Path | None = None,
-             attempt: int = 1) -> TrialOutcome:  # fmt: skip
+def run_rank(
+    spec: TrialSpec, collective: Collective, live_root: str | Path | None = None, attempt: int = 1
+) -> TrialOutcome:
     """One process's part of a trial: setup, warm-up, the step loop, the record. With
     `collective.world_size` > 1 the process group must be initialised already (rank 0 records)."""
     from workloads import get_workload  # workloads import harness: resolve at call time
@@ -124,13 +127,22 @@ def _cap_device_memory(cap_bytes: int | None, device: torch.device, floor_bytes:
     if cap_bytes is None or device.type != "cuda":
         return
     total_bytes = torch.cuda.get_device_properties(device).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, (floor_bytes + cap_bytes) / total_bytes),
-                                               device)  # fmt: skip
+    torch.cuda.set_per_process_memory_fraction(
+        min(1.0, (floor_bytes + cap_bytes) / total_bytes), device
+    )
 
 
-def _train(workload: Workload, model: torch.nn.Module, stepper: Stepper, info: WorkloadInfo,
-           spec: TrialSpec, record: _Record, collective: Collective, start_step: int,
-           live: LiveTrial | None) -> None:  # fmt: skip
+def _train(
+    workload: Workload,
+    model: torch.nn.Module,
+    stepper: Stepper,
+    info: WorkloadInfo,
+    spec: TrialSpec,
+    record: _Record,
+    collective: Collective,
+    start_step: int,
+    live: LiveTrial | None,
+) -> None:
     """The step loop: timed steps, evals on the workload's cadence, stop at target / budget /
     divergence, or when the submission declares training complete (after one more eval).
     Rank 0 evaluates, checkpoints and decides; every rank follows its decision."""
@@ -143,13 +155,18 @@ def _train(workload: Workload, model: torch.nn.Module, stepper: Stepper, info: W
         out_of_time = collective.from_rank0(clock.train_s >= info.max_time_s, device)
         if is_complete and record.last_eval_steps == done_steps:
             break  # evaluated at this very step already (level 3, so a single process)
-        if not (config.eval_due(done_steps, info.max_steps) or done_steps == info.max_steps
-                or out_of_time or is_complete):  # fmt: skip
+        if not (
+            config.eval_due(done_steps, info.max_steps)
+            or done_steps == info.max_steps
+            or out_of_time
+            or is_complete
+        ):
             continue
         with clock.timed():
             stepper.prepare_for_eval()
-        stop = collective.rank == 0 and _eval_point(workload, model, stepper, losses, done_steps,
-                                                    record)  # fmt: skip
+        stop = collective.rank == 0 and _eval_point(
+            workload, model, stepper, losses, done_steps, record
+        )
         stop = collective.from_rank0(stop or out_of_time or is_complete, device)
         if live is not None and collective.rank == 0:
             if not stop:  # a finished trial's rows are its record; no resume needed
@@ -162,8 +179,13 @@ def _train(workload: Workload, model: torch.nn.Module, stepper: Stepper, info: W
         record.finish(TrialStatus.TARGET_REACHED if reached else TrialStatus.BUDGET_EXHAUSTED)
 
 
-def _step(stepper: Stepper, workload: Workload, model: torch.nn.Module, step: int,
-          losses: list[torch.Tensor]) -> bool:  # fmt: skip
+def _step(
+    stepper: Stepper,
+    workload: Workload,
+    model: torch.nn.Module,
+    step: int,
+    losses: list[torch.Tensor],
+) -> bool:
     """Training step `step` (the caller times it); True if the submission declared training
     complete instead of taking it."""
     try:
@@ -174,8 +196,14 @@ def _step(stepper: Stepper, workload: Workload, model: torch.nn.Module, step: in
     return False
 
 
-def _eval_point(workload: Workload, model: torch.nn.Module, stepper: Stepper,
-                losses: list[torch.Tensor], done_steps: int, record: _Record) -> bool:  # fmt: skip
+def _eval_point(
+    workload: Workload,
+    model: torch.nn.Module,
+    stepper: Stepper,
+    losses: list[torch.Tensor],
+    done_steps: int,
+    record: _Record,
+) -> bool:
     """Evaluates, records the point and the interval's losses; True when the trial must stop."""
     metrics = _evaluate(workload, model, record.clock)
     interval = torch.stack(losses).float().cpu() if losses else torch.zeros(0)
@@ -196,8 +224,10 @@ def _run_data_parallel(spec: TrialSpec, live_root: str | Path | None, attempt: i
     port = parallel.free_port()
     ctx = mp.get_context("spawn")
     live = str(live_root) if live_root else None
-    ranks = [ctx.Process(target=_rank_process, args=(spec.to_dict(), rank, port, live), daemon=True)
-             for rank in range(1, spec.world_size)]  # fmt: skip
+    ranks = [
+        ctx.Process(target=_rank_process, args=(spec.to_dict(), rank, port, live), daemon=True)
+        for rank in range(1, spec.world_size)
+    ]
     for process in ranks:
         process.start()
     try:
@@ -215,8 +245,9 @@ def _run_data_parallel(spec: TrialSpec, live_root: str | Path | None, attempt: i
                 process.join()
     failed_ranks = [r for r, p in enumerate(ranks, start=1) if p.exitcode != 0]
     if failed_ranks and outcome.status not in (TrialStatus.FAILED, TrialStatus.OVER_BUDGET):
-        outcome.row.update(status=str(TrialStatus.FAILED),
-                           error=f"ranks {failed_ranks} exited with an error")  # fmt: skip
+        outcome.row.update(
+            status=str(TrialStatus.FAILED), error=f"ranks {failed_ranks} exited with an error"
+        )
     return outcome
 
 
@@ -252,8 +283,9 @@ def _evaluate(workload: Workload, model: torch.nn.Module, clock: Clock) -> dict[
     return metrics
 
 
-def _compile_warmup(stepper: Stepper, model: torch.nn.Module, workload: Workload,
-                    clock: Clock) -> None:  # fmt: skip
+def _compile_warmup(
+    stepper: Stepper, model: torch.nn.Module, workload: Workload, clock: Clock
+) -> None:
     """One step on batch 0 timed as compile time (jit, lazy init), then the state is restored."""
     optimizer_snapshot = stepper.snapshot()
     if optimizer_snapshot is None:
@@ -267,24 +299,38 @@ def _compile_warmup(stepper: Stepper, model: torch.nn.Module, workload: Workload
         param.grad = None
 
 
-def _save_checkpoint(live: LiveTrial, step: int, model: torch.nn.Module, stepper: Stepper,
-                     workload: Workload, record: _Record) -> None:  # fmt: skip
+def _save_checkpoint(
+    live: LiveTrial,
+    step: int,
+    model: torch.nn.Module,
+    stepper: Stepper,
+    workload: Workload,
+    record: _Record,
+) -> None:
     """Checkpoints the trial after `step` steps (untimed); skipped when the submission's state
     cannot be taken (a full-control submission without `state_dict`): it would restart afresh."""
     optimizer = stepper.snapshot()
     if optimizer is None:
         return
     clock = record.clock
-    checkpoint.save_checkpoint(live, TrialCheckpoint(
-        step=step, model=model.state_dict(), optimizer=optimizer, workload=workload.state_dict(),
-        rng=checkpoint.rng_state(_model_device(model)), record=record.state(),
-        clock={"train_s": clock.train_s, "compile_s": clock.compile_s, "eval_s": clock.eval_s},
-        restarts=record.row["restarts"],
-    ))  # fmt: skip
+    checkpoint.save_checkpoint(
+        live,
+        TrialCheckpoint(
+            step=step,
+            model=model.state_dict(),
+            optimizer=optimizer,
+            workload=workload.state_dict(),
+            rng=checkpoint.rng_state(_model_device(model)),
+            record=record.state(),
+            clock={"train_s": clock.train_s, "compile_s": clock.compile_s, "eval_s": clock.eval_s},
+            restarts=record.row["restarts"],
+        ),
+    )
 
 
-def _resume(live: LiveTrial, model: torch.nn.Module, stepper: Stepper, workload: Workload,
-            record: _Record) -> int:  # fmt: skip
+def _resume(
+    live: LiveTrial, model: torch.nn.Module, stepper: Stepper, workload: Workload, record: _Record
+) -> int:
     """Restores the trial's last checkpoint, if any; returns the step to continue from."""
     saved = checkpoint.load_checkpoint(live)
     if saved is None:
@@ -320,13 +366,25 @@ class _Record:
         self._tokens_per_step = 0
         self._eval_points: list[tuple[int, float]] = []
         self.row: dict[str, Any] = {
-            "trial_id": spec.trial_id(0, spec.submission, ""), "workload": spec.workload,
-            "scale": spec.scale, "submission": spec.submission, "hparams_json": spec.hparams_json,
-            "seed": spec.seed, "ruleset": spec.ruleset, "ruleset_json": spec.ruleset_json,
-            "study": spec.study, "trial_index": spec.trial_index, "num_threads": spec.num_threads,
-            "hardware_class": hardware_class(device, spec.num_threads, spec.world_size), "steps": 0, "tokens": 0,
-            "error": None, "attempts": 1, "restarts": 0, "memory_cap_bytes": spec.memory_cap_bytes,
-        }  # fmt: skip
+            "trial_id": spec.trial_id(0, spec.submission, ""),
+            "workload": spec.workload,
+            "scale": spec.scale,
+            "submission": spec.submission,
+            "hparams_json": spec.hparams_json,
+            "seed": spec.seed,
+            "ruleset": spec.ruleset,
+            "ruleset_json": spec.ruleset_json,
+            "study": spec.study,
+            "trial_index": spec.trial_index,
+            "num_threads": spec.num_threads,
+            "hardware_class": hardware_class(device, spec.num_threads, spec.world_size),
+            "steps": 0,
+            "tokens": 0,
+            "error": None,
+            "attempts": 1,
+            "restarts": 0,
+            "memory_cap_bytes": spec.memory_cap_bytes,
+        }
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         self.row.update(collect_provenance(name, spec.command_line or None))
 
@@ -336,24 +394,38 @@ class _Record:
         self._tokens_per_step = config.tokens_per_step
         self.row.update(
             trial_id=self.spec.trial_id(workload.version, submission_name, submission_hash),
-            workload_version=workload.version, submission=submission_name,
-            submission_hash=submission_hash, precision=workload.precision(self.device),
-            throughput_unit=config.throughput_unit, target_metric=config.target.metric,
-            target_value=config.target.value, target_direction=str(config.target.direction),
-            target_seeds=config.target.seeds, target_gate_margin=config.target.gate_margin,
+            workload_version=workload.version,
+            submission=submission_name,
+            submission_hash=submission_hash,
+            precision=workload.precision(self.device),
+            throughput_unit=config.throughput_unit,
+            target_metric=config.target.metric,
+            target_value=config.target.value,
+            target_direction=str(config.target.direction),
+            target_seeds=config.target.seeds,
+            target_gate_margin=config.target.gate_margin,
             batch_size=config.batch_size,
-        )  # fmt: skip
+        )
 
-    _RESUMED_FIELDS = ("steps", "tokens", "final_metric", "best_metric", "time_to_target_s",
-                       "steps_to_target", "tokens_to_target")  # fmt: skip
+    _RESUMED_FIELDS = (
+        "steps",
+        "tokens",
+        "final_metric",
+        "best_metric",
+        "time_to_target_s",
+        "steps_to_target",
+        "tokens_to_target",
+    )
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps of the record (see `load_state`)."""
         return {
-            "train_losses": list(self.train_losses), "evals": [dict(r) for r in self.evals],
-            "reached_target": self.reached_target, "eval_points": list(self._eval_points),
+            "train_losses": list(self.train_losses),
+            "evals": [dict(r) for r in self.evals],
+            "reached_target": self.reached_target,
+            "eval_points": list(self._eval_points),
             "row": {name: self.row.get(name) for name in self._RESUMED_FIELDS},
-        }  # fmt: skip
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.train_losses = list(state["train_losses"])
@@ -380,21 +452,30 @@ class _Record:
         index = len(self._eval_points)
         self._eval_points.append((steps, self.clock.train_s))
         for name, value in sorted(metrics.items()):
-            self.evals.append({
-                "trial_id": self.row["trial_id"], "eval_index": index, "step": steps,
-                "tokens": tokens, "train_time_s": self.clock.train_s, "metric": name,
-                "value": value,
-            })  # fmt: skip
+            self.evals.append(
+                {
+                    "trial_id": self.row["trial_id"],
+                    "eval_index": index,
+                    "step": steps,
+                    "tokens": tokens,
+                    "train_time_s": self.clock.train_s,
+                    "metric": name,
+                    "value": value,
+                }
+            )
         value = metrics[self._target.metric]
         best = self.row.get("best_metric")
         self.row.update(
-            steps=steps, tokens=tokens, final_metric=value,
+            steps=steps,
+            tokens=tokens,
+            final_metric=value,
             best_metric=value if best is None else self._target.better(best, value),
-        )  # fmt: skip
+        )
         if not self.reached_target and self._target.is_met(value):
             self.reached_target = True
-            self.row.update(time_to_target_s=self.clock.train_s, steps_to_target=steps,
-                            tokens_to_target=tokens)  # fmt: skip
+            self.row.update(
+                time_to_target_s=self.clock.train_s, steps_to_target=steps, tokens_to_target=tokens
+            )
 
     def finish(self, status: TrialStatus) -> None:
         self.row["status"] = str(status)
@@ -405,19 +486,26 @@ class _Record:
             rate = last_steps / last_s if last_s > 0 else float("nan")
         self.row["throughput_per_s"] = rate * self._tokens_per_step
 
-    def memory(self, model: torch.nn.Module, groups: ParamGroups, stepper: Stepper,
-               peak: tuple[int, str]) -> None:  # fmt: skip
+    def memory(
+        self, model: torch.nn.Module, groups: ParamGroups, stepper: Stepper, peak: tuple[int, str]
+    ) -> None:
         params = list(groups.params)
         not_state = params + list(model.buffers())  # e.g. BatchNorm statistics
         static = {
             "params_bytes": memory.params_bytes(params),
             "grads_bytes": memory.grads_bytes(params),
-            "optimizer_state_bytes": memory.optimizer_state_bytes(stepper.optimizer_state, not_state),
+            "optimizer_state_bytes": memory.optimizer_state_bytes(
+                stepper.optimizer_state, not_state
+            ),
         }
         peak_bytes, source = peak
-        self.row.update(static, peak_bytes=peak_bytes, peak_source=source,
-                        num_params=sum(p.numel() for p in params),
-                        activations_bytes=max(0, peak_bytes - sum(static.values())))  # fmt: skip
+        self.row.update(
+            static,
+            peak_bytes=peak_bytes,
+            peak_source=source,
+            num_params=sum(p.numel() for p in params),
+            activations_bytes=max(0, peak_bytes - sum(static.values())),
+        )
 
     def check_memory_cap(self) -> None:
         """Marks the trial `over_budget` when its measured peak exceeds its memory cap."""
@@ -429,8 +517,11 @@ class _Record:
         self.row.update(status=str(status), error=error)
 
     def outcome(self) -> TrialOutcome:
-        self.row.update(train_time_s=self.clock.train_s, compile_time_s=self.clock.compile_s,
-                        eval_time_s=self.clock.eval_s)  # fmt: skip
+        self.row.update(
+            train_time_s=self.clock.train_s,
+            compile_time_s=self.clock.compile_s,
+            eval_time_s=self.clock.eval_s,
+        )
         for row in self.evals:
             row["trial_id"] = self.row["trial_id"]
         provenance = {f.name: self.row[f.name] for f in PROVENANCE_FIELDS}
@@ -439,11 +530,13 @@ class _Record:
         return TrialOutcome(row=full, evals=evals, train_losses=self.train_losses)
 
 
-
-
-
-def failed_outcome(spec: TrialSpec, error: str, status: TrialStatus = TrialStatus.FAILED,
-                   attempts: int = 1, evals: Sequence[Mapping[str, Any]] = ()) -> TrialOutcome:  # fmt: skip
+def failed_outcome(
+    spec: TrialSpec,
+    error: str,
+    status: TrialStatus = TrialStatus.FAILED,
+    attempts: int = 1,
+    evals: Sequence[Mapping[str, Any]] = (),
+) -> TrialOutcome:
     """The record of a trial that ended outside `run_trial`: its process killed or crashed,
     its SLURM job cancelled or out of time, or stopped early by the search's scheduler. `evals`
     are the eval points it reported (`LiveTrial.read_progress`), kept in the record."""

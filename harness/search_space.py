@@ -132,8 +132,10 @@ def load_search_space(path: Path) -> SearchSpace:
     except IsADirectoryError:
         raise UsageError(f"{path}: is a folder; the search space must be a JSON file") from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); the search "
-                         "space must be a JSON file") from None  # fmt: skip
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); the search "
+            "space must be a JSON file"
+        ) from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the search space ({exc.strerror})") from None
     except json.JSONDecodeError as exc:

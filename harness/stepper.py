@@ -92,9 +92,14 @@ class Stepper:
 class FactoryStepper(Stepper):
     """Level 1: the submission built an optimizer (or several); the harness does the rest."""
 
-    def __init__(self, groups: ParamGroups, forward_backward: ForwardBackward,
-                 optimizers: Sequence[Any], schedule: Callable[[int], float],
-                 grad_clip: float | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        groups: ParamGroups,
+        forward_backward: ForwardBackward,
+        optimizers: Sequence[Any],
+        schedule: Callable[[int], float],
+        grad_clip: float | None,
+    ) -> None:
         self._params = list(groups.params)
         self._forward_backward = forward_backward
         self._optimizers = list(optimizers)
@@ -133,8 +138,13 @@ class FactoryStepper(Stepper):
 class _Context:
     """The closures a full-control submission calls (see `harness.contract.StepContext`)."""
 
-    def __init__(self, params: list[torch.nn.Parameter], loss_fn: LossFn,
-                 forward_backward: ForwardBackward, schedule: Callable[[int], float]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        params: list[torch.nn.Parameter],
+        loss_fn: LossFn,
+        forward_backward: ForwardBackward,
+        schedule: Callable[[int], float],
+    ) -> None:
         self._params = params
         self.loss = loss_fn
         self._forward_backward = forward_backward
@@ -216,8 +226,9 @@ def _returned_optimizers(built: Any, groups: ParamGroups, source: str) -> list[A
     return items
 
 
-def check_factory(submission: Submission, groups: ParamGroups, hp: Hyperparameters,
-                  info: WorkloadInfo) -> None:  # fmt: skip
+def check_factory(
+    submission: Submission, groups: ParamGroups, hp: Hyperparameters, info: WorkloadInfo
+) -> None:
     """Builds a level-1 submission's optimizer(s) on `groups` and checks what it returns, as
     `make_stepper` does, without a step or the optax bridge. Other levels pass unchecked: their
     optimizers are built inside the trial.
@@ -232,8 +243,9 @@ def check_factory(submission: Submission, groups: ParamGroups, hp: Hyperparamete
         built = submission.module.optimizer(groups, hp, info)
     except Exception as exc:  # the user's code: any error is a contract error before the trial
         message = " ".join(str(exc).split())  # one line
-        raise ContractError(f"{source}: optimizer(params, hp, info) raised "
-                            f"{type(exc).__name__}: {message}") from exc  # fmt: skip
+        raise ContractError(
+            f"{source}: optimizer(params, hp, info) raised {type(exc).__name__}: {message}"
+        ) from exc
     _returned_optimizers(built, groups, source)
 
 
@@ -262,9 +274,15 @@ def _check_coverage(optimizers: list[Any], groups: ParamGroups, source: str) -> 
             )
 
 
-def make_stepper(submission: Submission, groups: ParamGroups, hp: Hyperparameters,
-                 info: WorkloadInfo, loss_fn: LossFn, forward_backward: ForwardBackward,
-                 trial: TrialContext | None = None) -> Stepper:  # fmt: skip
+def make_stepper(
+    submission: Submission,
+    groups: ParamGroups,
+    hp: Hyperparameters,
+    info: WorkloadInfo,
+    loss_fn: LossFn,
+    forward_backward: ForwardBackward,
+    trial: TrialContext | None = None,
+) -> Stepper:
     """Builds the submission's optimizer(s) for this model and wraps them in a `Stepper`.
 
     Args:
@@ -279,8 +297,10 @@ def make_stepper(submission: Submission, groups: ParamGroups, hp: Hyperparameter
     source = str(submission.folder / "submission.py")
     if submission.level is Level.ALGOPERF:
         if trial is None:
-            raise ContractError(f"{source}: AlgoPerf-style submissions (level 3) need the trial's "
-                                "model and workload (make_stepper(..., trial=TrialContext(...)))")  # fmt: skip
+            raise ContractError(
+                f"{source}: AlgoPerf-style submissions (level 3) need the trial's "
+                "model and workload (make_stepper(..., trial=TrialContext(...)))"
+            )
         from harness.algoperf_stepper import make_algoperf_stepper  # imports this module
 
         return make_algoperf_stepper(submission, groups, hp, info, trial)

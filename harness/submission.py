@@ -24,8 +24,15 @@ from harness.needs_cuda import needs_cuda
 from harness.search_space import SearchSpace, load_search_space
 from harness.submission_imports import register_folder
 
-__all__ = ["ALGOPERF_FUNCTIONS", "SEARCH_SPACE_FILES", "Level", "Submission", "load_submission",
-           "reference_dir", "resolve_submission"]  # fmt: skip
+__all__ = [
+    "ALGOPERF_FUNCTIONS",
+    "SEARCH_SPACE_FILES",
+    "Level",
+    "Submission",
+    "load_submission",
+    "reference_dir",
+    "resolve_submission",
+]
 
 # The search space's file: optbench's name, else AlgoPerf's.
 SEARCH_SPACE_FILES = ("search_space.json", "tuning_search_space.json")
@@ -115,9 +122,11 @@ def load_submission(name_or_path: str | Path, *, allow_self_tuning: bool = False
     elif allow_self_tuning:
         search_space = SearchSpace(dims=(), source=f"{folder} (self-tuning: no search space)")
     else:
-        raise UsageError(f"{folder}: no search space ({' or '.join(SEARCH_SPACE_FILES)}); a "
-                         "self-tuning submission, whose hyperparameters are fixed in its code, "
-                         "runs with --ruleset self")  # fmt: skip
+        raise UsageError(
+            f"{folder}: no search space ({' or '.join(SEARCH_SPACE_FILES)}); a "
+            "self-tuning submission, whose hyperparameters are fixed in its code, "
+            "runs with --ruleset self"
+        )
     digest = _source_hash(folder, source, space_path)
     module_name = f"optbench_submission_{folder.name.replace('.', '_')}_{digest[:12]}"
     module = _import_module(folder, source, module_name)
@@ -132,8 +141,12 @@ def _source_hash(folder: Path, source: Path, space_path: Path | None) -> str:
     of just submission.py and search_space.json hashes as it always has.
     """
     data = source.read_bytes() + b"\0" + (space_path.read_bytes() if space_path else b"")
-    helpers = sorted(p for p in folder.rglob("*.py") if p != source and not any(
-        part.startswith((".", "__pycache__")) for part in p.relative_to(folder).parts))  # fmt: skip
+    helpers = sorted(
+        p
+        for p in folder.rglob("*.py")
+        if p != source
+        and not any(part.startswith((".", "__pycache__")) for part in p.relative_to(folder).parts)
+    )
     for helper in helpers:
         data += b"\0" + helper.relative_to(folder).as_posix().encode() + b"\0" + helper.read_bytes()
     return hashlib.sha256(data).hexdigest()
@@ -144,8 +157,9 @@ def _import_module(folder: Path, source: Path, module_name: str) -> ModuleType:
     submodules), or returns it when this process imported it already."""
     if module_name in sys.modules:
         return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, source,
-                                                  submodule_search_locations=[str(folder)])  # fmt: skip
+    spec = importlib.util.spec_from_file_location(
+        module_name, source, submodule_search_locations=[str(folder)]
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     module.__builtins__ = register_folder(module_name, folder).builtins  # type: ignore[attr-defined]
@@ -161,8 +175,9 @@ def _import_module(folder: Path, source: Path, module_name: str) -> ModuleType:
         raise ContractError(f"{source}: failed to import: {type(exc).__name__}: {exc}") from exc
     except (SystemExit, KeyboardInterrupt) as exc:  # sys.exit() at import must not end optbench
         del sys.modules[module_name]
-        raise ContractError(f"{source}: raised {exc!r} at import; a "
-                            "submission module only defines names") from exc  # fmt: skip
+        raise ContractError(
+            f"{source}: raised {exc!r} at import; a submission module only defines names"
+        ) from exc
     return module
 
 
@@ -171,7 +186,9 @@ def _detect_level(module: ModuleType, source: Path) -> Level:
         return Level.FACTORY
     if isinstance(getattr(module, "Submission", None), type):
         if not callable(getattr(module.Submission, "update", None)):
-            raise ContractError(f"{source}: class Submission has no update(batch, step, ctx) method")
+            raise ContractError(
+                f"{source}: class Submission has no update(batch, step, ctx) method"
+            )
         return Level.FULL_CONTROL
     if callable(getattr(module, "update_params", None)):
         missing = [name for name in ALGOPERF_FUNCTIONS if not callable(getattr(module, name, None))]
@@ -182,8 +199,10 @@ def _detect_level(module: ModuleType, source: Path) -> Level:
                 f"missing: {', '.join(missing)}"
             )
         if _is_jax_only(module):
-            raise ContractError(f"{source}: an AlgoPerf JAX submission (it uses jax and not torch); "
-                                "optbench runs AlgoPerf's PyTorch submissions, on PyTorch models")  # fmt: skip
+            raise ContractError(
+                f"{source}: an AlgoPerf JAX submission (it uses jax and not torch); "
+                "optbench runs AlgoPerf's PyTorch submissions, on PyTorch models"
+            )
         return Level.ALGOPERF
     raise ContractError(
         f"{source}: defines none of optimizer(params, hp, info) (level 1), class Submission "
@@ -195,7 +214,9 @@ def _is_jax_only(module: ModuleType) -> bool:
     """Whether the module's globals come from jax (or flax) and none from torch."""
     tops = set()
     for value in vars(module).values():
-        origin = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", "")
+        origin = (
+            value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", "")
+        )
         if isinstance(origin, str):
             tops.add(origin.partition(".")[0])
     return bool(tops & {"jax", "flax"}) and "torch" not in tops

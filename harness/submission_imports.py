@@ -57,9 +57,14 @@ class FolderImports:
         self.local_names = _top_level_names(folder)
         self.builtins: dict[str, Any] = {**vars(builtins), "__import__": self.import_module}
 
-    def import_module(self, name: str, globals: Mapping[str, Any] | None = None,
-                      locals: Mapping[str, Any] | None = None,
-                      fromlist: Sequence[str] | None = (), level: int = 0) -> ModuleType:  # fmt: skip
+    def import_module(
+        self,
+        name: str,
+        globals: Mapping[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        fromlist: Sequence[str] | None = (),
+        level: int = 0,
+    ) -> ModuleType:
         """`builtins.__import__` with the folder's names resolved to the folder's modules."""
         if level == 0 and name.partition(".")[0] in self.local_names:
             return self._import_local(name, fromlist)
@@ -74,8 +79,9 @@ class FolderImports:
     def _import_local(self, name: str, fromlist: Sequence[str] | None) -> ModuleType:
         """Imports the folder's `name` as `<package>.<name>` (the package itself for "");
         returns what the import statement binds."""
-        module = _PYTHON_IMPORT(".".join(filter(None, [self.package, name])), None, None,
-                                fromlist, 0)  # fmt: skip
+        module = _PYTHON_IMPORT(
+            ".".join(filter(None, [self.package, name])), None, None, fromlist, 0
+        )
         if fromlist:
             return module  # `from a.b import x`: the module a.b itself
         return sys.modules[f"{self.package}.{name.partition('.')[0]}"]  # `import a.b` binds a
@@ -126,8 +132,9 @@ class _FolderFinder(importlib.abc.MetaPathFinder):
     def __init__(self) -> None:
         self.folders: dict[str, FolderImports] = {}
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:  # fmt: skip
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         package, dot, _ = fullname.partition(".")
         imports = self.folders.get(package)
         if imports is None or not dot:

@@ -30,10 +30,13 @@ class TrialStatus(StrEnum):
     OVER_BUDGET = "over_budget"
 
 
-FINISHED = frozenset({TrialStatus.TARGET_REACHED, TrialStatus.BUDGET_EXHAUSTED})  # trained to the end
+FINISHED = frozenset(
+    {TrialStatus.TARGET_REACHED, TrialStatus.BUDGET_EXHAUSTED}
+)  # trained to the end
 # Ended with no usable result: an error, or its process or job ended from outside.
-FAULTS = frozenset({TrialStatus.FAILED, TrialStatus.KILLED, TrialStatus.CANCELLED,
-                    TrialStatus.TIMED_OUT})  # fmt: skip
+FAULTS = frozenset(
+    {TrialStatus.FAILED, TrialStatus.KILLED, TrialStatus.CANCELLED, TrialStatus.TIMED_OUT}
+)
 
 
 def search_algorithm(ruleset_json: str) -> str:
@@ -93,10 +96,21 @@ class TrialSpec:
     def trial_id(self, workload_version: int, submission_name: str, submission_hash: str) -> str:
         """A stable id: re-running a sweep skips trials whose id is already in the store."""
         key = [
-            self.workload, workload_version, self.scale, submission_name, submission_hash,
-            self.hparams_json, self.seed, self.ruleset, self.ruleset_json, self.study,
-            self.trial_index, self.max_steps, self.max_time_s, self.stop_at_target,
-        ]  # fmt: skip
+            self.workload,
+            workload_version,
+            self.scale,
+            submission_name,
+            submission_hash,
+            self.hparams_json,
+            self.seed,
+            self.ruleset,
+            self.ruleset_json,
+            self.study,
+            self.trial_index,
+            self.max_steps,
+            self.max_time_s,
+            self.stop_at_target,
+        ]
         if self.world_size != 1:  # appended only when set, so single-process ids stay as they were
             key.append(["world_size", self.world_size])
         if self.memory_cap_bytes is not None:  # likewise: uncapped ids stay as they were

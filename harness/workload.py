@@ -24,8 +24,15 @@ from harness.errors import ContractError, UsageError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Budget", "Direction", "Target", "Workload", "WorkloadConfig", "ladder_configs",
-           "roles_by_module"]
+__all__ = [
+    "Budget",
+    "Direction",
+    "Target",
+    "Workload",
+    "WorkloadConfig",
+    "ladder_configs",
+    "roles_by_module",
+]
 
 
 class Direction(StrEnum):
@@ -186,8 +193,9 @@ class Workload(abc.ABC):
         """
         if base not in cls.ladders:
             known = ", ".join(f"{cls.name}@{b}" for b in cls.ladders) or "none"
-            raise UsageError(f"workload {cls.name!r} has no ladder at scale {base!r} "
-                             f"(its ladders: {known})")  # fmt: skip
+            raise UsageError(
+                f"workload {cls.name!r} has no ladder at scale {base!r} (its ladders: {known})"
+            )
         rungs = cls.ladders[base]
         if not with_batches:
             return rungs
@@ -291,10 +299,17 @@ class Workload(abc.ABC):
         missing = [name for name, _ in trainable if name not in roles]
         if missing:
             raise ContractError(f"workload {self.name}: parameters without a role: {missing}")
-        return ParamGroups(tuple(p for _, p in trainable), tuple(Role(roles[n]) for n, _ in trainable))
+        return ParamGroups(
+            tuple(p for _, p in trainable), tuple(Role(roles[n]) for n, _ in trainable)
+        )
 
-    def info(self, device: str, max_steps: int | None = None, max_time_s: float | None = None,
-             memory_cap_bytes: int | None = None) -> WorkloadInfo:  # fmt: skip
+    def info(
+        self,
+        device: str,
+        max_steps: int | None = None,
+        max_time_s: float | None = None,
+        memory_cap_bytes: int | None = None,
+    ) -> WorkloadInfo:
         """What a submission may know about this workload; `max_steps`/`max_time_s` override,
         `memory_cap_bytes` is the fixed-resource track's cap."""
         config = self.config
@@ -314,9 +329,12 @@ def _variant(rung: str, batch: int, base_batch: int) -> str:
     return rung if batch == base_batch else f"{rung}-b{batch}"
 
 
-def ladder_configs(configs: Mapping[str, WorkloadConfig], ladders: Mapping[str, tuple[str, ...]],
-                   batches: Mapping[str, tuple[int, ...]],
-                   models: Mapping[str, Mapping[str, Any]]) -> dict[str, WorkloadConfig]:  # fmt: skip
+def ladder_configs(
+    configs: Mapping[str, WorkloadConfig],
+    ladders: Mapping[str, tuple[str, ...]],
+    batches: Mapping[str, tuple[int, ...]],
+    models: Mapping[str, Mapping[str, Any]],
+) -> dict[str, WorkloadConfig]:
     """The configs of every rung and batch variant of `ladders` that `configs` lacks.
 
     A rung is its base scale's config with `model = models[rung]`; a batch variant also has
@@ -341,9 +359,12 @@ def ladder_configs(configs: Mapping[str, WorkloadConfig], ladders: Mapping[str, 
                     continue
                 micro = base_config.micro_batch_size
                 out[name] = dataclasses.replace(
-                    base_config, model=model, batch_size=batch, tokens_per_step=batch * per_example,
+                    base_config,
+                    model=model,
+                    batch_size=batch,
+                    tokens_per_step=batch * per_example,
                     micro_batch_size=None if micro is None else min(micro, batch),
-                )  # fmt: skip
+                )
     return out
 
 

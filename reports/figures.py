@@ -51,9 +51,18 @@ def _target_line(ax: plt.Axes, target: float | None, horizontal: bool = True) ->
         line(target, color="black", linestyle="--", linewidth=1, label=f"target {target:g}")
 
 
-def band_curves(curves: Mapping[str, pd.DataFrame], *, title: str, xlabel: str, ylabel: str,
-                colour: Mapping[str, str], target: float | None = None, logx: bool = False,
-                logy: bool = False, step: bool = False) -> bytes:  # fmt: skip
+def band_curves(
+    curves: Mapping[str, pd.DataFrame],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    colour: Mapping[str, str],
+    target: float | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    step: bool = False,
+) -> bytes:
     """One line per submission (`median` over `x`) with a shaded band between `lo` and `hi`."""
     fig, ax = plt.subplots(figsize=_SIZE)
     for name, frame in curves.items():
@@ -61,15 +70,29 @@ def band_curves(curves: Mapping[str, pd.DataFrame], *, title: str, xlabel: str, 
             ax.step(frame["x"], frame["median"], color=colour[name], label=name, where="post")
         else:
             ax.plot(frame["x"], frame["median"], color=colour[name], label=name)
-        ax.fill_between(frame["x"], frame["lo"], frame["hi"], color=colour[name], alpha=0.18,
-                        linewidth=0, step="post" if step else None)  # fmt: skip
+        ax.fill_between(
+            frame["x"],
+            frame["lo"],
+            frame["hi"],
+            color=colour[name],
+            alpha=0.18,
+            linewidth=0,
+            step="post" if step else None,
+        )
     _target_line(ax, target)
     _finish(ax, title, xlabel, ylabel, logx, logy)
     return _png(fig)
 
 
-def sensitivity(points: pd.DataFrame, *, title: str, xlabel: str, ylabel: str,
-                colour: Mapping[str, str], target: float | None = None) -> bytes:  # fmt: skip
+def sensitivity(
+    points: pd.DataFrame,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    colour: Mapping[str, str],
+    target: float | None = None,
+) -> bytes:
     """Final metric vs one hyperparameter (log x) per submission: trials as dots, the median per
     log-spaced bin as a line, diverged trials as crosses at the top of the axis."""
     fig, ax = plt.subplots(figsize=_SIZE)
@@ -105,8 +128,9 @@ def memory_bars(frame: pd.DataFrame, *, title: str) -> bytes:
     measured peak (column `peak`) as a black tick: the parts are exact, the peak is measured.
     Right: the exact tensor parts alone (all but the last part, activations + temporaries), which
     a large activation share would flatten on the left."""
-    fig, (ax, exact) = plt.subplots(1, 2, figsize=(_SIZE[0] * 1.45, _SIZE[1]),
-                                    gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
+    fig, (ax, exact) = plt.subplots(
+        1, 2, figsize=(_SIZE[0] * 1.45, _SIZE[1]), gridspec_kw={"width_ratios": [3, 2]}
+    )
     parts = [c for c in frame.columns if c != "peak"]
     bottom = np.zeros(len(frame))
     palette = plt.get_cmap("Set2")
@@ -117,22 +141,36 @@ def memory_bars(frame: pd.DataFrame, *, title: str) -> bytes:
         ax.bar(x, values, bottom=bottom, color=palette(i), label=part, width=0.6)
         bottom += values
     if "peak" in frame:
-        ax.scatter(x, frame["peak"], marker="_", s=900, color="black", label="measured peak",
-                   zorder=3)  # fmt: skip
+        ax.scatter(
+            x, frame["peak"], marker="_", s=900, color="black", label="measured peak", zorder=3
+        )
     ax.set_xticks(x, names, rotation=20, ha="right")
     _finish(ax, title, "", "MiB")
     width = 0.8 / max(len(parts) - 1, 1)
     for i, part in enumerate(parts[:-1]):
-        exact.bar(x + (i - (len(parts) - 2) / 2) * width, np.nan_to_num(frame[part].to_numpy(float)),
-                  width=width, color=palette(i), label=part)  # fmt: skip
+        exact.bar(
+            x + (i - (len(parts) - 2) / 2) * width,
+            np.nan_to_num(frame[part].to_numpy(float)),
+            width=width,
+            color=palette(i),
+            label=part,
+        )
     exact.set_xticks(x, names, rotation=20, ha="right")
     _finish(exact, "exact tensor bytes", "", "MiB")
     return _png(fig)
 
 
-def pareto(points: pd.DataFrame, *, title: str, xlabel: str, ylabel: str,
-           colour: Mapping[str, str], logx: bool = False, logy: bool = False,
-           x_lower: bool = True) -> bytes:  # fmt: skip
+def pareto(
+    points: pd.DataFrame,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    colour: Mapping[str, str],
+    logx: bool = False,
+    logy: bool = False,
+    x_lower: bool = True,
+) -> bytes:
     """Points per submission (`submission`, `x`, `y`, `on_frontier`, optional `label`): frontier
     points filled and joined by the staircase that bounds what they dominate (lower x better:
     across then down or up; higher x better: up then across), dominated points hollow."""
@@ -142,32 +180,66 @@ def pareto(points: pd.DataFrame, *, title: str, xlabel: str, ylabel: str,
         dominated = group[~group["on_frontier"]]
         if len(front):
             ax.scatter(front["x"], front["y"], color=colour[name], s=46, label=name, zorder=3)
-        ax.scatter(dominated["x"], dominated["y"], facecolors="none", edgecolors=colour[name],
-                   s=46, zorder=3, label=None if len(front) else f"{name} (dominated)")  # fmt: skip
+        ax.scatter(
+            dominated["x"],
+            dominated["y"],
+            facecolors="none",
+            edgecolors=colour[name],
+            s=46,
+            zorder=3,
+            label=None if len(front) else f"{name} (dominated)",
+        )
         if "label" in group:
             for _, row in group.iterrows():
-                ax.annotate(str(row["label"]), (row["x"], row["y"]), fontsize=7,
-                            xytext=(4, 3), textcoords="offset points")  # fmt: skip
+                ax.annotate(
+                    str(row["label"]),
+                    (row["x"], row["y"]),
+                    fontsize=7,
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                )
     frontier = points[points["on_frontier"]].sort_values("x")
     if len(frontier) > 1:
-        ax.step(frontier["x"], frontier["y"], where="post" if x_lower else "pre", color="grey",
-                linewidth=1, linestyle=":", label="frontier")  # fmt: skip
+        ax.step(
+            frontier["x"],
+            frontier["y"],
+            where="post" if x_lower else "pre",
+            color="grey",
+            linewidth=1,
+            linestyle=":",
+            label="frontier",
+        )
     _finish(ax, title, xlabel, ylabel, logx, logy)
     return _png(fig)
 
 
-def scatter_with_fits(points: pd.DataFrame, fits: Mapping[str, tuple[np.ndarray, np.ndarray, str]],
-                      *, title: str, xlabel: str, ylabel: str, colour: Mapping[str, str],
-                      logx: bool = True, logy: bool = True, reference_line: float | None = None,
-                      ) -> bytes:  # fmt: skip
+def scatter_with_fits(
+    points: pd.DataFrame,
+    fits: Mapping[str, tuple[np.ndarray, np.ndarray, str]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    colour: Mapping[str, str],
+    logx: bool = True,
+    logy: bool = True,
+    reference_line: float | None = None,
+) -> bytes:
     """Points per submission (`submission`, `x`, `y`, optional `lo`/`hi` error bars) with a fitted
     curve per submission (`fits[name] = (x, y, legend text)`)."""
     fig, ax = plt.subplots(figsize=_SIZE)
     for name, group in points.groupby("submission", sort=True):
         if {"lo", "hi"} <= set(group.columns):
             err = np.vstack([group["y"] - group["lo"], group["hi"] - group["y"]])
-            ax.errorbar(group["x"], group["y"], yerr=np.clip(np.nan_to_num(err), 0, None),
-                        fmt="o", color=colour[name], capsize=3, label=name)  # fmt: skip
+            ax.errorbar(
+                group["x"],
+                group["y"],
+                yerr=np.clip(np.nan_to_num(err), 0, None),
+                fmt="o",
+                color=colour[name],
+                capsize=3,
+                label=name,
+            )
         else:
             ax.scatter(group["x"], group["y"], color=colour[name], label=name, zorder=3)
         if name in fits:
@@ -182,8 +254,9 @@ def scatter_with_fits(points: pd.DataFrame, fits: Mapping[str, tuple[np.ndarray,
     return _png(fig)
 
 
-def _finish(ax: plt.Axes, title: str, xlabel: str, ylabel: str, logx: bool = False,
-            logy: bool = False) -> None:  # fmt: skip
+def _finish(
+    ax: plt.Axes, title: str, xlabel: str, ylabel: str, logx: bool = False, logy: bool = False
+) -> None:
     ax.set_title(title, fontsize=11)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -32,11 +32,15 @@ _NO_RESULT = FAULTS | {TrialStatus.DIVERGED}
 
 def _budget(trials: pd.DataFrame, workload: str) -> tuple[float | None, float]:
     """(memory cap bytes, time budget s) the trials' rulesets recorded; they must agree."""
-    recorded = {(r.get("memory_cap_bytes"), r.get("time_budget_s"))
-                for r in (json.loads(str(t)) for t in trials["ruleset_json"])}  # fmt: skip
+    recorded = {
+        (r.get("memory_cap_bytes"), r.get("time_budget_s"))
+        for r in (json.loads(str(t)) for t in trials["ruleset_json"])
+    }
     if len(recorded) != 1:
-        raise UsageError(f"fixed-resource trials of {workload} record different budgets "
-                         f"{sorted(map(str, recorded))}: they do not compare")  # fmt: skip
+        raise UsageError(
+            f"fixed-resource trials of {workload} record different budgets "
+            f"{sorted(map(str, recorded))}: they do not compare"
+        )
     cap, seconds = recorded.pop()
     if seconds is None:
         raise UsageError(f"fixed-resource trials of {workload} record no time_budget_s")
@@ -60,15 +64,24 @@ def fixed_resource_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: 
         over |= trials["peak_bytes"].astype(float) > cap
     ok = ~over & ~trials["status"].isin(_NO_RESULT)
     curves = frames.curves(evals, trials["trial_id"], metric)
-    within = pd.Series([frames.value_within(curves[tid], "train_time_s", seconds, minimize)
-                        for tid in trials["trial_id"]], index=trials.index, dtype=float)  # fmt: skip
+    within = pd.Series(
+        [
+            frames.value_within(curves[tid], "train_time_s", seconds, minimize)
+            for tid in trials["trial_id"]
+        ],
+        index=trials.index,
+        dtype=float,
+    )
     scored = trials.assign(within=within, over=over, ok=ok)
     rows = {}
     for name, group in scored.groupby("submission", sort=True):
         feasible = group[group["ok"] & np.isfinite(group["within"])]
         fits = group[~group["over"] & group["num_params"].notna()]
-        best = (feasible.loc[feasible["within"].idxmin() if minimize else feasible["within"].idxmax()]
-                if len(feasible) else None)  # fmt: skip
+        best = (
+            feasible.loc[feasible["within"].idxmin() if minimize else feasible["within"].idxmax()]
+            if len(feasible)
+            else None
+        )
         largest = fits.loc[fits["num_params"].astype(float).idxmax()] if len(fits) else None
         rows[name] = {
             "trials": len(group),
@@ -77,9 +90,11 @@ def fixed_resource_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: 
             "best trial's rung": "—" if best is None else str(best["scale"]),
             "its batch": np.nan if best is None else float(best["batch_size"]),
             "its params": np.nan if best is None else float(best["num_params"]),
-            "largest model that fits (params)": np.nan if largest is None else float(largest["num_params"]),
+            "largest model that fits (params)": np.nan
+            if largest is None
+            else float(largest["num_params"]),
             "its rung": "—" if largest is None else str(largest["scale"]),
-        }  # fmt: skip
+        }
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("submission")
     cap_text = "no memory cap" if cap is None else f"memory cap {cap / _MIB:,.0f} MiB"
     paragraphs = [
@@ -88,24 +103,53 @@ def fixed_resource_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: 
         f"({', '.join(_ladder(trials))}) as part of its tuning budget.",
     ]
     figs = [
-        Figure(f"{workload}-resource-metric-vs-size", f"{workload}: best {metric} within the time "
-               "budget per model size, the best over its batches (trials under the cap only)",
-               figures.scatter_with_fits(_per_rung(scored[scored["ok"]], minimize), {},
-                                         title=f"{workload}: best {metric} within budget vs size",
-                                         xlabel="parameters", ylabel=metric, colour=colour,
-                                         logy=False)),
-        Figure(f"{workload}-resource-memory-vs-size", f"{workload}: measured peak memory vs model "
-               "size, every trial; dashed: the cap",
-               figures.scatter_with_fits(pd.DataFrame({
-                   "submission": trials["submission"], "x": trials["num_params"].astype(float),
-                   "y": trials["peak_bytes"].astype(float) / _MIB}).dropna(), {},
-                   title=f"{workload}: peak memory vs size", xlabel="parameters",
-                   ylabel="peak MiB", colour=colour, logy=False,
-                   reference_line=None if cap is None else cap / _MIB)),
-    ]  # fmt: skip
-    return Section(f"{workload}: fixed resource", paragraphs=paragraphs, figures=figs,
-                   tables=[Table(f"{workload}-fixed-resource", f"{workload}: best result within "
-                                 "the budget and the largest model that fits", table)])  # fmt: skip
+        Figure(
+            f"{workload}-resource-metric-vs-size",
+            f"{workload}: best {metric} within the time "
+            "budget per model size, the best over its batches (trials under the cap only)",
+            figures.scatter_with_fits(
+                _per_rung(scored[scored["ok"]], minimize),
+                {},
+                title=f"{workload}: best {metric} within budget vs size",
+                xlabel="parameters",
+                ylabel=metric,
+                colour=colour,
+                logy=False,
+            ),
+        ),
+        Figure(
+            f"{workload}-resource-memory-vs-size",
+            f"{workload}: measured peak memory vs model size, every trial; dashed: the cap",
+            figures.scatter_with_fits(
+                pd.DataFrame(
+                    {
+                        "submission": trials["submission"],
+                        "x": trials["num_params"].astype(float),
+                        "y": trials["peak_bytes"].astype(float) / _MIB,
+                    }
+                ).dropna(),
+                {},
+                title=f"{workload}: peak memory vs size",
+                xlabel="parameters",
+                ylabel="peak MiB",
+                colour=colour,
+                logy=False,
+                reference_line=None if cap is None else cap / _MIB,
+            ),
+        ),
+    ]
+    return Section(
+        f"{workload}: fixed resource",
+        paragraphs=paragraphs,
+        figures=figs,
+        tables=[
+            Table(
+                f"{workload}-fixed-resource",
+                f"{workload}: best result within the budget and the largest model that fits",
+                table,
+            )
+        ],
+    )
 
 
 def _per_rung(trials: pd.DataFrame, minimize: bool) -> pd.DataFrame:
@@ -113,4 +157,6 @@ def _per_rung(trials: pd.DataFrame, minimize: bool) -> pd.DataFrame:
     finite = trials[np.isfinite(trials["within"]) & trials["num_params"].notna()]
     agg = "min" if minimize else "max"
     grouped = finite.groupby(["submission", "num_params"])["within"].agg(agg)
-    return grouped.rename("y").reset_index().rename(columns={"num_params": "x"}).astype({"x": float})
+    return (
+        grouped.rename("y").reset_index().rename(columns={"num_params": "x"}).astype({"x": float})
+    )

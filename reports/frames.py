@@ -89,7 +89,9 @@ def edge_in_most_studies(trials: pd.DataFrame, selected: pd.DataFrame, name: str
     return found[0] if found else ""
 
 
-def one_hardware_class(trials: pd.DataFrame, hardware_class: str | None, where: str) -> pd.DataFrame:
+def one_hardware_class(
+    trials: pd.DataFrame, hardware_class: str | None, where: str
+) -> pd.DataFrame:
     """The trials of one hardware class: wall-clock numbers compare only within one.
 
     Raises:
@@ -99,13 +101,17 @@ def one_hardware_class(trials: pd.DataFrame, hardware_class: str | None, where: 
         chosen = trials[trials["hardware_class"] == hardware_class]
         if chosen.empty:
             found = sorted(trials["hardware_class"].dropna().unique())
-            raise UsageError(f"{where}: no trials of hardware class {hardware_class!r} "
-                             f"(found: {', '.join(found) or 'none'})")  # fmt: skip
+            raise UsageError(
+                f"{where}: no trials of hardware class {hardware_class!r} "
+                f"(found: {', '.join(found) or 'none'})"
+            )
         return chosen
     classes = sorted(trials["hardware_class"].dropna().unique())
     if len(classes) > 1:
-        raise UsageError(f"{where}: trials of several hardware classes ({', '.join(classes)}); "
-                         "wall-clock compares only within one: pass --hardware-class")  # fmt: skip
+        raise UsageError(
+            f"{where}: trials of several hardware classes ({', '.join(classes)}); "
+            "wall-clock compares only within one: pass --hardware-class"
+        )
     return trials
 
 
@@ -121,8 +127,10 @@ def curves(evals: pd.DataFrame, trial_ids: Iterable[str], metric: str) -> dict[s
     columns = ["step", "tokens", "train_time_s", "value"]
     wanted = list(dict.fromkeys(trial_ids))
     rows = evals[(evals["metric"] == metric) & evals["trial_id"].isin(wanted)]
-    found = {str(tid): group[columns].sort_values("step").reset_index(drop=True)
-             for tid, group in rows.groupby("trial_id")}  # fmt: skip
+    found = {
+        str(tid): group[columns].sort_values("step").reset_index(drop=True)
+        for tid, group in rows.groupby("trial_id")
+    }
     empty = pd.DataFrame(columns=columns)
     return {tid: found.get(tid, empty) for tid in wanted}
 
@@ -159,13 +167,15 @@ def band(curves: list[pd.DataFrame], x: str, points: int = 60, log: bool = False
     counts = np.isfinite(stacked).sum(axis=0)
     keep = counts > 0
     with np.errstate(all="ignore"):
-        frame = pd.DataFrame({
-            "x": grid[keep],
-            "median": np.nanmedian(stacked[:, keep], axis=0),
-            "lo": np.nanquantile(stacked[:, keep], 0.25, axis=0),
-            "hi": np.nanquantile(stacked[:, keep], 0.75, axis=0),
-            "n": counts[keep],
-        })  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "x": grid[keep],
+                "median": np.nanmedian(stacked[:, keep], axis=0),
+                "lo": np.nanquantile(stacked[:, keep], 0.25, axis=0),
+                "hi": np.nanquantile(stacked[:, keep], 0.75, axis=0),
+                "n": counts[keep],
+            }
+        )
     return frame
 
 

@@ -57,6 +57,8 @@ _COMPARABILITY = (
 _LEGEND = "∞: the target was not reached (median over studies); —: not recorded."
 _NUMBER = ' class="num"'
 _CELL_CLASS = {"submission": ""}  # text columns; all others hold numbers
+
+
 def leaderboard_table(
     trials: pd.DataFrame,
     *,

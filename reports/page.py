@@ -33,8 +33,17 @@ import pandas as pd
 
 from harness.outputs import REPORT_FOLDER, check_output, replace_folder
 
-__all__ = ["CSS", "Figure", "Report", "Section", "Table", "format_cell", "md_cell", "md_row",
-           "write_report"]
+__all__ = [
+    "CSS",
+    "Figure",
+    "Report",
+    "Section",
+    "Table",
+    "format_cell",
+    "md_cell",
+    "md_row",
+    "write_report",
+]
 
 CSS = """  # every page optbench writes (reports, leaderboards)
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
@@ -107,8 +116,14 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
-def write_report(out_dir: str | os.PathLike[str], title: str, provenance: Sequence[str],
-                 sections: Sequence[Section], *, flag: str = "--out") -> Report:  # fmt: skip
+def write_report(
+    out_dir: str | os.PathLike[str],
+    title: str,
+    provenance: Sequence[str],
+    sections: Sequence[Section],
+    *,
+    flag: str = "--out",
+) -> Report:
     """Writes the report's folder atomically (see the module docstring) and returns its files.
 
     Raises:
@@ -159,9 +174,16 @@ def _check_idents(sections: Sequence[Section]) -> None:
 
 def _html(title: str, provenance: Sequence[str], sections: Sequence[Section]) -> str:
     esc = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">',
-             f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-             f"<h1>{esc(title)}</h1>"]  # fmt: skip
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        '<head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        f"<style>{CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
     parts += [f'<p class="note">{esc(line)}</p>' for line in provenance]
     for section in sections:
         parts.append(f"<h2>{esc(section.title)}</h2>")
@@ -171,8 +193,10 @@ def _html(title: str, provenance: Sequence[str], sections: Sequence[Section]) ->
             parts.append(f'<ul class="caveats">{items}</ul>')
         for fig in section.figures:
             data = base64.b64encode(fig.png).decode("ascii")
-            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(fig.ident)}">'
-                         f"<figcaption>{esc(fig.caption)}</figcaption></figure>")  # fmt: skip
+            parts.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{esc(fig.ident)}">'
+                f"<figcaption>{esc(fig.caption)}</figcaption></figure>"
+            )
         for table in section.tables:
             parts.append(f'<p class="caption">{esc(table.caption)}</p>')
             parts.append(_html_table(table.frame))
@@ -185,8 +209,10 @@ def _html_table(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header_cells)
     lines = ["<table>", f"<thead><tr>{head}</tr></thead>", "<tbody>"]
     for cells, numeric in _rows(frame):
-        tds = (f'<td{" class=num" if n else ""}>{html.escape(c)}</td>'
-               for c, n in zip(cells, numeric, strict=True))  # fmt: skip
+        tds = (
+            f"<td{' class=num' if n else ''}>{html.escape(c)}</td>"
+            for c, n in zip(cells, numeric, strict=True)
+        )
         lines.append(f"<tr>{''.join(tds)}</tr>")
     return "\n".join([*lines, "</tbody>", "</table>"])
 
@@ -221,8 +247,12 @@ def _markdown(title: str, provenance: Sequence[str], sections: Sequence[Section]
         if section.caveats:
             lines.append("")
         for fig in section.figures:
-            lines += [f"![{fig.ident}](figures/{fig.ident}.png)", "", f"*{_md_text(fig.caption)}*",
-                      ""]  # fmt: skip
+            lines += [
+                f"![{fig.ident}](figures/{fig.ident}.png)",
+                "",
+                f"*{_md_text(fig.caption)}*",
+                "",
+            ]
         for table in section.tables:
             lines += [f"*{_md_text(table.caption)}* ([CSV](tables/{table.ident}.csv))", ""]
             lines += _md_table(table.frame) + [""]

@@ -32,15 +32,27 @@ from reports.scaling import ladder_trials, scaling_section
 __all__ = ["KINDS", "build_report"]
 
 KINDS = ("fixed-model", "fixed-resource", "pareto", "scaling")
-_TITLES = {"fixed-model": "Fixed-model report", "fixed-resource": "Fixed-resource report",
-           "pareto": "Pareto frontiers", "scaling": "Scaling study"}  # fmt: skip
+_TITLES = {
+    "fixed-model": "Fixed-model report",
+    "fixed-resource": "Fixed-resource report",
+    "pareto": "Pareto frontiers",
+    "scaling": "Scaling study",
+}
 
 
-def build_report(kind: str, results_root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                 *, reference: str | None = None, workload: str | None = None,
-                 scale: str | None = None, hardware_class: str | None = None,
-                 n_boot: int = 2000, command_line: str = "",
-                 out_flag: str = "--out") -> Report:  # fmt: skip
+def build_report(
+    kind: str,
+    results_root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    reference: str | None = None,
+    workload: str | None = None,
+    scale: str | None = None,
+    hardware_class: str | None = None,
+    n_boot: int = 2000,
+    command_line: str = "",
+    out_flag: str = "--out",
+) -> Report:
     """Reads `results_root` and writes the `kind` report into `out_dir` (see the module docstring).
 
     `out_dir` may replace only a report folder optbench wrote (`harness.outputs`); `out_flag`
@@ -78,26 +90,34 @@ def build_report(kind: str, results_root: str | os.PathLike[str], out_dir: str |
             group = trials[(trials["workload"] == name) & (trials["scale"] == group_scale)]
             if kind == "fixed-model":
                 if reference not in set(group["submission"]):
-                    sections[0].caveats.append(f"{name}@{group_scale}: skipped, {reference} has "
-                                               "no trials there to compare against")  # fmt: skip
+                    sections[0].caveats.append(
+                        f"{name}@{group_scale}: skipped, {reference} has "
+                        "no trials there to compare against"
+                    )
                     continue
                 sections += fixed_model_sections(group, evals, reference, name, group_scale, n_boot)
             sections.append(pareto_section(group, evals, name, group_scale))
     provenance = _provenance(trials, results_root, command_line)
-    return write_report(out_dir, f"{_TITLES[kind]} — {results_root}", provenance, sections,
-                        flag=out_flag)  # fmt: skip
+    return write_report(
+        out_dir, f"{_TITLES[kind]} — {results_root}", provenance, sections, flag=out_flag
+    )
 
 
-def _track(trials: pd.DataFrame, kind: str, workload: str | None, scale: str | None,
-           where: str) -> pd.DataFrame:  # fmt: skip
+def _track(
+    trials: pd.DataFrame, kind: str, workload: str | None, scale: str | None, where: str
+) -> pd.DataFrame:
     """The trials the kind compares, narrowed to --workload / --scale."""
     if workload is not None and workload not in set(trials["workload"]):
-        raise UsageError(f"{where}: no trials of workload {workload!r} "
-                         f"(found: {', '.join(sorted(trials['workload'].unique()))})")  # fmt: skip
+        raise UsageError(
+            f"{where}: no trials of workload {workload!r} "
+            f"(found: {', '.join(sorted(trials['workload'].unique()))})"
+        )
     if kind == "scaling":
         if workload is None or scale is None:
-            raise UsageError(f"{where}: a scaling report needs --workload and --scale (the base "
-                             "scale of the ladder, e.g. smoke)")  # fmt: skip
+            raise UsageError(
+                f"{where}: a scaling report needs --workload and --scale (the base "
+                "scale of the ladder, e.g. smoke)"
+            )
         return ladder_trials(trials, workload, scale)
     wanted = "fixed-resource" if kind == "fixed-resource" else "fixed-model"
     chosen = trials[frames.track_of(trials) == wanted]
@@ -106,9 +126,11 @@ def _track(trials: pd.DataFrame, kind: str, workload: str | None, scale: str | N
     if scale is not None and kind != "fixed-resource":
         chosen = chosen[chosen["scale"] == scale]
     if chosen.empty:
-        raise UsageError(f"{where}: no {wanted} trials"
-                         + (f" of {workload}" if workload else "")
-                         + (f" at scale {scale}" if scale and kind != "fixed-resource" else ""))  # fmt: skip
+        raise UsageError(
+            f"{where}: no {wanted} trials"
+            + (f" of {workload}" if workload else "")
+            + (f" at scale {scale}" if scale and kind != "fixed-resource" else "")
+        )
     return chosen
 
 
@@ -117,47 +139,66 @@ def _reference(trials: pd.DataFrame, reference: str | None, where: str) -> str:
     if reference is None:
         if "adamw" in names:
             return "adamw"
-        raise UsageError(f"{where}: name the reference with --reference (submissions: "
-                         f"{', '.join(names)})")  # fmt: skip
+        raise UsageError(
+            f"{where}: name the reference with --reference (submissions: {', '.join(names)})"
+        )
     if reference not in names:
-        raise UsageError(f"{where}: reference {reference!r} has no trials "
-                         f"(submissions: {', '.join(names)})")  # fmt: skip
+        raise UsageError(
+            f"{where}: reference {reference!r} has no trials (submissions: {', '.join(names)})"
+        )
     return reference
 
 
 def _overview(trials: pd.DataFrame, kind: str, reference: str) -> Section:
     per = trials.groupby("submission")
-    table = pd.DataFrame({
-        "trials": per.size(),
-        "workloads": per["workload"].nunique(),
-        "studies": per["study"].nunique(),
-        "trials per study": trials.groupby(_study_keys(trials, kind)).size()
-        .groupby("submission").median(),
-        "search": per["ruleset_json"].agg(lambda s: ", ".join(sorted(set(map(search_algorithm, s))))),
-    }).rename_axis("submission")  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "trials": per.size(),
+            "workloads": per["workload"].nunique(),
+            "studies": per["study"].nunique(),
+            "trials per study": trials.groupby(_study_keys(trials, kind))
+            .size()
+            .groupby("submission")
+            .median(),
+            "search": per["ruleset_json"].agg(
+                lambda s: ", ".join(sorted(set(map(search_algorithm, s))))
+            ),
+        }
+    ).rename_axis("submission")
     caveats = []
     budgets = table["trials per study"]
     if budgets.nunique() > 1:
-        caveats.append("unequal tuning budgets: trials per study differ "
-                       f"({', '.join(f'{k} {v:g}' for k, v in budgets.items())})")  # fmt: skip
+        caveats.append(
+            "unequal tuning budgets: trials per study differ "
+            f"({', '.join(f'{k} {v:g}' for k, v in budgets.items())})"
+        )
     if reference in budgets and budgets[reference] < budgets.max():
-        caveats.append(f"the reference {reference} had fewer trials per study than others: an "
-                       "under-tuned baseline inflates speedups")  # fmt: skip
+        caveats.append(
+            f"the reference {reference} had fewer trials per study than others: an "
+            "under-tuned baseline inflates speedups"
+        )
     if (table["studies"] < 2).any():
-        caveats.append("some submissions ran a single study: no seed spread, no confidence "
-                       "interval")  # fmt: skip
+        caveats.append(
+            "some submissions ran a single study: no seed spread, no confidence interval"
+        )
     small = sorted({str(s).split("-")[0] for s in trials["scale"]} - {"full"})  # ladder rungs too
     if small:
-        caveats.append(f"{', '.join(small)} scale only: margins at toy scale are illustrative "
-                       "and may not hold for the full workloads")  # fmt: skip
+        caveats.append(
+            f"{', '.join(small)} scale only: margins at toy scale are illustrative "
+            "and may not hold for the full workloads"
+        )
     paragraphs = [
         f"{trials['trial_id'].nunique()} trials of {trials['submission'].nunique()} submissions, "
         f"hardware class {', '.join(sorted(trials['hardware_class'].astype(str).unique()))}; "
         f"reference: {reference}. Every number is computed from the results store; times are the "
         "runner's clock (training steps only).",
     ]
-    return Section("Overview", paragraphs=paragraphs, caveats=caveats,
-                   tables=[Table(f"overview-{kind}", "what was compared", table)])  # fmt: skip
+    return Section(
+        "Overview",
+        paragraphs=paragraphs,
+        caveats=caveats,
+        tables=[Table(f"overview-{kind}", "what was compared", table)],
+    )
 
 
 def _study_keys(trials: pd.DataFrame, kind: str) -> list[pd.Series]:
@@ -169,7 +210,9 @@ def _study_keys(trials: pd.DataFrame, kind: str) -> list[pd.Series]:
 def _provenance(trials: pd.DataFrame, root: str | os.PathLike[str], command_line: str) -> list[str]:
     def values(column: str) -> str:
         found = sorted({str(v) for v in trials[column].dropna() if str(v)})
-        return ", ".join(found[:4]) + (f" (+{len(found) - 4} more)" if len(found) > 4 else "") or "—"
+        return (
+            ", ".join(found[:4]) + (f" (+{len(found) - 4} more)" if len(found) > 4 else "") or "—"
+        )
 
     dirty = int(trials["git_dirty"].fillna(False).astype(bool).sum())
     return [

@@ -92,21 +92,39 @@ def _power_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     return float(alpha), float(np.exp(log_a))
 
 
-def scaling_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str, base_scale: str,
-                    reference: str, n_boot: int = 2000) -> Section:  # fmt: skip
+def scaling_section(
+    trials: pd.DataFrame,
+    evals: pd.DataFrame,
+    workload: str,
+    base_scale: str,
+    reference: str,
+    n_boot: int = 2000,
+) -> Section:
     """Optimal LR vs size (power-law fits) and speedup vs size for one ladder, one hardware class."""
     rungs = ladder_trials(trials, workload, base_scale)
     if rungs["scale"].nunique() < 2:
-        raise UsageError(f"scaling {workload}@{base_scale}: trials on {rungs['scale'].nunique()} "
-                         "rung(s); a scaling study needs at least 2 (run `optbench scaling`)")  # fmt: skip
+        raise UsageError(
+            f"scaling {workload}@{base_scale}: trials on {rungs['scale'].nunique()} "
+            "rung(s); a scaling study needs at least 2 (run `optbench scaling`)"
+        )
     colour = figures.colours(rungs["submission"].unique())
     size = rungs.groupby("scale")["num_params"].median().astype(float)
-    best_lr = pd.DataFrame([{"submission": sub, "scale": scale, "lr*": tuned_lr(group)}
-                            for (sub, scale), group in rungs.groupby(["submission", "scale"])])  # fmt: skip
-    edges = [(sub, f"{scale} ({edge})") for (sub, scale), group in
-             rungs.groupby(["submission", "scale"]) if (edge := _edge_of_range(group))]  # fmt: skip
-    caveats = _per_submission(edges, "the best trial's lr is at the end of the lrs tried, so the "
-                              "optimum may lie outside the search space (under-tuned)")  # fmt: skip
+    best_lr = pd.DataFrame(
+        [
+            {"submission": sub, "scale": scale, "lr*": tuned_lr(group)}
+            for (sub, scale), group in rungs.groupby(["submission", "scale"])
+        ]
+    )
+    edges = [
+        (sub, f"{scale} ({edge})")
+        for (sub, scale), group in rungs.groupby(["submission", "scale"])
+        if (edge := _edge_of_range(group))
+    ]
+    caveats = _per_submission(
+        edges,
+        "the best trial's lr is at the end of the lrs tried, so the "
+        "optimum may lie outside the search space (under-tuned)",
+    )
     best_lr["params"] = best_lr["scale"].map(size)
     speed, equivalence = [], []
     for scale, group in rungs.groupby("scale"):
@@ -130,69 +148,126 @@ def scaling_section(trials: pd.DataFrame, evals: pd.DataFrame, workload: str, ba
                 trend = _power_fit(mine["params"].to_numpy(float), mine[column].to_numpy(float))
         if fit is not None:
             lr_fits[name] = (grid, fit[1] * grid ** fit[0], f"{name}: lr* ∝ N^{fit[0]:.2f}")
-        table_rows[name] = {"lr* exponent alpha": np.nan if fit is None else fit[0],
-                            "lr* at smallest": float(group.sort_values("params")["lr*"].iloc[0]),
-                            "lr* at largest": float(group.sort_values("params")["lr*"].iloc[-1]),
-                            "advantage trend (d log s / d log N)": np.nan if trend is None else trend[0]}  # fmt: skip
-    figs = [Figure(f"{workload}-{base_scale}-scaling-lr", f"{workload}: tuned learning rate vs "
-                   "parameters per submission, with least-squares power laws",
-                   figures.scatter_with_fits(best_lr.rename(columns={"params": "x", "lr*": "y"}),
-                                             lr_fits, title=f"{workload}: optimal LR vs size",
-                                             xlabel="parameters", ylabel="tuned learning rate",
-                                             colour=colour))]  # fmt: skip
+        table_rows[name] = {
+            "lr* exponent alpha": np.nan if fit is None else fit[0],
+            "lr* at smallest": float(group.sort_values("params")["lr*"].iloc[0]),
+            "lr* at largest": float(group.sort_values("params")["lr*"].iloc[-1]),
+            "advantage trend (d log s / d log N)": np.nan if trend is None else trend[0],
+        }
+    figs = [
+        Figure(
+            f"{workload}-{base_scale}-scaling-lr",
+            f"{workload}: tuned learning rate vs "
+            "parameters per submission, with least-squares power laws",
+            figures.scatter_with_fits(
+                best_lr.rename(columns={"params": "x", "lr*": "y"}),
+                lr_fits,
+                title=f"{workload}: optimal LR vs size",
+                xlabel="parameters",
+                ylabel="tuned learning rate",
+                colour=colour,
+            ),
+        )
+    ]
     if not speedups.empty:
         points = speedups[speedups["submission"] != reference].rename(
-            columns={"params": "x", "speedup": "y", "ci_low": "lo", "ci_high": "hi"})
+            columns={"params": "x", "speedup": "y", "ci_low": "lo", "ci_high": "hi"}
+        )
         points = points[np.isfinite(points["y"]) & (points["y"] > 0)]
         if not points.empty:
-            figs.append(Figure(f"{workload}-{base_scale}-scaling-speedup", f"{workload}: steps-to-"
-                               f"target speedup over {reference} vs parameters (bootstrap 95% CI)",
-                               figures.scatter_with_fits(points[["submission", "x", "y", "lo", "hi"]], {},
-                                                         title=f"{workload}: speedup vs size",
-                                                         xlabel="parameters", ylabel="speedup",
-                                                         colour=colour, logy=False,
-                                                         reference_line=1.0)))  # fmt: skip
+            figs.append(
+                Figure(
+                    f"{workload}-{base_scale}-scaling-speedup",
+                    f"{workload}: steps-to-"
+                    f"target speedup over {reference} vs parameters (bootstrap 95% CI)",
+                    figures.scatter_with_fits(
+                        points[["submission", "x", "y", "lo", "hi"]],
+                        {},
+                        title=f"{workload}: speedup vs size",
+                        xlabel="parameters",
+                        ylabel="speedup",
+                        colour=colour,
+                        logy=False,
+                        reference_line=1.0,
+                    ),
+                )
+            )
     if not equivalent.empty:
         points = equivalent[equivalent["submission"] != reference].rename(
-            columns={"params": "x", "ratio": "y"})
+            columns={"params": "x", "ratio": "y"}
+        )
         points = points[np.isfinite(points["y"]) & (points["y"] > 0)]
         if not points.empty:
-            figs.append(Figure(f"{workload}-{base_scale}-scaling-equivalence", f"{workload}: data "
-                               f"equivalence D_eff/D against {reference} vs parameters (> 1: the "
-                               f"submission's final loss would take {reference} more tokens)",
-                               figures.scatter_with_fits(points[["submission", "x", "y"]], {},
-                                                         title=f"{workload}: data equivalence vs size",
-                                                         xlabel="parameters", ylabel="D_eff / D",
-                                                         colour=colour, reference_line=1.0)))  # fmt: skip
+            figs.append(
+                Figure(
+                    f"{workload}-{base_scale}-scaling-equivalence",
+                    f"{workload}: data "
+                    f"equivalence D_eff/D against {reference} vs parameters (> 1: the "
+                    f"submission's final loss would take {reference} more tokens)",
+                    figures.scatter_with_fits(
+                        points[["submission", "x", "y"]],
+                        {},
+                        title=f"{workload}: data equivalence vs size",
+                        xlabel="parameters",
+                        ylabel="D_eff / D",
+                        colour=colour,
+                        reference_line=1.0,
+                    ),
+                )
+            )
     summary = pd.DataFrame.from_dict(table_rows, orient="index").rename_axis("submission")
     per_rung = best_lr.pivot(index="scale", columns="submission", values="lr*")
     per_rung.insert(0, "params", size)
     per_rung = per_rung.sort_values("params")
-    paragraphs = [f"Rungs: {', '.join(per_rung.index)} ({size.min():,.0f} to {size.max():,.0f} "
-                  f"parameters). Speedups are in steps to target against {reference}, so they "
-                  "compare across hardware; where the reference never reaches the target, data "
-                  "equivalence still compares final losses. A positive trend means the advantage "
-                  "grows with size over this range only. Tuned LR: the vertex of a quadratic fit "
-                  "of the final metric against log lr near the best trial."]  # fmt: skip
-    tables = [Table(f"{workload}-{base_scale}-scaling", f"{workload}: LR exponent and speedup "
-                    "trend per submission", summary),
-              Table(f"{workload}-{base_scale}-scaling-lr", f"{workload}: tuned LR per rung", per_rung)]  # fmt: skip
+    paragraphs = [
+        f"Rungs: {', '.join(per_rung.index)} ({size.min():,.0f} to {size.max():,.0f} "
+        f"parameters). Speedups are in steps to target against {reference}, so they "
+        "compare across hardware; where the reference never reaches the target, data "
+        "equivalence still compares final losses. A positive trend means the advantage "
+        "grows with size over this range only. Tuned LR: the vertex of a quadratic fit "
+        "of the final metric against log lr near the best trial."
+    ]
+    tables = [
+        Table(
+            f"{workload}-{base_scale}-scaling",
+            f"{workload}: LR exponent and speedup trend per submission",
+            summary,
+        ),
+        Table(f"{workload}-{base_scale}-scaling-lr", f"{workload}: tuned LR per rung", per_rung),
+    ]
     if not speedups.empty:
         spd = speedups.pivot(index="scale", columns="submission", values="speedup")
         spd.insert(0, "params", size)
-        tables.append(Table(f"{workload}-{base_scale}-scaling-speedup",
-                            f"{workload}: steps-to-target speedup over {reference} per rung",
-                            spd.sort_values("params")))  # fmt: skip
+        tables.append(
+            Table(
+                f"{workload}-{base_scale}-scaling-speedup",
+                f"{workload}: steps-to-target speedup over {reference} per rung",
+                spd.sort_values("params"),
+            )
+        )
     if not equivalent.empty:
-        far = equivalent[equivalent["note"].astype(str).str.contains("extrapolated")
-                         | np.isinf(equivalent["ratio"].astype(float))]
-        caveats += _per_submission([(r.submission, str(r.scale)) for r in far.itertuples()],
-                                   "D_eff lies beyond the reference's own data, extrapolated "
-                                   "from its fit (∞: below the fit's irreducible loss)")  # fmt: skip
+        far = equivalent[
+            equivalent["note"].astype(str).str.contains("extrapolated")
+            | np.isinf(equivalent["ratio"].astype(float))
+        ]
+        caveats += _per_submission(
+            [(r.submission, str(r.scale)) for r in far.itertuples()],
+            "D_eff lies beyond the reference's own data, extrapolated "
+            "from its fit (∞: below the fit's irreducible loss)",
+        )
         eq = equivalent.pivot(index="scale", columns="submission", values="ratio")
         eq.insert(0, "params", size)
-        tables.append(Table(f"{workload}-{base_scale}-scaling-equivalence",
-                            f"{workload}: data equivalence D_eff/D against {reference} per rung",
-                            eq.sort_values("params")))  # fmt: skip
-    return Section(f"{workload}@{base_scale}: scaling", paragraphs=paragraphs, caveats=caveats,
-                   figures=figs, tables=tables)
+        tables.append(
+            Table(
+                f"{workload}-{base_scale}-scaling-equivalence",
+                f"{workload}: data equivalence D_eff/D against {reference} per rung",
+                eq.sort_values("params"),
+            )
+        )
+    return Section(
+        f"{workload}@{base_scale}: scaling",
+        paragraphs=paragraphs,
+        caveats=caveats,
+        figures=figs,
+        tables=tables,
+    )

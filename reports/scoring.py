@@ -57,15 +57,19 @@ def select_trials(
     Raises:
       UsageError: nothing is left, or a column mixes values and no filter picks one.
     """
-    filters = (("hardware_class", "hardware classes", "--hardware-class", hardware_class),
-               ("ruleset", "rulesets", "--ruleset", ruleset))  # fmt: skip
+    filters = (
+        ("hardware_class", "hardware classes", "--hardware-class", hardware_class),
+        ("ruleset", "rulesets", "--ruleset", ruleset),
+    )
     for column, plural, flag, wanted in filters:
         if wanted is not None:
             trials = trials[trials[column] == wanted]
         elif column in trials and trials[column].nunique(dropna=False) > 1:
             found = sorted(str(v) for v in trials[column].unique())
-            raise UsageError(f"trials mix {plural} {found}; times compare only within one: "
-                             f"pass {flag} with one of them")  # fmt: skip
+            raise UsageError(
+                f"trials mix {plural} {found}; times compare only within one: "
+                f"pass {flag} with one of them"
+            )
     variants = workload_variants(trials)
     keep = variants == ""
     if include_held_out:

@@ -118,8 +118,13 @@ def _gate_row(
     direction = Direction(str(first["target_direction"]))
     target_value = float(first["target_value"])
     margin = 0.0 if pd.isna(margin_raw) else float(margin_raw)
-    gate = Target(str(first["target_metric"]), target_value, direction,
-                  1 if pd.isna(seeds) else int(seeds), gate_margin=margin)  # fmt: skip
+    gate = Target(
+        str(first["target_metric"]),
+        target_value,
+        direction,
+        1 if pd.isna(seeds) else int(seeds),
+        gate_margin=margin,
+    )
     steps, values = _values_by_step(group, curves)
     n = len(group)
     passing = [i for i in range(len(steps)) if gate.gate_passes(list(values[:, i]))]

@@ -38,9 +38,21 @@ def _specs(trials: int, steps: int, data_dir: str, study: int) -> list[Any]:
 
     adamw = load_submission("adamw")
     point = TrialSpec.canonical_hparams(adamw.search_space.center())
-    return [TrialSpec(workload="digits", scale="smoke", submission=str(adamw.folder),
-                      hparams_json=point, seed=i, data_dir=data_dir, max_steps=steps, study=study,
-                      trial_index=i, stop_at_target=False) for i in range(trials)]  # fmt: skip
+    return [
+        TrialSpec(
+            workload="digits",
+            scale="smoke",
+            submission=str(adamw.folder),
+            hparams_json=point,
+            seed=i,
+            data_dir=data_dir,
+            max_steps=steps,
+            study=study,
+            trial_index=i,
+            stop_at_target=False,
+        )
+        for i in range(trials)
+    ]
 
 
 def _timed(fn: Any) -> float:
@@ -69,11 +81,15 @@ def _submit_latency(profile_name: str, folder: Path, probes: int) -> dict[str, f
             time.sleep(0.1)
         results.append(time.time() - before)
         starts.append(job.result() - before)
-    return {"submit_to_start_s": statistics.median(starts),
-            "submit_to_result_s": statistics.median(results)}  # fmt: skip
+    return {
+        "submit_to_start_s": statistics.median(starts),
+        "submit_to_result_s": statistics.median(results),
+    }
 
 
-def measure(trials: int, steps: int, data_dir: str, cluster: str | None, probes: int) -> dict[str, Any]:
+def measure(
+    trials: int, steps: int, data_dir: str, cluster: str | None, probes: int
+) -> dict[str, Any]:
     import ray
 
     from harness.isolation import run_isolated
@@ -86,42 +102,70 @@ def measure(trials: int, steps: int, data_dir: str, cluster: str | None, probes:
     try:
         run_isolated(_specs(1, steps, data_dir, study=99), str(work / "warm"))  # data, imports
         out: dict[str, Any] = {"trials": trials, "steps": steps}
-        out["direct_s"] = _timed(lambda: run_isolated(_specs(trials, steps, data_dir, 0), str(work / "d")))
-        out["ray_init_s"] = _timed(lambda: (ray.init(num_cpus=1, include_dashboard=False,
-                                                     log_to_driver=False), ray.shutdown()))  # fmt: skip
-        out["ray_s"] = _timed(lambda: run_sweep(_specs(trials, steps, data_dir, 1), work / "r",
-                                                num_cpus=1, show_progress=False))  # fmt: skip
-        out["ray_overhead_per_trial_s"] = (out["ray_s"] - out["ray_init_s"] - out["direct_s"]) / trials
+        out["direct_s"] = _timed(
+            lambda: run_isolated(_specs(trials, steps, data_dir, 0), str(work / "d"))
+        )
+        out["ray_init_s"] = _timed(
+            lambda: (
+                ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False),
+                ray.shutdown(),
+            )
+        )
+        out["ray_s"] = _timed(
+            lambda: run_sweep(
+                _specs(trials, steps, data_dir, 1), work / "r", num_cpus=1, show_progress=False
+            )
+        )
+        out["ray_overhead_per_trial_s"] = (
+            out["ray_s"] - out["ray_init_s"] - out["direct_s"]
+        ) / trials
         if cluster and shutil.which("sbatch") and _slurm_answers():
             out.update(_submit_latency(cluster, work / "probe", probes))
             profile = load_profile(cluster)
             lanes = lanes_of_specs(_specs(trials, steps, data_dir, 2), lambda _: "adamw")
             root = work / "s"
-            out["slurm_s"] = _timed(lambda: run_lanes(lanes, root, SlurmLauncher(profile, str(root)),
-                                                      max_concurrent=1, show_progress=False))  # fmt: skip
-            out["slurm_overhead_per_trial_s"] = (out["slurm_s"] - out["ray_init_s"] - out["direct_s"]) / trials
+            out["slurm_s"] = _timed(
+                lambda: run_lanes(
+                    lanes,
+                    root,
+                    SlurmLauncher(profile, str(root)),
+                    max_concurrent=1,
+                    show_progress=False,
+                )
+            )
+            out["slurm_overhead_per_trial_s"] = (
+                out["slurm_s"] - out["ray_init_s"] - out["direct_s"]
+            ) / trials
         return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _slurm_answers() -> bool:
-    return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30, check=False).returncode == 0
+    return (
+        subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30, check=False).returncode
+        == 0
+    )
 
 
 def render(result: dict[str, Any]) -> str:
     k = result["trials"]
-    lines = [f"# Launch overhead ({k} trials of digits, {result['steps']} steps, one at a time)", "",
-             "| measure | seconds |", "|---|---|"]  # fmt: skip
+    lines = [
+        f"# Launch overhead ({k} trials of digits, {result['steps']} steps, one at a time)",
+        "",
+        "| measure | seconds |",
+        "|---|---|",
+    ]
     names = {
-        "direct_s": f"{k} trials, fresh process each, no Ray", "ray_init_s": "ray.init + shutdown",
+        "direct_s": f"{k} trials, fresh process each, no Ray",
+        "ray_init_s": "ray.init + shutdown",
         "ray_s": f"{k} trials through Ray Tune (local launcher), incl. Ray start",
         "ray_overhead_per_trial_s": "Ray per-trial overhead",
         "submit_to_start_s": "SLURM submit-to-start (idle cluster, median)",
         "submit_to_result_s": "SLURM submit-to-result of a no-op job (median)",
         "slurm_s": f"{k} trials through Ray Tune + SLURM, incl. Ray start",
         "slurm_overhead_per_trial_s": "SLURM launcher per-trial overhead",
-    }  # fmt: skip
+    }
     lines += [f"| {label} | {result[key]:.3f} |" for key, label in names.items() if key in result]
     return "\n".join(lines) + "\n"
 
@@ -132,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     from sweeps.driver import RAY_ENV
 
     parser = argparse.ArgumentParser(
-        prog="python -m sweeps.bench_launchers", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        prog="python -m sweeps.bench_launchers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--probes", type=int, default=5, help="no-op SLURM jobs for the latency")

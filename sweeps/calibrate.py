@@ -30,18 +30,33 @@ RULESET = "calibration"
 SEED_SHARE = 0.95
 
 
-def calibration_specs(workload: str, scale: str, seeds: int, data_dir: str, device: str = "cpu",
-                      hparams: dict[str, float] | None = None,
-                      command_line: str = "") -> list[TrialSpec]:  # fmt: skip
+def calibration_specs(
+    workload: str,
+    scale: str,
+    seeds: int,
+    data_dir: str,
+    device: str = "cpu",
+    hparams: dict[str, float] | None = None,
+    command_line: str = "",
+) -> list[TrialSpec]:
     """One full-budget reference trial per seed."""
     from workloads import WORKLOADS
 
     point = hparams or WORKLOADS[workload].reference_hparams[scale]
     return [
-        TrialSpec(workload=workload, scale=scale, submission="adamw",
-                  hparams_json=TrialSpec.canonical_hparams(point), seed=seed, data_dir=data_dir,
-                  ruleset=RULESET, trial_index=seed, device=device, stop_at_target=False,
-                  command_line=command_line)  # fmt: skip
+        TrialSpec(
+            workload=workload,
+            scale=scale,
+            submission="adamw",
+            hparams_json=TrialSpec.canonical_hparams(point),
+            seed=seed,
+            data_dir=data_dir,
+            ruleset=RULESET,
+            trial_index=seed,
+            device=device,
+            stop_at_target=False,
+            command_line=command_line,
+        )
         for seed in range(seeds)
     ]
 
@@ -69,12 +84,16 @@ class CalibrationReport:
         return self.declared.is_met(self.calibrated)
 
     def markdown(self) -> str:
-        lines = ["| seed | train s | wall s | best by step hint | final | step to target |",
-                 "|---|---|---|---|---|---|"]  # fmt: skip
+        lines = [
+            "| seed | train s | wall s | best by step hint | final | step to target |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in self.table.itertuples():
             step = "-" if math.isnan(row.step_to_target) else str(int(row.step_to_target))
-            lines.append(f"| {row.seed} | {row.train_time_s:.1f} | {row.wall_time_s:.1f} | "
-                         f"{row.best_by_hint:.4f} | {row.final:.4f} | {step} |")  # fmt: skip
+            lines.append(
+                f"| {row.seed} | {row.train_time_s:.1f} | {row.wall_time_s:.1f} | "
+                f"{row.best_by_hint:.4f} | {row.final:.4f} | {step} |"
+            )
         need = math.ceil(SEED_SHARE * len(self.table))
         sign = "<=" if self.declared.direction is Direction.MIN else ">="
         verdict = "confirmed" if self.confirmed else "NOT confirmed"
@@ -107,12 +126,21 @@ def read_calibration(results_root: str | Path, specs: list[TrialSpec]) -> Calibr
         by_hint = curve[curve["step"] <= hint]["value"]
         best = by_hint.min() if target.direction is Direction.MIN else by_hint.max()
         met = curve[[target.is_met(v) for v in curve["value"]]]
-        rows.append({"seed": ids[trial.trial_id], "status": trial.status,
-                     "train_time_s": trial.train_time_s, "wall_time_s": trial.wall_time_s,
-                     "best_by_hint": best, "final": trial.final_metric,
-                     "step_to_target": met["step"].iloc[0] if len(met) else math.nan})  # fmt: skip
+        rows.append(
+            {
+                "seed": ids[trial.trial_id],
+                "status": trial.status,
+                "train_time_s": trial.train_time_s,
+                "wall_time_s": trial.wall_time_s,
+                "best_by_hint": best,
+                "final": trial.final_metric,
+                "step_to_target": met["step"].iloc[0] if len(met) else math.nan,
+            }
+        )
     table = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True)
-    return CalibrationReport(table, target, hint, _calibrated_value(list(table["best_by_hint"]), target))
+    return CalibrationReport(
+        table, target, hint, _calibrated_value(list(table["best_by_hint"]), target)
+    )
 
 
 def _calibrated_value(best_by_hint: list[float], target: Target) -> float:
@@ -126,8 +154,12 @@ def _calibrated_value(best_by_hint: list[float], target: Target) -> float:
     return math.floor(value * 1000) / 1000 if math.isfinite(value) else -math.inf
 
 
-def calibrate(specs: list[TrialSpec], results_root: str | Path, parallel: int = 1,
-              on_done: Callable[[dict[str, object]], None] | None = None) -> CalibrationReport:  # fmt: skip
+def calibrate(
+    specs: list[TrialSpec],
+    results_root: str | Path,
+    parallel: int = 1,
+    on_done: Callable[[dict[str, object]], None] | None = None,
+) -> CalibrationReport:
     """Runs the specs' trials not yet in the store, then reads the report."""
     root = str(Path(results_root).resolve())
     run_isolated(pending_specs(specs, root), root, max_parallel=parallel, on_done=on_done)

@@ -31,8 +31,15 @@ from harness.cli import (
 )
 from harness.errors import OptbenchError, UsageError
 
-__all__ = ["add_scaling_options", "add_sweep_options", "cmd_scaling", "cmd_status", "cmd_submit",
-           "cmd_sweep", "parse_bytes"]  # fmt: skip
+__all__ = [
+    "add_scaling_options",
+    "add_sweep_options",
+    "cmd_scaling",
+    "cmd_status",
+    "cmd_submit",
+    "cmd_sweep",
+    "parse_bytes",
+]
 
 
 _DEFAULT_RETRIES = 1
@@ -60,8 +67,9 @@ def parse_bytes(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", text)
     unit = match.group(2).lower() if match else ""
     if match is None or unit not in _BYTE_UNITS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size: give bytes or a number with "
-                                         "KiB, MiB or GiB, e.g. 512MiB")  # fmt: skip
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: give bytes or a number with KiB, MiB or GiB, e.g. 512MiB"
+        )
     value = round(float(match.group(1)) * _BYTE_UNITS[unit])
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a memory cap must be at least 1 byte")
@@ -71,87 +79,163 @@ def parse_bytes(text: str) -> int:
 def _add_trial_options(p: argparse.ArgumentParser) -> None:
     """The options `sweep`, `submit` and `scaling` share: results, budgets, search, launcher."""
     p.add_argument("--results", default="results", help="results root (default: %(default)s)")
-    p.add_argument("--search", default="quasi-random", choices=("quasi-random", "tpe", "asha"),
-                   help="search algorithm of the external ruleset (default: %(default)s)")  # fmt: skip
-    p.add_argument("--max-steps", type=_positive, default=None,
-                   help="override every trial's step budget (quick looks; recorded per trial)")  # fmt: skip
-    p.add_argument("--launcher", default="local", choices=("local", "slurm"),
-                   help="local: processes on this machine (or --ray-address's cluster); "
-                   "slurm: one SLURM job per trial (needs --cluster)")  # fmt: skip
-    p.add_argument("--cluster", default=None, metavar="PROFILE",
-                   help="SLURM profile: a name in sweeps/slurm/profiles/ or a .toml path")  # fmt: skip
-    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
-                   help="attach to a running Ray cluster instead of starting one")  # fmt: skip
-    p.add_argument("--max-retries", type=_count, default=None,
-                   help="re-runs of a trial whose process was killed (default: the cluster "
-                   f"profile's, or {_DEFAULT_RETRIES} locally)")  # fmt: skip
-    p.add_argument("--train-to-budget", action="store_true",
-                   help="train every trial to its budget instead of stopping at the target (full "
-                   "curves; the time to target is still recorded; default for `scaling`)")  # fmt: skip
+    p.add_argument(
+        "--search",
+        default="quasi-random",
+        choices=("quasi-random", "tpe", "asha"),
+        help="search algorithm of the external ruleset (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=_positive,
+        default=None,
+        help="override every trial's step budget (quick looks; recorded per trial)",
+    )
+    p.add_argument(
+        "--launcher",
+        default="local",
+        choices=("local", "slurm"),
+        help="local: processes on this machine (or --ray-address's cluster); "
+        "slurm: one SLURM job per trial (needs --cluster)",
+    )
+    p.add_argument(
+        "--cluster",
+        default=None,
+        metavar="PROFILE",
+        help="SLURM profile: a name in sweeps/slurm/profiles/ or a .toml path",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="attach to a running Ray cluster instead of starting one",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=_count,
+        default=None,
+        help="re-runs of a trial whose process was killed (default: the cluster "
+        f"profile's, or {_DEFAULT_RETRIES} locally)",
+    )
+    p.add_argument(
+        "--train-to-budget",
+        action="store_true",
+        help="train every trial to its budget instead of stopping at the target (full "
+        "curves; the time to target is still recorded; default for `scaling`)",
+    )
     p.add_argument("--trials", type=_positive, default=5, help="N: trials per study")
     p.add_argument("--studies", type=_positive, default=3, help="S: studies")
-    p.add_argument("--seed", type=_nonnegative, default=0,
-                   help="sweep seed (points and trial seeds; >= 0)")  # fmt: skip
-    p.add_argument("--cpus", type=_positive, default=os.cpu_count() or 1,
-                   help="trials run at once, one CPU each (default: all cores)")  # fmt: skip
+    p.add_argument(
+        "--seed", type=_nonnegative, default=0, help="sweep seed (points and trial seeds; >= 0)"
+    )
+    p.add_argument(
+        "--cpus",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="trials run at once, one CPU each (default: all cores)",
+    )
     p.add_argument("--data-dir", default=default_data_dir(), help="prepared datasets")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_sweep_options(p: argparse.ArgumentParser) -> None:
     _add_trial_options(p)
-    p.add_argument("--ruleset", default="external", choices=("external", "self", "compute"),
-                   help="tuning budget: external = N trials x S studies, self = 1 trial x S "
-                   "studies at the defaults, compute = --budget-s trial-seconds per study")  # fmt: skip
-    p.add_argument("--hardware-class", default=None,
-                   help="leaderboard: only trials of this hardware class")  # fmt: skip
-    p.add_argument("--budget-s", type=_seconds, default=None,
-                   help="compute ruleset: trial-seconds per study")  # fmt: skip
-    p.add_argument("--budget-factor", type=_seconds, default=3.0,
-                   help="self ruleset: x the workload's budgets (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--ruleset",
+        default="external",
+        choices=("external", "self", "compute"),
+        help="tuning budget: external = N trials x S studies, self = 1 trial x S "
+        "studies at the defaults, compute = --budget-s trial-seconds per study",
+    )
+    p.add_argument(
+        "--hardware-class", default=None, help="leaderboard: only trials of this hardware class"
+    )
+    p.add_argument(
+        "--budget-s", type=_seconds, default=None, help="compute ruleset: trial-seconds per study"
+    )
+    p.add_argument(
+        "--budget-factor",
+        type=_seconds,
+        default=3.0,
+        help="self ruleset: x the workload's budgets (default: %(default)s)",
+    )
     p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated workload names")
     p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
-    p.add_argument("--track", default="fixed-model", choices=("fixed-model", "fixed-resource"),
-                   help="fixed-model: every trial at --scale; fixed-resource: every trial under "
-                   "--memory-cap and --time-budget-s, the model size and batch drawn from the "
-                   "workload's ladder as one more search dimension (default: %(default)s)")  # fmt: skip
-    p.add_argument("--memory-cap", type=parse_bytes, default=None, metavar="SIZE",
-                   help="fixed-resource: each trial's memory cap above its data, e.g. 512MiB")  # fmt: skip
-    p.add_argument("--time-budget-s", type=_seconds, default=None,
-                   help="fixed-resource: each trial's timed-training budget in seconds")  # fmt: skip
+    p.add_argument(
+        "--track",
+        default="fixed-model",
+        choices=("fixed-model", "fixed-resource"),
+        help="fixed-model: every trial at --scale; fixed-resource: every trial under "
+        "--memory-cap and --time-budget-s, the model size and batch drawn from the "
+        "workload's ladder as one more search dimension (default: %(default)s)",
+    )
+    p.add_argument(
+        "--memory-cap",
+        type=parse_bytes,
+        default=None,
+        metavar="SIZE",
+        help="fixed-resource: each trial's memory cap above its data, e.g. 512MiB",
+    )
+    p.add_argument(
+        "--time-budget-s",
+        type=_seconds,
+        default=None,
+        help="fixed-resource: each trial's timed-training budget in seconds",
+    )
 
 
 def add_scaling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("workload", help="a workload with a ladder at --scale (see `optbench list`)")
-    p.add_argument("--scale", default="smoke", help="the ladder's base scale (default: %(default)s)")
-    p.add_argument("--submissions", required=True, metavar="A,B",
-                   help="comma-separated submission names or folders")  # fmt: skip
-    p.add_argument("--reference", default=None,
-                   help="the submission the report's speedups are relative to")  # fmt: skip
-    p.add_argument("--report-dir", default=None,
-                   help="where the scaling report goes (default: RESULTS/report-scaling, as `optbench report scaling`)")  # fmt: skip
+    p.add_argument(
+        "--scale", default="smoke", help="the ladder's base scale (default: %(default)s)"
+    )
+    p.add_argument(
+        "--submissions",
+        required=True,
+        metavar="A,B",
+        help="comma-separated submission names or folders",
+    )
+    p.add_argument(
+        "--reference", default=None, help="the submission the report's speedups are relative to"
+    )
+    p.add_argument(
+        "--report-dir",
+        default=None,
+        help="where the scaling report goes (default: RESULTS/report-scaling, as `optbench report scaling`)",
+    )
     _add_trial_options(p)
     # Uncensored final losses: the tuned-LR fit and data equivalence need curves past the target.
-    p.set_defaults(ruleset="external", budget_s=None, budget_factor=3.0, track="fixed-model",
-                   memory_cap=None, time_budget_s=None, hardware_class=None,
-                   train_to_budget=True)  # fmt: skip
+    p.set_defaults(
+        ruleset="external",
+        budget_s=None,
+        budget_factor=3.0,
+        track="fixed-model",
+        memory_cap=None,
+        time_budget_s=None,
+        hardware_class=None,
+        train_to_budget=True,
+    )
 
 
 def _resource_caps(args: argparse.Namespace) -> Any:
     """The fixed-resource track's caps from the command line (None on the fixed-model track)."""
     from sweeps.rulesets import ResourceCaps
 
-    given = [f"--{n}" for n, v in (("memory-cap", args.memory_cap),
-                                   ("time-budget-s", args.time_budget_s)) if v is not None]  # fmt: skip
+    given = [
+        f"--{n}"
+        for n, v in (("memory-cap", args.memory_cap), ("time-budget-s", args.time_budget_s))
+        if v is not None
+    ]
     if args.track == "fixed-model":
         if given:
             raise UsageError(f"{', '.join(given)}: only for --track fixed-resource")
         return None
     if len(given) < 2:
-        raise UsageError("--track fixed-resource needs --memory-cap SIZE and --time-budget-s "
-                         "SECONDS (the same for every submission)")  # fmt: skip
+        raise UsageError(
+            "--track fixed-resource needs --memory-cap SIZE and --time-budget-s "
+            "SECONDS (the same for every submission)"
+        )
     return ResourceCaps(memory_cap_bytes=args.memory_cap, time_budget_s=args.time_budget_s)
-
 
 
 def _precheck_workloads(workloads: list[Any], args: argparse.Namespace) -> list[Any]:
@@ -183,14 +267,18 @@ def _launcher(args: argparse.Namespace) -> tuple[Any, int, dict[str, Any]]:
     profile = load_profile(args.cluster)
     if args.max_retries is not None:  # the command line overrides the profile
         profile = dataclasses.replace(profile, max_retries=args.max_retries)
-    fields = {"device": profile.device, "num_threads": profile.cpus_per_task,
-              "world_size": profile.world_size}  # fmt: skip
+    fields = {
+        "device": profile.device,
+        "num_threads": profile.cpus_per_task,
+        "world_size": profile.world_size,
+    }
     launcher = SlurmLauncher(profile, str(Path(args.results).resolve()))
     return launcher, profile.array_parallelism, fields
 
 
-def _sweep(args: argparse.Namespace, submissions: list[str],
-           workloads: list[Any] | None = None) -> None:  # fmt: skip
+def _sweep(
+    args: argparse.Namespace, submissions: list[str], workloads: list[Any] | None = None
+) -> None:
     """Runs the sweep the options describe (on `workloads`, default: --workloads at --scale)."""
     from harness.outputs import check_results_root
     from harness.precheck import check_submission
@@ -205,9 +293,16 @@ def _sweep(args: argparse.Namespace, submissions: list[str],
     from sweeps.rulesets import make_ruleset
 
     workloads = workloads or _workloads(args.workloads, args.scale)
-    ruleset = make_ruleset(args.ruleset, trials=args.trials, studies=args.studies, seed=args.seed,
-                           search=args.search, budget_s=args.budget_s,
-                           budget_factor=args.budget_factor, caps=_resource_caps(args))  # fmt: skip
+    ruleset = make_ruleset(
+        args.ruleset,
+        trials=args.trials,
+        studies=args.studies,
+        seed=args.seed,
+        search=args.search,
+        budget_s=args.budget_s,
+        budget_factor=args.budget_factor,
+        caps=_resource_caps(args),
+    )
     launcher, concurrency, fields = _launcher(args)
     launcher.check_cluster()  # before anything is written: a missing SLURM partition would hang it
     check_results_root(args.results)  # before any trial: a cluster job may take hours
@@ -223,26 +318,48 @@ def _sweep(args: argparse.Namespace, submissions: list[str],
         loaded = load_submission(name, allow_self_tuning=args.ruleset == "self")
         for workload in checked:  # its optimizer too, on each workload's parameters
             check_submission(loaded, workload, fields.get("device", "cpu"))
-        lanes += ruleset.lanes(str(loaded.folder), loaded.name, loaded.search_space, workloads,
-                               args.data_dir, args.command_line, fields)  # fmt: skip
+        lanes += ruleset.lanes(
+            str(loaded.folder),
+            loaded.name,
+            loaded.search_space,
+            workloads,
+            args.data_dir,
+            args.command_line,
+            fields,
+        )
     check_search(lanes, args.results)
-    if launcher.name == "local":  # the prechecks built each optimizer: JAX is loaded iff one is optax
+    if (
+        launcher.name == "local"
+    ):  # the prechecks built each optimizer: JAX is loaded iff one is optax
         launcher.preload_jax = "jax" in sys.modules
-    per_lane = (f"{lanes[0].trials} trial(s)" if lanes[0].trials is not None
-                else f"{lanes[0].budget_s:g} trial-seconds")  # fmt: skip
+    per_lane = (
+        f"{lanes[0].trials} trial(s)"
+        if lanes[0].trials is not None
+        else f"{lanes[0].budget_s:g} trial-seconds"
+    )
     track = "" if ruleset.caps is None else ", fixed-resource track"
 
     def start() -> None:  # once Ray answers: an unreachable cluster leaves nothing behind
         write_manifest(args.results, args.argv, lanes, launcher.name)
-        print(f"sweep ({ruleset.name} ruleset, {ruleset.search} search{track}, {launcher.name} "
-              f"launcher): {len(submissions)} submission(s) x "
-              f"{', '.join(f'{w.name}@{w.scale}' for w in workloads)} x {ruleset.num_studies} "
-              f"studies x {per_lane} -> {args.results}", file=sys.stderr)  # fmt: skip
+        print(
+            f"sweep ({ruleset.name} ruleset, {ruleset.search} search{track}, {launcher.name} "
+            f"launcher): {len(submissions)} submission(s) x "
+            f"{', '.join(f'{w.name}@{w.scale}' for w in workloads)} x {ruleset.num_studies} "
+            f"studies x {per_lane} -> {args.results}",
+            file=sys.stderr,
+        )
 
     try:
-        run_lanes(lanes, args.results, launcher, max_concurrent=concurrency,
-                  num_cpus=args.cpus, ray_address=args.ray_address, show_progress=not args.quiet,
-                  on_connected=start)  # fmt: skip
+        run_lanes(
+            lanes,
+            args.results,
+            launcher,
+            max_concurrent=concurrency,
+            num_cpus=args.cpus,
+            ray_address=args.ray_address,
+            show_progress=not args.quiet,
+            on_connected=start,
+        )
     except (SweepInterrupted, KeyboardInterrupt) as exc:
         print(f"optbench: {exc or 'interrupted'}", file=sys.stderr)
         raise SystemExit(130) from None
@@ -268,8 +385,9 @@ def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     from sweeps.driver import read_manifest
 
     if args.submissions or args.launcher != "local" or args.cluster:
-        raise UsageError("sweep --resume takes the sweep's options from --results; "
-                         "name no submissions")  # fmt: skip
+        raise UsageError(
+            "sweep --resume takes the sweep's options from --results; name no submissions"
+        )
     argv = read_manifest(args.results)["argv"]
     resumed = _parse_recorded(argv, Path(args.results) / "_sweep" / "manifest.json")
     resumed.argv = argv
@@ -320,8 +438,10 @@ def _scaling_sweep(args: argparse.Namespace) -> str:
         raise UsageError("scaling: --submissions names no submission")
     names = [load_submission(s).name for s in submissions]
     if args.reference is not None and args.reference not in names:
-        raise UsageError(f"scaling: --reference {args.reference!r} is not one of --submissions "
-                         f"({', '.join(names)})")  # fmt: skip
+        raise UsageError(
+            f"scaling: --reference {args.reference!r} is not one of --submissions "
+            f"({', '.join(names)})"
+        )
     _sweep(args, submissions, [WorkloadAtScale(name, rung) for rung in rungs])
     return name
 
@@ -334,9 +454,16 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     out_flag = "--report-dir" if args.report_dir else "report folder"
     check_output(out_dir, REPORT_FOLDER, out_flag, results_root=args.results)  # before the sweep
     name = _scaling_sweep(args)
-    report = build_report("scaling", args.results, out_dir, reference=args.reference,
-                          workload=name, scale=args.scale, command_line=args.command_line,
-                          out_flag=out_flag)  # fmt: skip
+    report = build_report(
+        "scaling",
+        args.results,
+        out_dir,
+        reference=args.reference,
+        workload=name,
+        scale=args.scale,
+        command_line=args.command_line,
+        out_flag=out_flag,
+    )
     print(f"wrote {report.html}", file=sys.stderr)
     return 0
 

@@ -51,9 +51,18 @@ RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
 }
 
-__all__ = ["SWEEP_COMMANDS", "SweepInterrupted", "check_ray_address", "check_search",
-           "pending_specs", "read_manifest", "run_lanes", "run_sweep", "spec_trial_id",
-           "write_manifest"]  # fmt: skip
+__all__ = [
+    "SWEEP_COMMANDS",
+    "SweepInterrupted",
+    "check_ray_address",
+    "check_search",
+    "pending_specs",
+    "read_manifest",
+    "run_lanes",
+    "run_sweep",
+    "spec_trial_id",
+    "write_manifest",
+]
 
 
 @functools.cache
@@ -100,18 +109,34 @@ def check_search(lanes: Sequence[Lane], results_root: str | Path) -> None:
                 )
 
 
-def run_sweep(specs: Sequence[TrialSpec], results_root: str | Path, num_cpus: int = 2,
-              show_progress: bool = True) -> list[TrialSummary]:  # fmt: skip
+def run_sweep(
+    specs: Sequence[TrialSpec],
+    results_root: str | Path,
+    num_cpus: int = 2,
+    show_progress: bool = True,
+) -> list[TrialSummary]:
     """Runs exactly `specs` (those not stored yet) on this machine; returns their summaries."""
     lanes = lanes_of_specs(list(specs), lambda folder: _submission_identity(folder, True)[0])
-    return run_lanes(lanes, results_root, LocalLauncher(), max_concurrent=num_cpus,
-                     num_cpus=num_cpus, show_progress=show_progress)  # fmt: skip
+    return run_lanes(
+        lanes,
+        results_root,
+        LocalLauncher(),
+        max_concurrent=num_cpus,
+        num_cpus=num_cpus,
+        show_progress=show_progress,
+    )
 
 
-def run_lanes(lanes: Sequence[Lane], results_root: str | Path, launcher: Launcher,
-              max_concurrent: int, num_cpus: int | None = None, ray_address: str | None = None,
-              show_progress: bool = True,
-              on_connected: Callable[[], None] | None = None) -> list[TrialSummary]:  # fmt: skip
+def run_lanes(
+    lanes: Sequence[Lane],
+    results_root: str | Path,
+    launcher: Launcher,
+    max_concurrent: int,
+    num_cpus: int | None = None,
+    ray_address: str | None = None,
+    show_progress: bool = True,
+    on_connected: Callable[[], None] | None = None,
+) -> list[TrialSummary]:
     """Runs every lane to its budget; returns the summaries of the trials this call ran.
 
     Args:
@@ -134,8 +159,14 @@ def run_lanes(lanes: Sequence[Lane], results_root: str | Path, launcher: Launche
     if ray_address:
         _connect(ray_address)
     else:  # "local": a new Ray instance, never one that RAY_ADDRESS or a `ray start` names
-        ray.init(address="local", num_cpus=num_cpus or max_concurrent, include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)  # fmt: skip
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or max_concurrent,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=False,
+        )
     progress = _Progress(searcher, show_progress)
     # A local trial occupies a CPU; a SLURM trial's Ray side only waits on its job.
     resources = {"cpu": 1.0 if launcher.name == "local" else 0.01}
@@ -143,18 +174,22 @@ def run_lanes(lanes: Sequence[Lane], results_root: str | Path, launcher: Launche
     try:
         if on_connected is not None:
             on_connected()
-        ray_trial = tune.with_parameters(trainable, results_root=root, launcher=launcher,
-                                         metrics=_target_metrics(lanes))  # fmt: skip
+        ray_trial = tune.with_parameters(
+            trainable, results_root=root, launcher=launcher, metrics=_target_metrics(lanes)
+        )
         with tempfile.TemporaryDirectory(prefix="optbench-ray-") as ray_storage:
             tuner = tune.Tuner(
                 tune.with_resources(ray_trial, resources),
                 tune_config=tune.TuneConfig(
-                    search_alg=searcher, num_samples=-1, max_concurrent_trials=max_concurrent,
+                    search_alg=searcher,
+                    num_samples=-1,
+                    max_concurrent_trials=max_concurrent,
                     scheduler=LaneScheduler(lanes, root) if uses_asha else None,
                     reuse_actors=True,
                 ),
-                run_config=tune.RunConfig(storage_path=ray_storage, name="sweep", verbose=0,
-                                          callbacks=[progress]),  # fmt: skip
+                run_config=tune.RunConfig(
+                    storage_path=ray_storage, name="sweep", verbose=0, callbacks=[progress]
+                ),
             )
             tuner.fit()
     finally:
@@ -182,8 +217,12 @@ def _connect(ray_address: str) -> None:
     with tempfile.TemporaryFile() as held:
         with _stderr_to(held):
             try:
-                ray.init(address=ray_address, log_to_driver=False, logging_level=logging.WARNING,
-                         configure_logging=False)  # fmt: skip
+                ray.init(
+                    address=ray_address,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                    configure_logging=False,
+                )
                 failure = None
             except ConnectionError as exc:
                 failure = exc
@@ -210,22 +249,35 @@ def _stderr_to(file: Any) -> Iterator[None]:
 
 def _target_metrics(lanes: Sequence[Lane]) -> dict[str, str]:
     """Each lane's target metric by lane key (the objective its Ray trials report)."""
-    return {lane.key: str(WORKLOADS[lane.workload.name].configs[lane.workload.scale].target.metric)
-            for lane in lanes}  # fmt: skip
+    return {
+        lane.key: str(WORKLOADS[lane.workload.name].configs[lane.workload.scale].target.metric)
+        for lane in lanes
+    }
 
 
-def write_manifest(results_root: str | Path, argv: Sequence[str], lanes: Sequence[Lane],
-                   launcher: str) -> None:  # fmt: skip
+def write_manifest(
+    results_root: str | Path, argv: Sequence[str], lanes: Sequence[Lane], launcher: str
+) -> None:
     """The sweep's plan and command, for `optbench status` and `optbench sweep --resume`."""
     folder = Path(results_root) / "_sweep"
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {
-        "argv": list(argv), "launcher": launcher, "started_unix": time.time(),
-        "lanes": [{"key": lane.key, "submission": lane.submission_name,
-                   "workload": f"{lane.workload.name}@{lane.workload.scale}", "study": lane.study,
-                   "ruleset_json": lane.ruleset_json, "trials": lane.trials,
-                   "budget_s": lane.budget_s} for lane in lanes],
-    }  # fmt: skip
+        "argv": list(argv),
+        "launcher": launcher,
+        "started_unix": time.time(),
+        "lanes": [
+            {
+                "key": lane.key,
+                "submission": lane.submission_name,
+                "workload": f"{lane.workload.name}@{lane.workload.scale}",
+                "study": lane.study,
+                "ruleset_json": lane.ruleset_json,
+                "trials": lane.trials,
+                "budget_s": lane.budget_s,
+            }
+            for lane in lanes
+        ],
+    }
     write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1))
 
 
@@ -250,8 +302,10 @@ def read_manifest(results_root: str | Path) -> dict[str, Any]:
     else:
         problem = _manifest_problem(manifest)
     if problem is not None:
-        raise UsageError(f"in {path}: {problem}; running the sweep's own command again (not "
-                         "--resume) writes it anew and keeps every stored trial")  # fmt: skip
+        raise UsageError(
+            f"in {path}: {problem}; running the sweep's own command again (not "
+            "--resume) writes it anew and keeps every stored trial"
+        )
     return dict(manifest)
 
 
@@ -263,10 +317,16 @@ def _manifest_problem(manifest: Any) -> str | None:
     if missing:
         return f"{', '.join(map(repr, missing))} missing (an incomplete manifest)"
     argv, lanes = manifest["argv"], manifest["lanes"]
-    if (not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv)
-            or argv[0] not in SWEEP_COMMANDS):  # fmt: skip
-        return (f"'argv' must be the command line that started the sweep (a list of strings "
-                f"starting with {', '.join(SWEEP_COMMANDS)}), got {argv!r:.80}")  # fmt: skip
+    if (
+        not isinstance(argv, list)
+        or not argv
+        or not all(isinstance(a, str) for a in argv)
+        or argv[0] not in SWEEP_COMMANDS
+    ):
+        return (
+            f"'argv' must be the command line that started the sweep (a list of strings "
+            f"starting with {', '.join(SWEEP_COMMANDS)}), got {argv!r:.80}"
+        )
     if "--resume" in argv:
         return f"'argv' records a --resume, not the sweep's own command: {argv!r:.80}"
     if not isinstance(manifest["launcher"], str):
@@ -292,8 +352,9 @@ def _lane_problem(lane: Any) -> str | None:
     if not isinstance(workload, str) or workload.count("@") != 1 or workload.startswith("@"):
         return f"'workload' must be NAME@SCALE, got {workload!r:.40}"
     trials = lane["trials"]
-    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int)
-                               or trials < 0):  # fmt: skip
+    if trials is not None and (
+        isinstance(trials, bool) or not isinstance(trials, int) or trials < 0
+    ):
         return f"'trials' must be a count >= 0 or null, got {trials!r:.40}"
     try:
         ruleset = json.loads(lane["ruleset_json"])
@@ -328,8 +389,10 @@ def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     host = host.removeprefix("[").removesuffix("]")  # [::1]:6379
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--ray-address {given!r}: expected HOST:PORT (the head node's GCS "
-                         "address, e.g. 10.0.0.5:6379) or ray://HOST:PORT")  # fmt: skip
+        raise UsageError(
+            f"--ray-address {given!r}: expected HOST:PORT (the head node's GCS "
+            "address, e.g. 10.0.0.5:6379) or ray://HOST:PORT"
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
@@ -358,8 +421,9 @@ class _Progress(Callback):
         done = sum(len(s.done_indices) for s in searcher.lanes)
         sized = [s.lane.trials for s in searcher.lanes]
         total = sum(sized) if None not in sized else None  # type: ignore[arg-type]
-        self._bar = tqdm(total=total, initial=done, desc="trials", unit="trial",
-                         disable=not enabled)  # fmt: skip
+        self._bar = tqdm(
+            total=total, initial=done, desc="trials", unit="trial", disable=not enabled
+        )
 
     def on_trial_complete(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
         self._bar.update(1)

@@ -39,8 +39,14 @@ from harness.results import ResultsStore, write_text_atomic
 from harness.runner import failed_outcome  # imports torch
 from harness.trial import TrialSpec, TrialStatus
 
-__all__ = ["Ending", "LocalLauncher", "SlurmLauncher", "read_launch", "supervise",
-           "unstored_launches"]  # fmt: skip
+__all__ = [
+    "Ending",
+    "LocalLauncher",
+    "SlurmLauncher",
+    "read_launch",
+    "supervise",
+    "unstored_launches",
+]
 
 STOP_MARKER = "stop"  # written into a trial's live folder by the scheduler that stops it
 # What multiprocessing's forkserver reports as a child's exit code once the server itself has
@@ -116,14 +122,18 @@ class LocalHandle:
             return Ending(None)
         code = self._process.exitcode if self._process is not None else None
         if code is None:
-            return Ending(TrialStatus.KILLED, "trial process ended while no driver watched it",
-                          retryable=True)  # fmt: skip
+            return Ending(
+                TrialStatus.KILLED, "trial process ended while no driver watched it", retryable=True
+            )
         if code < 0:
             name = signal.Signals(-code).name
             return Ending(TrialStatus.KILLED, f"trial process killed by {name}", retryable=True)
         if code == _STATUS_LOST:
-            return Ending(TrialStatus.KILLED, "trial process ended while its fork server was gone "
-                          "(exit status lost)", retryable=True)  # fmt: skip
+            return Ending(
+                TrialStatus.KILLED,
+                "trial process ended while its fork server was gone (exit status lost)",
+                retryable=True,
+            )
         return Ending(TrialStatus.FAILED, f"trial process exited with code {code} without a record")
 
     def cancel(self) -> None:
@@ -142,8 +152,9 @@ class LocalLauncher:
 
     name = "local"
 
-    def __init__(self, poll_s: float = 0.1, max_retries: int = 1,
-                 preload_jax: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, poll_s: float = 0.1, max_retries: int = 1, preload_jax: bool = False
+    ) -> None:
         self.poll_s = poll_s
         self.max_retries = max_retries
         self.preload_jax = preload_jax
@@ -225,48 +236,74 @@ class SlurmLauncher:
         """
         where = f"--cluster {self.profile.name}"
         if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-            raise UsageError(f"{where}: SLURM's sbatch and sinfo are not on PATH here; run the "
-                             "sweep on a machine that submits to the cluster (a login node)")  # fmt: skip
+            raise UsageError(
+                f"{where}: SLURM's sbatch and sinfo are not on PATH here; run the "
+                "sweep on a machine that submits to the cluster (a login node)"
+            )
         try:
-            found = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True,
-                                   timeout=_SINFO_TIMEOUT_S, check=False)  # fmt: skip
+            found = subprocess.run(
+                ["sinfo", "-h", "-o", "%R"],
+                capture_output=True,
+                text=True,
+                timeout=_SINFO_TIMEOUT_S,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
-            raise UsageError(f"{where}: sinfo did not answer within {_SINFO_TIMEOUT_S} s "
-                             "(is the SLURM controller up?)") from None  # fmt: skip
+            raise UsageError(
+                f"{where}: sinfo did not answer within {_SINFO_TIMEOUT_S} s "
+                "(is the SLURM controller up?)"
+            ) from None
         if found.returncode != 0:
             reason = (found.stderr.strip().splitlines() or ["no output"])[-1]
             raise UsageError(f"{where}: sinfo failed: {reason}")
         partitions = sorted(set(found.stdout.split()))
         if self.profile.partition and self.profile.partition not in partitions:
-            raise UsageError(f"{where}: partition {self.profile.partition!r} (from the profile) "
-                             f"is not on this cluster; its partitions: "
-                             f"{', '.join(partitions) or 'none'}")  # fmt: skip
+            raise UsageError(
+                f"{where}: partition {self.profile.partition!r} (from the profile) "
+                f"is not on this cluster; its partitions: "
+                f"{', '.join(partitions) or 'none'}"
+            )
 
     def start(self, spec: TrialSpec, results_root: str, attempt: int) -> SlurmHandle:
         import submitit
 
         from sweeps.slurm.job import TrialJob
 
-        executor = submitit.AutoExecutor(folder=self.folder, cluster="slurm",
-                                         slurm_max_num_timeout=self.profile.requeue_on_timeout)  # fmt: skip
+        executor = submitit.AutoExecutor(
+            folder=self.folder,
+            cluster="slurm",
+            slurm_max_num_timeout=self.profile.requeue_on_timeout,
+        )
         executor.update_parameters(name=job_name(spec), **self.profile.executor_parameters())
-        job = executor.submit(TrialJob(spec.to_dict(), results_root, attempt,
-                                       requeue_on_timeout=self.profile.requeue_on_timeout > 0))  # fmt: skip
+        job = executor.submit(
+            TrialJob(
+                spec.to_dict(),
+                results_root,
+                attempt,
+                requeue_on_timeout=self.profile.requeue_on_timeout > 0,
+            )
+        )
         return SlurmHandle(job, self.poll_s)
 
     def attach(self, launch: dict[str, Any]) -> SlurmHandle:
         import submitit
 
-        return SlurmHandle(submitit.SlurmJob(folder=self.folder, job_id=str(launch["job_id"])),
-                           self.poll_s)  # fmt: skip
+        return SlurmHandle(
+            submitit.SlurmJob(folder=self.folder, job_id=str(launch["job_id"])), self.poll_s
+        )
 
     def find(self, trial_id: str) -> SlurmHandle | None:
         """The queued or running job of a trial whose launch record was never written (the
         driver died between `sbatch` and the record), found by its job name."""
         import submitit
 
-        found = subprocess.run(["squeue", "-h", "-o", "%i", "-n", f"optbench-{trial_id}"],
-                               capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        found = subprocess.run(
+            ["squeue", "-h", "-o", "%i", "-n", f"optbench-{trial_id}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         ids = found.stdout.split()
         if found.returncode != 0 or not ids:
             return None
@@ -302,21 +339,40 @@ def unstored_launches(store: ResultsStore) -> list[dict[str, Any]]:
     return launches
 
 
-def _write_launch(live: LiveTrial, launcher: Launcher, handle: TrialHandle, attempt: int,
-                  job_ids: list[str], spec: TrialSpec, lane: str) -> None:  # fmt: skip
+def _write_launch(
+    live: LiveTrial,
+    launcher: Launcher,
+    handle: TrialHandle,
+    attempt: int,
+    job_ids: list[str],
+    spec: TrialSpec,
+    lane: str,
+) -> None:
     live.folder.mkdir(parents=True, exist_ok=True)
     pid = getattr(handle, "pid", None)
     record = {
-        "launcher": launcher.name, "attempt": attempt, "job_id": handle.job_id, "job_ids": job_ids,
-        "pid": pid, "pid_started": _start_time(pid) if pid else None, "host": socket.gethostname(),
+        "launcher": launcher.name,
+        "attempt": attempt,
+        "job_id": handle.job_id,
+        "job_ids": job_ids,
+        "pid": pid,
+        "pid_started": _start_time(pid) if pid else None,
+        "host": socket.gethostname(),
         "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "spec": spec.to_dict(), "lane": lane,
-    }  # fmt: skip
+        "spec": spec.to_dict(),
+        "lane": lane,
+    }
     write_text_atomic(live.folder / "launch.json", json.dumps(record))
 
 
-def supervise(launcher: Launcher, spec: TrialSpec, trial_id: str, results_root: str,
-              report: Callable[[dict[str, Any]], None], lane: str = "") -> None:  # fmt: skip
+def supervise(
+    launcher: Launcher,
+    spec: TrialSpec,
+    trial_id: str,
+    results_root: str,
+    report: Callable[[dict[str, Any]], None],
+    lane: str = "",
+) -> None:
     """Runs `spec` to a stored row through `launcher` (see the module docstring); calls
     `report(point)` for each new eval point. A `SystemExit` from `report` (Ray Tune stopping the
     trial) stops a trial its scheduler stopped, with a `stopped` row; otherwise (the sweep is
@@ -366,8 +422,15 @@ def supervise(launcher: Launcher, spec: TrialSpec, trial_id: str, results_root: 
     store.remove_live(trial_id)
 
 
-def _record(store: ResultsStore, live: LiveTrial, spec: TrialSpec, ending: Ending, attempts: int,
-            job_ids: list[str], elapsed_s: float) -> None:  # fmt: skip
+def _record(
+    store: ResultsStore,
+    live: LiveTrial,
+    spec: TrialSpec,
+    ending: Ending,
+    attempts: int,
+    job_ids: list[str],
+    elapsed_s: float,
+) -> None:
     """Stores the row of a trial that could not store its own."""
     assert ending.status is not None
     outcome = failed_outcome(spec, ending.detail, ending.status, attempts, live.read_progress())

@@ -51,10 +51,23 @@ from harness.submission import load_submission, resolve_submission
 from harness.trial import TrialSpec
 from harness.workload import Direction
 
-__all__ = ["LR_SWEEP_BOUNDS", "MIN_INSIDE_DECADES", "RULESET", "LrPoint", "PairSweep",
-           "Placement", "lr_grid", "place_range", "placements", "read_sweeps", "sweep_json",
-           "sweep_markdown", "sweep_rows", "sweep_specs",
-           "widened_copies"]  # fmt: skip
+__all__ = [
+    "LR_SWEEP_BOUNDS",
+    "MIN_INSIDE_DECADES",
+    "RULESET",
+    "LrPoint",
+    "PairSweep",
+    "Placement",
+    "lr_grid",
+    "place_range",
+    "placements",
+    "read_sweeps",
+    "sweep_json",
+    "sweep_markdown",
+    "sweep_rows",
+    "sweep_specs",
+    "widened_copies",
+]
 
 RULESET = "lr-sweep"
 LR_SWEEP_BOUNDS = (1e-7, 1e3)  # the widened copies' lr range: every grid point lies inside
@@ -152,8 +165,9 @@ def lr_grid(low: float, high: float, step_decades: float, margin_decades: float)
     return [_round3(10 ** (k * step_decades)) for k in range(first, last + 1)]
 
 
-def place_range(best_lrs: list[float], width_decades: float,
-                now: tuple[float, float] | None = None) -> tuple[tuple[float, float], bool]:  # fmt: skip
+def place_range(
+    best_lrs: list[float], width_decades: float, now: tuple[float, float] | None = None
+) -> tuple[tuple[float, float], bool]:
     """The range of `width_decades` for `best_lrs`, and whether each lies well inside it.
 
     The range `now` where it already holds every best lr `MIN_INSIDE_DECADES` from each end (a
@@ -164,11 +178,14 @@ def place_range(best_lrs: list[float], width_decades: float,
         return now, True
     logs = [math.log10(lr) for lr in best_lrs]
     middle = (min(logs) + max(logs)) / 2
-    lattice = sorted({math.floor(middle * 4) / 4, math.ceil(middle * 4) / 4},
-                     key=lambda c: abs(c - middle))  # fmt: skip
+    lattice = sorted(
+        {math.floor(middle * 4) / 4, math.ceil(middle * 4) / 4}, key=lambda c: abs(c - middle)
+    )
     for centre in [*lattice, middle]:
-        bounds = (_round3(10 ** (centre - width_decades / 2)),
-                  _round3(10 ** (centre + width_decades / 2)))  # fmt: skip
+        bounds = (
+            _round3(10 ** (centre - width_decades / 2)),
+            _round3(10 ** (centre + width_decades / 2)),
+        )
         if all(_inside(lr, bounds) for lr in best_lrs):
             return bounds, True
     return bounds, False
@@ -214,9 +231,15 @@ def _ruleset_json(max_steps: int | None) -> str:
     return json.dumps({"name": RULESET, "max_steps": max_steps}, sort_keys=True)
 
 
-def sweep_specs(copies: dict[str, Path], workloads: list[str], lrs: dict[str, list[float]],
-                seeds: int, data_dir: str, max_steps: int | None = None,
-                command_line: str = "") -> list[TrialSpec]:  # fmt: skip
+def sweep_specs(
+    copies: dict[str, Path],
+    workloads: list[str],
+    lrs: dict[str, list[float]],
+    seeds: int,
+    data_dir: str,
+    max_steps: int | None = None,
+    command_line: str = "",
+) -> list[TrialSpec]:
     """One full-budget trial per (reference, workload, lr, seed) at the space's centre."""
     specs = []
     for name, copy in copies.items():
@@ -224,22 +247,40 @@ def sweep_specs(copies: dict[str, Path], workloads: list[str], lrs: dict[str, li
         for workload in workloads:
             for lr in lrs[name]:
                 point = TrialSpec.canonical_hparams({**centre, "lr": lr})
-                specs += [TrialSpec(workload=workload, scale="smoke", submission=str(copy),
-                                    hparams_json=point, seed=seed, data_dir=data_dir,
-                                    ruleset=RULESET, ruleset_json=_ruleset_json(max_steps),
-                                    max_steps=max_steps, stop_at_target=False,
-                                    command_line=command_line) for seed in range(seeds)]  # fmt: skip
+                specs += [
+                    TrialSpec(
+                        workload=workload,
+                        scale="smoke",
+                        submission=str(copy),
+                        hparams_json=point,
+                        seed=seed,
+                        data_dir=data_dir,
+                        ruleset=RULESET,
+                        ruleset_json=_ruleset_json(max_steps),
+                        max_steps=max_steps,
+                        stop_at_target=False,
+                        command_line=command_line,
+                    )
+                    for seed in range(seeds)
+                ]
     return specs
 
 
-def sweep_rows(trials: pd.DataFrame, copies: dict[str, Path], workloads: list[str],
-               max_steps: int | None = None) -> pd.DataFrame:  # fmt: skip
+def sweep_rows(
+    trials: pd.DataFrame,
+    copies: dict[str, Path],
+    workloads: list[str],
+    max_steps: int | None = None,
+) -> pd.DataFrame:
     """Every stored sweep trial of the copies' update rules on `workloads` (all grids and seeds
     run so far; the newest row per trial), with its `lr` as a column."""
     hashes = {load_submission(copy).source_hash for copy in copies.values()}
-    rows = trials[(trials["ruleset"] == RULESET) & trials["submission_hash"].isin(hashes)
-                  & trials["workload"].isin(workloads)
-                  & (trials["ruleset_json"] == _ruleset_json(max_steps))]  # fmt: skip
+    rows = trials[
+        (trials["ruleset"] == RULESET)
+        & trials["submission_hash"].isin(hashes)
+        & trials["workload"].isin(workloads)
+        & (trials["ruleset_json"] == _ruleset_json(max_steps))
+    ]
     rows = rows.assign(lr=rows["hparams_json"].map(lambda text: float(json.loads(text)["lr"])))
     return rows.sort_values("created_utc").groupby(["trial_id"]).tail(1)
 
@@ -264,10 +305,17 @@ def read_sweeps(rows: pd.DataFrame, names: list[str], workloads: list[str]) -> l
 def _point(lr: float, group: pd.DataFrame) -> LrPoint:
     finals = [float(v) for v in group["final_metric"] if v is not None and math.isfinite(v)]
     reached = group["status"] == "target_reached"
-    steps = [float(s) if ok else math.inf for s, ok in zip(group["steps_to_target"], reached,
-                                                           strict=True)]  # fmt: skip
-    return LrPoint(lr, len(group), statistics.median(finals) if finals else math.nan,
-                   statistics.median(steps), int(reached.sum()))  # fmt: skip
+    steps = [
+        float(s) if ok else math.inf
+        for s, ok in zip(group["steps_to_target"], reached, strict=True)
+    ]
+    return LrPoint(
+        lr,
+        len(group),
+        statistics.median(finals) if finals else math.nan,
+        statistics.median(steps),
+        int(reached.sum()),
+    )
 
 
 def placements(sweeps: list[PairSweep]) -> list[Placement]:
@@ -322,18 +370,24 @@ def sweep_markdown(sweeps: list[PairSweep], rows: pd.DataFrame, command: str) ->
             last = max(place.best_lr, key=place.best_lr.__getitem__)
             spread = math.log10(place.best_lr[last] / place.best_lr[first])
             width = math.log10(place.range_now[1] / place.range_now[0])
-            lines.append(f"\n{place.submission}: no range {width:g} decades wide holds every best "
-                         f"lr {MIN_INSIDE_DECADES} decade inside: they run from "
-                         f"{place.best_lr[first]:.3g} ({first}) to {place.best_lr[last]:.3g} ({last}), "
-                         f"{spread:.2f} decades, more than {width - 2 * MIN_INSIDE_DECADES:g}.")  # fmt: skip
-    lines.append("\nCell: median final metric · median steps to target (seeds that reached it / "
-                 "seeds); **bold**: a near-best lr; ▸: inside the range now.\n")  # fmt: skip
+            lines.append(
+                f"\n{place.submission}: no range {width:g} decades wide holds every best "
+                f"lr {MIN_INSIDE_DECADES} decade inside: they run from "
+                f"{place.best_lr[first]:.3g} ({first}) to {place.best_lr[last]:.3g} ({last}), "
+                f"{spread:.2f} decades, more than {width - 2 * MIN_INSIDE_DECADES:g}."
+            )
+    lines.append(
+        "\nCell: median final metric · median steps to target (seeds that reached it / "
+        "seeds); **bold**: a near-best lr; ▸: inside the range now.\n"
+    )
     for place in places:
         pairs = [s for s in sweeps if s.submission == place.submission]
         lrs = sorted({p.lr for s in pairs for p in s.points})
-        lines += [f"## {place.submission}\n",
-                  "| lr | " + " | ".join(f"{s.workload} ({s.metric})" for s in pairs) + " |",
-                  "|---:" + "|---" * len(pairs) + "|"]  # fmt: skip
+        lines += [
+            f"## {place.submission}\n",
+            "| lr | " + " | ".join(f"{s.workload} ({s.metric})" for s in pairs) + " |",
+            "|---:" + "|---" * len(pairs) + "|",
+        ]
         for lr in lrs:
             low, high = place.range_now
             inside = "▸ " if low * (1 - 1e-9) <= lr <= high * (1 + 1e-9) else ""
@@ -358,21 +412,44 @@ def sweep_json(sweeps: list[PairSweep]) -> str:
     for sweep in sweeps:
         place = places[sweep.submission]
         best = sweep.best_lr
-        pairs.append({
-            "submission": sweep.submission, "workload": sweep.workload, "metric": sweep.metric,
-            "grid": [p.lr for p in sweep.points],
-            "points": [{**asdict(p), "final_metric": clean(p.final_metric),
-                        "steps_to_target": clean(p.steps_to_target)} for p in sweep.points],
-            "near_best": [p.lr for p in sweep.near_best], "best_lr": best,
-            "range_now": list(place.range_now), "proposed": list(place.proposed),
-            "best_inside_proposed": _inside(best, place.proposed),
-            "margins_decades_proposed": [round(m, 3)
-                                         for m in place.margins_decades(best, place.proposed)],
-        })  # fmt: skip
-    record = {"min_inside_decades": MIN_INSIDE_DECADES, "pairs": pairs,
-              "submissions": [{"submission": p.submission, "range_now": list(p.range_now),
-                               "proposed": list(p.proposed), "fits": p.fits,
-                               "best_lr": p.best_lr} for p in places.values()]}  # fmt: skip
+        pairs.append(
+            {
+                "submission": sweep.submission,
+                "workload": sweep.workload,
+                "metric": sweep.metric,
+                "grid": [p.lr for p in sweep.points],
+                "points": [
+                    {
+                        **asdict(p),
+                        "final_metric": clean(p.final_metric),
+                        "steps_to_target": clean(p.steps_to_target),
+                    }
+                    for p in sweep.points
+                ],
+                "near_best": [p.lr for p in sweep.near_best],
+                "best_lr": best,
+                "range_now": list(place.range_now),
+                "proposed": list(place.proposed),
+                "best_inside_proposed": _inside(best, place.proposed),
+                "margins_decades_proposed": [
+                    round(m, 3) for m in place.margins_decades(best, place.proposed)
+                ],
+            }
+        )
+    record = {
+        "min_inside_decades": MIN_INSIDE_DECADES,
+        "pairs": pairs,
+        "submissions": [
+            {
+                "submission": p.submission,
+                "range_now": list(p.range_now),
+                "proposed": list(p.proposed),
+                "fits": p.fits,
+                "best_lr": p.best_lr,
+            }
+            for p in places.values()
+        ],
+    }
     return json.dumps(record, indent=1) + "\n"
 
 
@@ -393,10 +470,12 @@ def _provenance(rows: pd.DataFrame, command: str) -> str:
     runs = {_without_outputs(shlex.split(c)) for c in rows["command_line"].astype(str)}
     commands = "\n".join(f"    {c}" for c in sorted(runs))
     threads = ", ".join(str(n) for n in sorted(rows["num_threads"].unique()))
-    return (f"{len(rows)} trials, {rows['created_utc'].min()} to {rows['created_utc'].max()}, "
-            f"commit(s) {commits}, on {machines}; torch threads per trial: {threads}; every "
-            f"trial trains its workload's whole smoke budget. Trials run by:\n\n{commands}\n\n"
-            f"Tables written by:\n\n    {command}\n")  # fmt: skip
+    return (
+        f"{len(rows)} trials, {rows['created_utc'].min()} to {rows['created_utc'].max()}, "
+        f"commit(s) {commits}, on {machines}; torch threads per trial: {threads}; every "
+        f"trial trains its workload's whole smoke budget. Trials run by:\n\n{commands}\n\n"
+        f"Tables written by:\n\n    {command}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,33 +496,46 @@ def _main(argv: list[str] | None) -> int:
     from sweeps.driver import pending_specs
     from workloads import WORKLOADS
 
-    parser = argparse.ArgumentParser(prog="python -m sweeps.lr_sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeps.lr_sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--submissions", default=",".join(REFERENCES), help="comma-separated")
     parser.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated")
     parser.add_argument("--results", default="results/lr-sweeps", help="results root")
     parser.add_argument("--data-dir", default=default_data_dir(), help="prepared datasets")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per learning rate")
     parser.add_argument("--step-decades", type=float, default=0.25, help="grid step")
-    parser.add_argument("--margin-decades", type=float, default=1.0,
-                        help="how far the grid reaches beyond each end of the current range")  # fmt: skip
+    parser.add_argument(
+        "--margin-decades",
+        type=float,
+        default=1.0,
+        help="how far the grid reaches beyond each end of the current range",
+    )
     parser.add_argument("--lrs", default="", help="comma-separated lrs instead of the grid")
     parser.add_argument("--max-steps", type=int, default=None, help="override the budget")
     parser.add_argument("--parallel", type=int, default=1, help="trials at once")
-    parser.add_argument("--table-only", action="store_true",
-                        help="run nothing: rebuild the tables from the store")  # fmt: skip
-    parser.add_argument("--out", default="", help="Markdown table (default RESULTS/lr-sweep.md; "
-                        "the JSON goes beside it)")  # fmt: skip
+    parser.add_argument(
+        "--table-only", action="store_true", help="run nothing: rebuild the tables from the store"
+    )
+    parser.add_argument(
+        "--out",
+        default="",
+        help="Markdown table (default RESULTS/lr-sweep.md; the JSON goes beside it)",
+    )
     args = parser.parse_args(argv)
     names = [s for s in args.submissions.split(",") if s]
     workloads = [w for w in args.workloads.split(",") if w]
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown:
-        raise UsageError(f"--workloads: unknown {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(WORKLOADS))})")  # fmt: skip
+        raise UsageError(
+            f"--workloads: unknown {', '.join(unknown)} (known: {', '.join(sorted(WORKLOADS))})"
+        )
     if args.seeds < 1 or args.parallel < 1 or args.step_decades <= 0 or args.margin_decades < 0:
-        raise UsageError("--seeds and --parallel must be >= 1, --step-decades > 0, "
-                         "--margin-decades >= 0")  # fmt: skip
+        raise UsageError(
+            "--seeds and --parallel must be >= 1, --step-decades > 0, --margin-decades >= 0"
+        )
     try:
         fixed = [float(x) for x in args.lrs.split(",") if x]
     except ValueError:
@@ -453,21 +545,29 @@ def _main(argv: list[str] | None) -> int:
     root = str(Path(args.results).resolve())
     out = Path(args.out or Path(args.results) / "lr-sweep.md")
     with widened_copies(names) as copies:
-        lrs = {n: fixed or lr_grid((r := _lr_range(n)).low, r.high, args.step_decades,
-                                   args.margin_decades) for n in names}  # fmt: skip
+        lrs = {
+            n: fixed
+            or lr_grid((r := _lr_range(n)).low, r.high, args.step_decades, args.margin_decades)
+            for n in names
+        }
         command = _without_outputs(["python", "-m", "sweeps.lr_sweep", *(argv or sys.argv[1:])])
         data_dir = str(Path(args.data_dir).resolve())
         specs = sweep_specs(copies, workloads, lrs, args.seeds, data_dir, args.max_steps, command)
         if not args.table_only:
             todo = pending_specs(specs, root)
-            with tqdm(total=len(specs), initial=len(specs) - len(todo), desc="lr-sweep trials",
-                      unit="trial") as bar:  # fmt: skip
+            with tqdm(
+                total=len(specs),
+                initial=len(specs) - len(todo),
+                desc="lr-sweep trials",
+                unit="trial",
+            ) as bar:
                 run_isolated(todo, root, max_parallel=args.parallel, on_done=lambda _: bar.update())
         rows = sweep_rows(ResultsStore(root).read_trials(), copies, workloads, args.max_steps)
         sweeps = read_sweeps(rows, names, workloads)
     if not sweeps:
-        raise UsageError(f"{args.results}: no lr-sweep trials of {', '.join(names)} on "
-                         f"{', '.join(workloads)}")  # fmt: skip
+        raise UsageError(
+            f"{args.results}: no lr-sweep trials of {', '.join(names)} on {', '.join(workloads)}"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, sweep_markdown(sweeps, rows, command))
     write_text_atomic(out.with_suffix(".json"), sweep_json(sweeps))

@@ -36,8 +36,19 @@ from harness.search_space import Choice, SearchSpace
 from harness.trial import TrialSpec
 from sweeps.points import quasi_random_points
 
-__all__ = ["ComputeRuleset", "ExternalRuleset", "Lane", "ResourceCaps", "Ruleset", "SelfRuleset",
-           "WorkloadAtScale", "lanes_of_specs", "make_ruleset", "RUNG_KEY", "SEARCH_ALGORITHMS"]  # fmt: skip
+__all__ = [
+    "ComputeRuleset",
+    "ExternalRuleset",
+    "Lane",
+    "ResourceCaps",
+    "Ruleset",
+    "SelfRuleset",
+    "WorkloadAtScale",
+    "lanes_of_specs",
+    "make_ruleset",
+    "RUNG_KEY",
+    "SEARCH_ALGORITHMS",
+]
 
 SEARCH_ALGORITHMS = ("quasi-random", "tpe", "asha")
 RUNG_KEY = "workload_scale"  # the fixed-resource track's extra search dimension
@@ -117,12 +128,19 @@ class Lane:
         hparams = dict(point)
         scale = hparams.pop(RUNG_KEY) if self.ladder else self.workload.scale
         return TrialSpec(
-            workload=self.workload.name, scale=scale, submission=self.submission,
+            workload=self.workload.name,
+            scale=scale,
+            submission=self.submission,
             hparams_json=TrialSpec.canonical_hparams(hparams),
-            seed=self.ruleset.trial_seed(self.study, index), data_dir=self.data_dir,
-            ruleset=self.ruleset.name, ruleset_json=self.ruleset_json, study=self.study,
-            trial_index=index, command_line=self.command_line, **dict(self.overrides),
-        )  # fmt: skip
+            seed=self.ruleset.trial_seed(self.study, index),
+            data_dir=self.data_dir,
+            ruleset=self.ruleset.name,
+            ruleset_json=self.ruleset_json,
+            study=self.study,
+            trial_index=index,
+            command_line=self.command_line,
+            **dict(self.overrides),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +159,12 @@ class Ruleset:
         """The record every trial carries; the fixed-resource track adds its caps and `ladder`."""
         record = {"name": self.name, **{k: v for k, v in asdict(self).items() if k != "caps"}}
         if self.caps is not None:  # absent otherwise, so fixed-model trial ids stay as they were
-            record.update(track="fixed-resource", memory_cap_bytes=self.caps.memory_cap_bytes,
-                          time_budget_s=self.caps.time_budget_s, ladder=list(ladder))  # fmt: skip
+            record.update(
+                track="fixed-resource",
+                memory_cap_bytes=self.caps.memory_cap_bytes,
+                time_budget_s=self.caps.time_budget_s,
+                ladder=list(ladder),
+            )
         return json.dumps(record, sort_keys=True)
 
     def point_seed(self, study: int) -> int:
@@ -159,9 +181,16 @@ class Ruleset:
     def overrides(self, workload: WorkloadAtScale) -> dict[str, Any]:
         return {}
 
-    def lanes(self, submission: str, name: str, space: SearchSpace,
-              workloads: list[WorkloadAtScale], data_dir: str, command_line: str = "",
-              overrides: dict[str, Any] | None = None) -> list[Lane]:  # fmt: skip
+    def lanes(
+        self,
+        submission: str,
+        name: str,
+        space: SearchSpace,
+        workloads: list[WorkloadAtScale],
+        data_dir: str,
+        command_line: str = "",
+        overrides: dict[str, Any] | None = None,
+    ) -> list[Lane]:
         """The lanes this ruleset grants one submission, in a fixed order.
 
         Raises:
@@ -172,16 +201,34 @@ class Ruleset:
         ladders = {w: self._ladder(w) for w in workloads}
         spaces = {w: _with_ladder(space, ladders[w]) for w in workloads}
         # The fixed-resource track reports the best metric within the budget: train to it.
-        caps = {} if self.caps is None else {"memory_cap_bytes": self.caps.memory_cap_bytes,
-                                             "max_time_s": self.caps.time_budget_s,
-                                             "stop_at_target": False}  # fmt: skip
+        caps = (
+            {}
+            if self.caps is None
+            else {
+                "memory_cap_bytes": self.caps.memory_cap_bytes,
+                "max_time_s": self.caps.time_budget_s,
+                "stop_at_target": False,
+            }
+        )
         return [
-            Lane(submission, name, spaces[workload], workload, study, self, trials, budget_s,
-                 self.point_seed(study), data_dir, command_line,
-                 tuple(sorted({**self.overrides(workload), **caps, **(overrides or {})}.items())),
-                 ladder=ladders[workload])
-            for study in range(self.num_studies) for workload in workloads
-        ]  # fmt: skip
+            Lane(
+                submission,
+                name,
+                spaces[workload],
+                workload,
+                study,
+                self,
+                trials,
+                budget_s,
+                self.point_seed(study),
+                data_dir,
+                command_line,
+                tuple(sorted({**self.overrides(workload), **caps, **(overrides or {})}.items())),
+                ladder=ladders[workload],
+            )
+            for study in range(self.num_studies)
+            for workload in workloads
+        ]
 
     def _ladder(self, workload: WorkloadAtScale) -> tuple[str, ...]:
         """The fixed-resource track's choice of scales for `workload` (empty off the track)."""
@@ -191,8 +238,14 @@ class Ruleset:
 
         return WORKLOADS[workload.name].ladder_scales(workload.scale, with_batches=True)
 
-    def plan(self, submission: str, space: SearchSpace, workloads: list[WorkloadAtScale],
-             data_dir: str, command_line: str = "") -> list[TrialSpec]:  # fmt: skip
+    def plan(
+        self,
+        submission: str,
+        space: SearchSpace,
+        workloads: list[WorkloadAtScale],
+        data_dir: str,
+        command_line: str = "",
+    ) -> list[TrialSpec]:
         """Every trial of a fixed-size ruleset with quasi-random points, in a fixed order."""
         specs = []
         for lane in self.lanes(submission, submission, space, workloads, data_dir, command_line):
@@ -226,8 +279,10 @@ class SelfRuleset(Ruleset):
         from workloads import WORKLOADS
 
         budget = WORKLOADS[workload.name].configs[workload.scale].budget
-        return {"max_steps": round(self.budget_factor * budget.max_steps),
-                "max_time_s": self.budget_factor * budget.max_time_s}  # fmt: skip
+        return {
+            "max_steps": round(self.budget_factor * budget.max_steps),
+            "max_time_s": self.budget_factor * budget.max_time_s,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,12 +301,16 @@ def _with_ladder(space: SearchSpace, ladder: tuple[str, ...]) -> SearchSpace:
     if not ladder:
         return space
     if space.fixed_points:
-        raise UsageError(f"{space.source}: the fixed-resource track adds the model size to the "
-                         "search, which a list of fixed points cannot take; give ranges or "
-                         "feasible_points")  # fmt: skip
+        raise UsageError(
+            f"{space.source}: the fixed-resource track adds the model size to the "
+            "search, which a list of fixed points cannot take; give ranges or "
+            "feasible_points"
+        )
     if any(d.name == RUNG_KEY for d in space.dims):
-        raise UsageError(f"{space.source}: {RUNG_KEY!r} is the fixed-resource track's own "
-                         "dimension; rename that hyperparameter")  # fmt: skip
+        raise UsageError(
+            f"{space.source}: {RUNG_KEY!r} is the fixed-resource track's own "
+            "dimension; rename that hyperparameter"
+        )
     return SearchSpace(dims=(*space.dims, Choice(RUNG_KEY, ladder)), source=space.source)
 
 
@@ -264,15 +323,35 @@ def lanes_of_specs(specs: list[TrialSpec], name_of: Any) -> list[Lane]:
         groups.setdefault(key, []).append(spec)
     lanes = []
     for (submission, workload, scale, study, _), group in groups.items():
-        lanes.append(Lane(submission, name_of(submission), SearchSpace(dims=()),
-                          WorkloadAtScale(workload, scale), study, ExternalRuleset(),
-                          len(group), None, 0, group[0].data_dir, explicit=tuple(group)))  # fmt: skip
+        lanes.append(
+            Lane(
+                submission,
+                name_of(submission),
+                SearchSpace(dims=()),
+                WorkloadAtScale(workload, scale),
+                study,
+                ExternalRuleset(),
+                len(group),
+                None,
+                0,
+                group[0].data_dir,
+                explicit=tuple(group),
+            )
+        )
     return lanes
 
 
-def make_ruleset(name: str, *, trials: int, studies: int, seed: int, search: str,
-                 budget_s: float | None, budget_factor: float,
-                 caps: ResourceCaps | None = None) -> Ruleset:  # fmt: skip
+def make_ruleset(
+    name: str,
+    *,
+    trials: int,
+    studies: int,
+    seed: int,
+    search: str,
+    budget_s: float | None,
+    budget_factor: float,
+    caps: ResourceCaps | None = None,
+) -> Ruleset:
     """The ruleset `name` with the command line's numbers (`caps`: the fixed-resource track).
 
     Raises:
@@ -281,15 +360,20 @@ def make_ruleset(name: str, *, trials: int, studies: int, seed: int, search: str
     if search not in SEARCH_ALGORITHMS:
         raise UsageError(f"--search {search!r}: choose one of {', '.join(SEARCH_ALGORITHMS)}")
     if name == "external":
-        return ExternalRuleset(num_studies=studies, seed=seed, search=search, caps=caps,
-                               num_trials=trials)  # fmt: skip
+        return ExternalRuleset(
+            num_studies=studies, seed=seed, search=search, caps=caps, num_trials=trials
+        )
     if name in ("self", "compute") and search != "quasi-random":
-        raise UsageError(f"--ruleset {name} uses no search algorithm; --search {search} applies "
-                         "to the external ruleset only")  # fmt: skip
+        raise UsageError(
+            f"--ruleset {name} uses no search algorithm; --search {search} applies "
+            "to the external ruleset only"
+        )
     if name == "self":
         if caps is not None:
-            raise UsageError("--track fixed-resource searches the model size, and --ruleset self "
-                             "runs no search: use --ruleset external or compute")  # fmt: skip
+            raise UsageError(
+                "--track fixed-resource searches the model size, and --ruleset self "
+                "runs no search: use --ruleset external or compute"
+            )
         return SelfRuleset(num_studies=studies, seed=seed, budget_factor=budget_factor)
     if name == "compute":
         if budget_s is None:

@@ -54,10 +54,13 @@ def _tune_space(space: SearchSpace) -> dict[str, Any]:
     if space.fixed_points:
         return {"__point": tune.choice(list(range(len(space.fixed_points))))}
     return {
-        d.name: ((tune.loguniform if d.is_log else tune.uniform)(d.low, d.high)
-                 if isinstance(d, Range) else tune.choice(list(d.values)))
+        d.name: (
+            (tune.loguniform if d.is_log else tune.uniform)(d.low, d.high)
+            if isinstance(d, Range)
+            else tune.choice(list(d.values))
+        )
         for d in space.dims
-    }  # fmt: skip
+    }
 
 
 def _from_tune(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
@@ -95,14 +98,20 @@ class _LaneState:
         from ray.tune.search.optuna import OptunaSearch
 
         mode = objective_mode(self.lane.workload.name, self.lane.workload.scale)
-        self.tpe = OptunaSearch(space=_tune_space(self.lane.space), metric=OBJECTIVE, mode=mode,
-                                seed=self.lane.points_seed)  # fmt: skip
+        self.tpe = OptunaSearch(
+            space=_tune_space(self.lane.space),
+            metric=OBJECTIVE,
+            mode=mode,
+            seed=self.lane.points_seed,
+        )
         for _, row in stored.iterrows():  # a resumed lane's TPE knows what its lane already ran
             value = _tpe_value(self.lane, row)
             if value is not None:
                 point = json.loads(row["hparams_json"])
                 if self.lane.space.fixed_points:
-                    point = {"__point": [dict(p) for p in self.lane.space.fixed_points].index(point)}
+                    point = {
+                        "__point": [dict(p) for p in self.lane.space.fixed_points].index(point)
+                    }
                 if self.lane.ladder:
                     point[RUNG_KEY] = row["scale"]
                 self.tpe.add_evaluated_point(point, value)
@@ -132,7 +141,9 @@ class _LaneState:
         taken = self.done_indices | {s.trial_index for s in self.running.values()}
         index = next(i for i in (self.lane.indices() or itertools.count()) if i not in taken)
         if self.tpe is not None:
-            return self.lane.spec(_from_tune(self.lane.space, self.tpe.suggest(tune_trial_id)), index)
+            return self.lane.spec(
+                _from_tune(self.lane.space, self.tpe.suggest(tune_trial_id)), index
+            )
         return self.lane.trial(index)
 
 
@@ -145,13 +156,15 @@ class LaneSearcher(Searcher):
         self._trial_id_of = trial_id_of
         stored = self._store.read_trials()
         adopted = _adoptable(self._store)
-        self.lanes = [_LaneState(lane, _lane_rows(stored, lane), adopted.get(lane.key, []))
-                      for lane in lanes]  # fmt: skip
+        self.lanes = [
+            _LaneState(lane, _lane_rows(stored, lane), adopted.get(lane.key, [])) for lane in lanes
+        ]
         self._owner: dict[str, _LaneState] = {}
         self._cursor = 0
 
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any],
-                              **spec: Any) -> bool:  # fmt: skip
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
+    ) -> bool:
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -164,12 +177,16 @@ class LaneSearcher(Searcher):
                 self._cursor = (self._cursor + offset + 1) % len(self.lanes)
                 state.running[trial_id] = spec
                 self._owner[trial_id] = state
-                return {"spec": spec.to_dict(), "trial_id": self._trial_id_of(spec),
-                        "lane": state.lane.key}  # fmt: skip
+                return {
+                    "spec": spec.to_dict(),
+                    "trial_id": self._trial_id_of(spec),
+                    "lane": state.lane.key,
+                }
         return None
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
-                          error: bool = False) -> None:  # fmt: skip
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
         state = self._owner.pop(trial_id, None)
         if state is None:
             return
@@ -182,8 +199,9 @@ class LaneSearcher(Searcher):
         state.spent_s += float(row.get("wall_time_s") or 0.0)
         if state.tpe is not None:
             value = _tpe_value(state.lane, row)
-            state.tpe.on_trial_complete(trial_id, None if value is None else {OBJECTIVE: value},
-                                        error=value is None)  # fmt: skip
+            state.tpe.on_trial_complete(
+                trial_id, None if value is None else {OBJECTIVE: value}, error=value is None
+            )
 
     def save(self, checkpoint_path: str) -> None:  # the results store is the sweep's state
         return None
@@ -197,9 +215,13 @@ def _lane_rows(stored: pd.DataFrame, lane: Lane) -> pd.DataFrame:
     scales on the fixed-resource track, study and ruleset)."""
     ruleset_json = lane.ruleset_json
     scales = list(lane.ladder) or [lane.workload.scale]
-    mask = ((stored["submission"] == lane.submission_name) & (stored["workload"] == lane.workload.name)
-            & stored["scale"].isin(scales) & (stored["study"] == lane.study)
-            & (stored["ruleset_json"] == ruleset_json))  # fmt: skip
+    mask = (
+        (stored["submission"] == lane.submission_name)
+        & (stored["workload"] == lane.workload.name)
+        & stored["scale"].isin(scales)
+        & (stored["study"] == lane.study)
+        & (stored["ruleset_json"] == ruleset_json)
+    )
     return stored[mask]
 
 
@@ -220,17 +242,26 @@ class LaneScheduler(FIFOScheduler):
     `stopped` (a sweep that is merely interrupted leaves no marker, and its trials resume).
     """
 
-    def __init__(self, lanes: Sequence[Lane], results_root: str, grace_evals: int = 2,
-                 reduction_factor: int = 3) -> None:  # fmt: skip
+    def __init__(
+        self,
+        lanes: Sequence[Lane],
+        results_root: str,
+        grace_evals: int = 2,
+        reduction_factor: int = 3,
+    ) -> None:
         super().__init__()
         self._live_root = ResultsStore(results_root).live_root
         self._ashas: dict[str, ASHAScheduler] = {}
         for lane in lanes:
             mode = objective_mode(lane.workload.name, lane.workload.scale)
             self._ashas[lane.key] = ASHAScheduler(
-                time_attr="training_iteration", metric=OBJECTIVE, mode=mode,
-                max_t=10_000, grace_period=grace_evals, reduction_factor=reduction_factor,
-            )  # fmt: skip
+                time_attr="training_iteration",
+                metric=OBJECTIVE,
+                mode=mode,
+                max_t=10_000,
+                grace_period=grace_evals,
+                reduction_factor=reduction_factor,
+            )
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True

@@ -22,13 +22,17 @@ from sweeps.launchers import unstored_launches
 __all__ = ["sweep_status"]
 
 
-
 def _slurm_states(job_ids: list[str]) -> dict[str, str]:
     """Job id -> SLURM state for jobs squeue still knows (empty without SLURM)."""
     if not job_ids or shutil.which("squeue") is None:
         return {}
-    result = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)],
-                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    result = subprocess.run(
+        ["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     return dict(line.split(maxsplit=1) for line in result.stdout.splitlines() if " " in line)
 
 
@@ -51,8 +55,11 @@ def sweep_status(results_root: str | Path) -> str:
     mine = trials[trials["ruleset_json"].isin(rulesets)]
     for (submission, workload), total in sorted(planned.items()):
         name, scale = workload.split("@")
-        part = mine[(mine["submission"] == submission) & (mine["workload"] == name)
-                    & mine["scale"].isin(scales_of[workload] | {scale})]  # fmt: skip
+        part = mine[
+            (mine["submission"] == submission)
+            & (mine["workload"] == name)
+            & mine["scale"].isin(scales_of[workload] | {scale})
+        ]
         status = Counter(part["status"])
         live = [r for r in running if r.get("lane", "").startswith(f"{submission}|{workload}|")]
         slurm = Counter(states.get(str(r.get("job_id")), "?") for r in live if r.get("job_id"))
@@ -61,16 +68,36 @@ def sweep_status(results_root: str | Path) -> str:
         if total is not None:
             remaining += max(0, total - finished)
         in_flight += len(live)
-        rows.append([
-            submission, workload, str(sum(status[s] for s in FINISHED)), str(len(live)), queued,
-            str(sum(status[s] for s in FAULTS)), str(status[str(TrialStatus.DIVERGED)]),
-            str(status[str(TrialStatus.STOPPED)]), str(status[str(TrialStatus.OVER_BUDGET)]),
-            ", ".join(f"{state} {n}" for state, n in sorted(slurm.items())) or "-",
-        ])  # fmt: skip
-    header = ["submission", "workload", "done", "running", "queued", "failed", "diverged",
-              "stopped", "over budget", "SLURM"]  # fmt: skip
-    lines = [f"sweep in {results_root} ({manifest['launcher']} launcher): "
-             f"{' '.join(manifest['argv'])}", ""]  # fmt: skip
+        rows.append(
+            [
+                submission,
+                workload,
+                str(sum(status[s] for s in FINISHED)),
+                str(len(live)),
+                queued,
+                str(sum(status[s] for s in FAULTS)),
+                str(status[str(TrialStatus.DIVERGED)]),
+                str(status[str(TrialStatus.STOPPED)]),
+                str(status[str(TrialStatus.OVER_BUDGET)]),
+                ", ".join(f"{state} {n}" for state, n in sorted(slurm.items())) or "-",
+            ]
+        )
+    header = [
+        "submission",
+        "workload",
+        "done",
+        "running",
+        "queued",
+        "failed",
+        "diverged",
+        "stopped",
+        "over budget",
+        "SLURM",
+    ]
+    lines = [
+        f"sweep in {results_root} ({manifest['launcher']} launcher): {' '.join(manifest['argv'])}",
+        "",
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", _eta(mine, remaining, in_flight)]
@@ -84,7 +111,7 @@ def _eta(trials: Any, remaining: int, in_flight: int) -> str:
     if walls.empty:
         return f"{remaining} trial(s) to go; ETA unknown until a trial finishes"
     seconds = remaining * float(walls.mean()) / max(1, in_flight)
-    return (f"{remaining} trial(s) to go, {in_flight} running; ETA ~{seconds / 60:.1f} min "
-            f"(mean trial {float(walls.mean()):.1f} s)")  # fmt: skip
-
-
+    return (
+        f"{remaining} trial(s) to go, {in_flight} running; ETA ~{seconds / 60:.1f} min "
+        f"(mean trial {float(walls.mean()):.1f} s)"
+    )

@@ -21,8 +21,9 @@ __all__ = ["OBJECTIVE", "trainable"]
 OBJECTIVE = "objective"  # the metric Ray Tune's searchers and schedulers read
 
 
-def trainable(config: dict[str, Any], results_root: str, launcher: Launcher,
-              metrics: dict[str, str]) -> None:  # fmt: skip
+def trainable(
+    config: dict[str, Any], results_root: str, launcher: Launcher, metrics: dict[str, str]
+) -> None:
     """One Ray trial: supervise the trial, relay its eval points, report its stored outcome.
 
     Args:
@@ -34,12 +35,23 @@ def trainable(config: dict[str, Any], results_root: str, launcher: Launcher,
 
     def relay(point: dict[str, Any]) -> None:
         values = {k: v for k, v in point["metrics"].items() if isinstance(v, float)}
-        tune.report({"step": point["step"], "train_time_s": point["train_time_s"], **values,
-                     OBJECTIVE: values.get(metric, float("nan"))})  # fmt: skip
+        tune.report(
+            {
+                "step": point["step"],
+                "train_time_s": point["train_time_s"],
+                **values,
+                OBJECTIVE: values.get(metric, float("nan")),
+            }
+        )
 
     supervise(launcher, spec, trial_id, results_root, relay, lane=config["lane"])
     row = ResultsStore(results_root).read_trial(trial_id)
     if row is not None:
         best = row["best_metric"]
-        tune.report({"final": True, "status": row["status"],
-                     OBJECTIVE: best if best is not None else float("nan")})  # fmt: skip
+        tune.report(
+            {
+                "final": True,
+                "status": row["status"],
+                OBJECTIVE: best if best is not None else float("nan"),
+            }
+        )

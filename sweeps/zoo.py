@@ -24,8 +24,15 @@ from harness.submission import load_submission, reference_dir
 from harness.trial import TrialSpec
 from sweeps.rulesets import ExternalRuleset, WorkloadAtScale
 
-__all__ = ["RULESET", "missed_pairs", "reference_names", "search_space_table", "tuning_specs",
-           "zoo_specs", "zoo_table"]  # fmt: skip
+__all__ = [
+    "RULESET",
+    "missed_pairs",
+    "reference_names",
+    "search_space_table",
+    "tuning_specs",
+    "zoo_specs",
+    "zoo_table",
+]
 
 RULESET = "zoo-centre"
 
@@ -36,24 +43,39 @@ def reference_names() -> list[str]:
     return [name for name in folders if not name.startswith("example-")]
 
 
-def zoo_specs(submissions: list[str], workloads: list[str], data_dir: str, seed: int = 0,
-              command_line: str = "") -> list[TrialSpec]:  # fmt: skip
+def zoo_specs(
+    submissions: list[str],
+    workloads: list[str],
+    data_dir: str,
+    seed: int = 0,
+    command_line: str = "",
+) -> list[TrialSpec]:
     """One trial per (submission, workload) at the submission's search-space centre."""
     specs = []
     for name in submissions:
         point = load_submission(name).search_space.center()
         for workload in workloads:
-            specs.append(TrialSpec(workload=workload, scale="smoke", submission=name,
-                                   hparams_json=TrialSpec.canonical_hparams(point), seed=seed,
-                                   data_dir=data_dir, ruleset=RULESET,
-                                   command_line=command_line))  # fmt: skip
+            specs.append(
+                TrialSpec(
+                    workload=workload,
+                    scale="smoke",
+                    submission=name,
+                    hparams_json=TrialSpec.canonical_hparams(point),
+                    seed=seed,
+                    data_dir=data_dir,
+                    ruleset=RULESET,
+                    command_line=command_line,
+                )
+            )
     return specs
 
 
 def search_space_table(names: list[str]) -> str:
     """Markdown: every reference's four tuned hyperparameters, centre first (the defaults)."""
-    lines = ["| submission | level | lr range (centre) | weight decay | momentum-like knob | warmup_frac |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| submission | level | lr range (centre) | weight decay | momentum-like knob | warmup_frac |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in names:
         loaded = load_submission(name)
         dims = {dim.name: dim for dim in loaded.search_space.dims}
@@ -84,15 +106,17 @@ def missed_pairs(trials: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(zip(missed["submission"], missed["workload"], strict=True))
 
 
-def tuning_specs(pairs: list[tuple[str, str]], num_trials: int, data_dir: str,
-                 command_line: str = "") -> list[TrialSpec]:  # fmt: skip
+def tuning_specs(
+    pairs: list[tuple[str, str]], num_trials: int, data_dir: str, command_line: str = ""
+) -> list[TrialSpec]:
     """One external-ruleset study of `num_trials` for each pair the defaults missed."""
     ruleset = ExternalRuleset(num_trials=num_trials, num_studies=1)
     specs = []
     for name, workload in pairs:
         space = load_submission(name).search_space
-        specs += ruleset.plan(name, space, [WorkloadAtScale(workload, "smoke")], data_dir,
-                              command_line)  # fmt: skip
+        specs += ruleset.plan(
+            name, space, [WorkloadAtScale(workload, "smoke")], data_dir, command_line
+        )
     return specs
 
 
@@ -134,8 +158,11 @@ def zoo_table(trials: pd.DataFrame) -> str:
             cell = _cell(row)
             reached = row["status"] == "target_reached"
             at_defaults += reached
-            study = tuned[(tuned["submission"] == name) & (tuned["workload"] == workload)
-                          & (tuned["submission_hash"] == row["submission_hash"])]  # fmt: skip
+            study = tuned[
+                (tuned["submission"] == name)
+                & (tuned["workload"] == workload)
+                & (tuned["submission_hash"] == row["submission_hash"])
+            ]
             if not reached and len(study):
                 hits = int((study["status"] == "target_reached").sum())
                 cell += f" → tuned {hits}/{len(study)}"
@@ -143,8 +170,11 @@ def zoo_table(trials: pd.DataFrame) -> str:
             after_tuning += reached
             cells.append(cell)
         total = len(workloads)
-        lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {at_defaults}/{total} | {after_tuning}/{total} |")  # fmt: skip
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {at_defaults}/{total} | {after_tuning}/{total} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -168,21 +198,30 @@ def main(argv: list[str] | None = None) -> int:
     from sweeps.driver import run_sweep
     from workloads import WORKLOADS
 
-    parser = argparse.ArgumentParser(prog="python -m sweeps.zoo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeps.zoo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--results", default="results/zoo", help="results root")
     parser.add_argument("--submissions", default="", help="comma-separated (default: all)")
     parser.add_argument("--workloads", default="", help="comma-separated (default: all)")
     parser.add_argument("--data-dir", default=default_data_dir(), help="prepared datasets")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--tune-misses", type=int, default=0, metavar="N",
-                        help="for each pair the defaults miss, one external-ruleset study of N trials")  # fmt: skip
+    parser.add_argument(
+        "--tune-misses",
+        type=int,
+        default=0,
+        metavar="N",
+        help="for each pair the defaults miss, one external-ruleset study of N trials",
+    )
     parser.add_argument("--out", default="", help="write the Markdown table here")
     args = parser.parse_args(argv)
     names = [s for s in args.submissions.split(",") if s] or reference_names()
     workloads = [w for w in args.workloads.split(",") if w] or sorted(WORKLOADS)
-    specs = zoo_specs(names, workloads, str(Path(args.data_dir).resolve()),
-                      command_line=" ".join(sys.argv))  # fmt: skip
+    specs = zoo_specs(
+        names, workloads, str(Path(args.data_dir).resolve()), command_line=" ".join(sys.argv)
+    )
     run_sweep(specs, args.results, num_cpus=args.cpus)
     if args.tune_misses:
         missed = missed_pairs(ResultsStore(args.results).read_trials())

@@ -23,11 +23,24 @@ REPO = Path(__file__).resolve().parent.parent
 # stops and restarts it; the others submit to it or ask it for its state): `SERIAL_FILES`, one work
 # unit. xdist's `loadgroup` marks cannot do this: its worker rewrites `Item._nodeid`, which pytest 9
 # no longer reads. The longest units go first so that the short ones fill in at the end.
-SERIAL_FILES = frozenset({"test_local_cluster.py", "test_profiles.py", "test_slurm.py",
-                          "test_slurm_recovery.py", "test_readme_commands.py",
-                          "test_with_services.py"})  # fmt: skip
-LONG_FILES = ("test_faults.py", "test_driver.py", "test_registry.py", "test_checkpoint.py",
-              "test_scaling_sweep.py", "test_references.py")  # fmt: skip
+SERIAL_FILES = frozenset(
+    {
+        "test_local_cluster.py",
+        "test_profiles.py",
+        "test_slurm.py",
+        "test_slurm_recovery.py",
+        "test_readme_commands.py",
+        "test_with_services.py",
+    }
+)
+LONG_FILES = (
+    "test_faults.py",
+    "test_driver.py",
+    "test_registry.py",
+    "test_checkpoint.py",
+    "test_scaling_sweep.py",
+    "test_references.py",
+)
 
 
 @pytest.fixture(scope="session")

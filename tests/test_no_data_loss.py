@@ -28,8 +28,10 @@ SWEEP = ("adamw", "--workloads", "digits", "--trials", "1", "--studies", "1", "-
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
     """Every path under `root` with its bytes (None for a folder)."""
-    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
-            for p in sorted(root.rglob("*"))}  # fmt: skip
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def _never(*args: Any, **kwargs: Any) -> Any:
@@ -39,9 +41,13 @@ def _never(*args: Any, **kwargs: Any) -> Any:
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training, sweeping and benchmarking fail the test if a refused command reaches them."""
-    for target in ("harness.isolation.run_isolated", "sweeps.driver.run_lanes",
-                   "sweeps.calibrate.calibrate", "harness.bench_optimizers.run_benchmark",
-                   "harness.overhead.measure_overhead"):  # fmt: skip
+    for target in (
+        "harness.isolation.run_isolated",
+        "sweeps.driver.run_lanes",
+        "sweeps.calibrate.calibrate",
+        "harness.bench_optimizers.run_benchmark",
+        "harness.overhead.measure_overhead",
+    ):
         monkeypatch.setattr(target, _never)
 
 
@@ -69,9 +75,11 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], *fragments: st
 
 
 def test_report_out_the_store_is_refused_and_the_old_report_is_replaced_in_place(
-    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    store: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     before = _snapshot(store)
     report = ["report", "fixed-model", "--results", str(store), "--bootstrap", "20"]
     _refused([*report, "--out", str(store)], capsys, f"--out {store}: is the results store")
@@ -82,9 +90,11 @@ def test_report_out_the_store_is_refused_and_the_old_report_is_replaced_in_place
     assert not (old / MARK).exists()  # written before the mark existed: known by its shape
     assert main(report) == 0
     assert (old / MARK).is_file() and (old / "report.html").read_bytes() != before[
-        "report-fixed-model/report.html"]  # fmt: skip
-    assert _snapshot(store / "trials") == {k.removeprefix("trials/"): v for k, v in before.items()
-                                           if k.startswith("trials/")}  # fmt: skip
+        "report-fixed-model/report.html"
+    ]
+    assert _snapshot(store / "trials") == {
+        k.removeprefix("trials/"): v for k, v in before.items() if k.startswith("trials/")
+    }
 
 
 def test_leaderboard_replaces_its_own_and_refuses_anything_else(
@@ -95,26 +105,39 @@ def test_leaderboard_replaces_its_own_and_refuses_anything_else(
     site = tmp_path / "site"
     site.mkdir()
     (site / "leaderboard.md").write_text("# my notes\n")
-    _refused(["leaderboard", "--results", str(store), "--out", str(site)], capsys,
-             "leaderboard.md: exists and is not a leaderboard optbench wrote")  # fmt: skip
+    _refused(
+        ["leaderboard", "--results", str(store), "--out", str(site)],
+        capsys,
+        "leaderboard.md: exists and is not a leaderboard optbench wrote",
+    )
     assert sorted(p.name for p in site.iterdir()) == ["leaderboard.md"]
     assert (site / "leaderboard.md").read_text() == "# my notes\n"
     (tmp_path / "afile").write_text("x")
-    _refused(["leaderboard", "--results", str(store), "--out", str(tmp_path / "afile")], capsys,
-             "afile: is a file, not a folder")  # fmt: skip
+    _refused(
+        ["leaderboard", "--results", str(store), "--out", str(tmp_path / "afile")],
+        capsys,
+        "afile: is a file, not a folder",
+    )
 
 
 # -- results roots: checked before any trial ----------------------------------------------------
 
 
 def test_run_refuses_a_results_file_or_a_read_only_store_before_training(
-    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch, no_work: None,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_work: None,
+) -> None:
     run = ["run", "adamw", "--workload", "digits", "--max-steps", "1", "--data-dir", str(data_dir)]
     (tmp_path / "afile").write_text("x")
-    _refused([*run, "--results", str(tmp_path / "afile")], capsys,
-             "--results", "afile: is a file, not a folder")  # fmt: skip
+    _refused(
+        [*run, "--results", str(tmp_path / "afile")],
+        capsys,
+        "--results",
+        "afile: is a file, not a folder",
+    )
     read_only = tmp_path / "read-only"
     (read_only / "trials").mkdir(parents=True)
     real = outputs._may_write  # root ignores permission bits: play what any other user gets
@@ -123,16 +146,22 @@ def test_run_refuses_a_results_file_or_a_read_only_store_before_training(
     assert (tmp_path / "afile").read_text() == "x" and _snapshot(read_only) == {"trials": None}
 
 
-@pytest.mark.parametrize("command", [
-    ["sweep", *SWEEP],
-    ["submit", "adamw", "--references", "sgd-nesterov", "--trials", "1", "--studies", "1"],
-    ["calibrate", "digits", "--seeds", "1"],
-    ["import-algoperf", "{tmp}"],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sweep", *SWEEP],
+        ["submit", "adamw", "--references", "sgd-nesterov", "--trials", "1", "--studies", "1"],
+        ["calibrate", "digits", "--seeds", "1"],
+        ["import-algoperf", "{tmp}"],
+    ],
+)
 def test_commands_that_store_trials_refuse_a_results_file_first(
-    command: list[str], tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    tmp_path: Path,
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
     no_work: None,
-) -> None:  # fmt: skip
+) -> None:
     (tmp_path / "afile").write_text("x")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in command]
     if argv[0] != "import-algoperf":
@@ -148,8 +177,11 @@ def test_sweep_and_submit_refuse_a_foreign_leaderboard_before_sweeping(
     results.mkdir()
     (results / "leaderboard.html").write_text("<html>my page</html>")
     for argv in (["sweep", *SWEEP], ["submit", "adamw", "--references", "sgd-nesterov"]):
-        _refused([*argv, "--results", str(results), "--data-dir", str(data_dir)], capsys,
-                 "leaderboard.html: exists and is not a leaderboard")  # fmt: skip
+        _refused(
+            [*argv, "--results", str(results), "--data-dir", str(data_dir)],
+            capsys,
+            "leaderboard.html: exists and is not a leaderboard",
+        )
     assert sorted(p.name for p in results.iterdir()) == ["leaderboard.html"]  # no _sweep/
 
 
@@ -159,9 +191,27 @@ def test_scaling_refuses_a_report_dir_of_other_files_before_sweeping(
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "draft.md").write_text("mine")
-    _refused(["scaling", "nanogpt", "--submissions", "adamw", "--trials", "1", "--studies", "1",
-              "--report-dir", str(mine), "--results", str(tmp_path / "results"), "--data-dir",
-              str(data_dir)], capsys, "--report-dir", "(draft.md)")  # fmt: skip
+    _refused(
+        [
+            "scaling",
+            "nanogpt",
+            "--submissions",
+            "adamw",
+            "--trials",
+            "1",
+            "--studies",
+            "1",
+            "--report-dir",
+            str(mine),
+            "--results",
+            str(tmp_path / "results"),
+            "--data-dir",
+            str(data_dir),
+        ],
+        capsys,
+        "--report-dir",
+        "(draft.md)",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
@@ -177,9 +227,20 @@ def test_sweep_fails_fast_naming_a_ray_address_nobody_listens_at(
     results = tmp_path / "results"
     results.mkdir()
     started = time.monotonic()
-    _refused(["sweep", *SWEEP, "--ray-address", f"127.0.0.1:{port}", "--results", str(results),
-              "--data-dir", str(data_dir)], capsys,
-             f"--ray-address 127.0.0.1:{port}: no Ray cluster answers there")  # fmt: skip
+    _refused(
+        [
+            "sweep",
+            *SWEEP,
+            "--ray-address",
+            f"127.0.0.1:{port}",
+            "--results",
+            str(results),
+            "--data-dir",
+            str(data_dir),
+        ],
+        capsys,
+        f"--ray-address 127.0.0.1:{port}: no Ray cluster answers there",
+    )
     assert time.monotonic() - started < 10
     assert list(results.iterdir()) == []  # no manifest, nothing
 
@@ -194,13 +255,30 @@ def _manifest(results: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ('{"argv": ["sweep", "adamw"], "launcher": "loc', "not readable as JSON"),
-    ('{"argv": ["sweep", "adamw"], "lanes": []}', "'launcher' missing"),
-    (json.dumps({"argv": ["sweep"], "launcher": "local", "lanes": [{"submission": "adamw",
-     "workload": "digits", "ruleset_json": "{}", "trials": 1}]}),
-     "lanes[0]: 'workload' must be NAME@SCALE"),  # fmt: skip
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"argv": ["sweep", "adamw"], "launcher": "loc', "not readable as JSON"),
+        ('{"argv": ["sweep", "adamw"], "lanes": []}', "'launcher' missing"),
+        (
+            json.dumps(
+                {
+                    "argv": ["sweep"],
+                    "launcher": "local",
+                    "lanes": [
+                        {
+                            "submission": "adamw",
+                            "workload": "digits",
+                            "ruleset_json": "{}",
+                            "trials": 1,
+                        }
+                    ],
+                }
+            ),
+            "lanes[0]: 'workload' must be NAME@SCALE",
+        ),
+    ],
+)
 def test_status_and_resume_name_the_manifest_that_is_corrupt_or_incomplete(
     text: str, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_work: None
 ) -> None:
@@ -213,15 +291,27 @@ def test_status_and_resume_name_the_manifest_that_is_corrupt_or_incomplete(
 def test_resume_names_the_manifest_whose_command_line_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_work: None
 ) -> None:
-    path = _manifest(tmp_path, json.dumps({"argv": ["sweep", "adamw", "--trials", "zero"],
-                                           "launcher": "local", "lanes": []}))  # fmt: skip
-    _refused(["sweep", "--resume", "--results", str(tmp_path)], capsys,
-             f"in {path}: the recorded command line `optbench sweep adamw --trials zero` does "
-             "not parse: argument --trials: must be an integer >= 1")  # fmt: skip
-    path.write_text(json.dumps({"argv": ["sweep", "no-such-optimizer"], "launcher": "local",
-                                "lanes": []}))  # fmt: skip
-    _refused(["sweep", "--resume", "--results", str(tmp_path)], capsys,
-             f"in {path} (the sweep being resumed): ", "no-such-optimizer")  # fmt: skip
+    path = _manifest(
+        tmp_path,
+        json.dumps(
+            {"argv": ["sweep", "adamw", "--trials", "zero"], "launcher": "local", "lanes": []}
+        ),
+    )
+    _refused(
+        ["sweep", "--resume", "--results", str(tmp_path)],
+        capsys,
+        f"in {path}: the recorded command line `optbench sweep adamw --trials zero` does "
+        "not parse: argument --trials: must be an integer >= 1",
+    )
+    path.write_text(
+        json.dumps({"argv": ["sweep", "no-such-optimizer"], "launcher": "local", "lanes": []})
+    )
+    _refused(
+        ["sweep", "--resume", "--results", str(tmp_path)],
+        capsys,
+        f"in {path} (the sweep being resumed): ",
+        "no-such-optimizer",
+    )
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["_sweep", "manifest.json"]
 
 
@@ -234,8 +324,11 @@ def test_data_prepare_keeps_a_cifar10_folder_it_did_not_write(
     (tmp_path / "cifar10").mkdir()
     (tmp_path / "cifar10" / "data_batch_1").write_bytes(b"the user's own copy")
     before = _snapshot(tmp_path)
-    _refused(["data", "prepare", "cifar10", "--dir", str(tmp_path), "--mirror",
-              "http://127.0.0.1:9"], capsys, "cifar10: holds 1 file(s) optbench did not write")  # fmt: skip
+    _refused(
+        ["data", "prepare", "cifar10", "--dir", str(tmp_path), "--mirror", "http://127.0.0.1:9"],
+        capsys,
+        "cifar10: holds 1 file(s) optbench did not write",
+    )
     assert _snapshot(tmp_path) == before  # nothing downloaded, nothing moved aside
 
 
@@ -245,11 +338,22 @@ def test_bench_outputs_are_checked_before_measuring(
     (tmp_path / "afile").write_text("x")
     (tmp_path / "notes.md").write_text("# my notes\n")
     bench = ["bench", "optimizers", "--device", "cpu", "--scale", "tiny", "--submissions", "adamw"]
-    _refused([*bench, "--output", str(tmp_path / "afile" / "bench.md")], capsys,
-             "--output", "lies under", "afile, which is a file")  # fmt: skip
-    _refused([*bench, "--output", str(tmp_path / "notes.md")], capsys,
-             "notes.md: exists and is not a bench optimizers report")  # fmt: skip
-    _refused(["bench-overhead", "--data-dir", str(data_dir), "--output",
-              str(tmp_path / "notes.md")], capsys, "notes.md: exists and is not a bench-overhead")  # fmt: skip
+    _refused(
+        [*bench, "--output", str(tmp_path / "afile" / "bench.md")],
+        capsys,
+        "--output",
+        "lies under",
+        "afile, which is a file",
+    )
+    _refused(
+        [*bench, "--output", str(tmp_path / "notes.md")],
+        capsys,
+        "notes.md: exists and is not a bench optimizers report",
+    )
+    _refused(
+        ["bench-overhead", "--data-dir", str(data_dir), "--output", str(tmp_path / "notes.md")],
+        capsys,
+        "notes.md: exists and is not a bench-overhead",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "notes.md"]
     assert (tmp_path / "notes.md").read_text() == "# my notes\n"

@@ -86,13 +86,18 @@ SMALL_REPORT = ("--bootstrap", "100")
 TINY_BENCH = ("--scale", "tiny", "--steps", "1", "--repeats", "1", "--warmup", "0", "--quiet")
 SMALL_OVERHEAD = ("--steps", "2", "--repeats", "1")
 ONE_RUN = ("--max-steps", "3", "--results", "runs/single")
-LEADERBOARD = ("wrote results/leaderboard.md and results/leaderboard.html",
-               r"^\| 1 \| (adamw|muon) \|")  # fmt: skip
-STATUS = (r"^sweep in (results|runs/a) \(local launcher\): ",
-          r"^\| my-optimizer \| digits@smoke \| 1 \| 0 \| 0 \| 0 \| 0 \|",
-          "finished: every planned trial is in the store")  # fmt: skip
-SWEEP_STORE_SCORES = tuple(f"^{name}{SCORE_LINE}"
-                           for name in ("adamw", "muon", "my-optimizer", "example-nadamw"))  # fmt: skip
+LEADERBOARD = (
+    "wrote results/leaderboard.md and results/leaderboard.html",
+    r"^\| 1 \| (adamw|muon) \|",
+)
+STATUS = (
+    r"^sweep in (results|runs/a) \(local launcher\): ",
+    r"^\| my-optimizer \| digits@smoke \| 1 \| 0 \| 0 \| 0 \| 0 \|",
+    "finished: every planned trial is in the store",
+)
+SWEEP_STORE_SCORES = tuple(
+    f"^{name}{SCORE_LINE}" for name in ("adamw", "muon", "my-optimizer", "example-nadamw")
+)
 NO_CUDA = "refused: this machine has no CUDA device"
 SCALING_TEST = (
     "tests/sweeps/test_scaling_sweep.py::test_every_submission_runs_on_every_rung_and_reruns_skip"
@@ -342,8 +347,10 @@ def _work(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[
         (work / "results" / name).symlink_to("bench")
     (work / "runs").mkdir()
     (work / "runs" / "a").symlink_to(Path("..") / "results")
-    shutil.copytree(V06_LOGS / "external_tuning",
-                    work / "previous_leaderboards" / "algoperf_v05" / "logs" / "external_tuning")  # fmt: skip
+    shutil.copytree(
+        V06_LOGS / "external_tuning",
+        work / "previous_leaderboards" / "algoperf_v05" / "logs" / "external_tuning",
+    )
     (work / "scoring").symlink_to(ALGOPERF / "scoring")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPTBENCH_DATA_DIR", str(data_dir))
@@ -363,8 +370,10 @@ def _loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with serve(monkeypatch) as server:
         serve_cifar(server, make_cifar(seed=0), monkeypatch)
         rng = np.random.default_rng(0)
-        names = ["fineweb_val_000000.bin",
-                 *(f"fineweb_train_{i:06d}.bin" for i in range(1, TRAIN_SHARDS + 1))]  # fmt: skip
+        names = [
+            "fineweb_val_000000.bin",
+            *(f"fineweb_train_{i:06d}.bin" for i in range(1, TRAIN_SHARDS + 1)),
+        ]
         serve_fineweb(
             server, {n: shard_bytes(tmp_path, rng.integers(0, 50257, 600)) for n in names}
         )
@@ -390,16 +399,19 @@ def _refuse_to_start(*args: object, **kwargs: object) -> None:
 
 def test_every_shown_command_has_an_entry_and_every_entry_is_shown() -> None:
     missing = [command for command in SHOWN if command not in CASES]
-    assert not missing, (f"add an entry to CASES in {Path(__file__).name} saying how each of "
-                         f"these commands runs small: {missing}")  # fmt: skip
+    assert not missing, (
+        f"add an entry to CASES in {Path(__file__).name} saying how each of "
+        f"these commands runs small: {missing}"
+    )
     stale = sorted(set(CASES) - set(SHOWN))
     assert not stale, f"CASES entries no longer in the README or any --help: {stale}"
     assert set(PRODUCERS) <= set(CASES)
 
 
 @pytest.mark.parametrize("command", SHOWN, ids=lambda c: c if len(c) <= 100 else c[:97] + "...")
-def test_shown_command_runs(command: str, request: pytest.FixtureRequest,
-                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_shown_command_runs(
+    command: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     case = CASES.get(command)
     assert case is not None, f"add an entry to CASES for `optbench {command}`"
     if case.elsewhere:  # that test exists and runs this subcommand

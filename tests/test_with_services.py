@@ -16,8 +16,13 @@ SCRIPT = REPO / "tests" / "with-services.sh"
 
 def _run(*command: str, as_user: str | None = None) -> subprocess.CompletedProcess[str]:
     prefix = ["runuser", "-u", as_user, "--"] if as_user else []
-    return subprocess.run([*prefix, "bash", str(SCRIPT), *command], capture_output=True,
-                          text=True, timeout=120, cwd="/")  # fmt: skip
+    return subprocess.run(
+        [*prefix, "bash", str(SCRIPT), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
 
 
 def test_without_a_command_it_prints_usage_and_exits_2() -> None:

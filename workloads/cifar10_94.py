@@ -78,14 +78,17 @@ class _ConvGroup(nn.Module):
 class AirbenchNet(nn.Module):
     """The network drawn in the module docstring; call `init_whitening` before training."""
 
-    def __init__(self, widths: tuple[int, int, int] = (64, 256, 256), num_classes: int = 10) -> None:
+    def __init__(
+        self, widths: tuple[int, int, int] = (64, 256, 256), num_classes: int = 10
+    ) -> None:
         super().__init__()
         self.whiten = nn.Conv2d(3, 24, 2, bias=True)
         self.whiten.weight.requires_grad_(False)
         self.groups = nn.Sequential(
-            _ConvGroup(24, widths[0]), _ConvGroup(widths[0], widths[1]),
+            _ConvGroup(24, widths[0]),
+            _ConvGroup(widths[0], widths[1]),
             _ConvGroup(widths[1], widths[2]),
-        )  # fmt: skip
+        )
         self.head = nn.Linear(widths[2], num_classes, bias=False)
 
     @torch.no_grad()
@@ -95,7 +98,9 @@ class AirbenchNet(nn.Module):
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
         patches = patches - patches.mean(dim=0)
         eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
-        filters = (eigenvectors.T / torch.sqrt(eigenvalues + _WHITEN_EPS)[:, None]).view(12, 3, 2, 2)
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + _WHITEN_EPS)[:, None]).view(
+            12, 3, 2, 2
+        )
         self.whiten.weight.copy_(torch.cat((filters, -filters)))
         assert self.whiten.bias is not None
         self.whiten.bias.zero_()
@@ -105,47 +110,70 @@ class AirbenchNet(nn.Module):
         return self.head(x.amax(dim=(2, 3))) / 9.0
 
 
-
 class Cifar10At94(ImageClassification):
     """CIFAR-10 to 94% test accuracy (see the module docstring)."""
 
     name: ClassVar[str] = "cifar10-94"
     version: ClassVar[int] = 1
     configs: ClassVar[dict[str, WorkloadConfig]] = {
-        "full": image_config({"widths": (64, 256, 256)}, batch=1024, max_steps=12 * (50_000 // 1024),
-                        target=Target("test_accuracy", 0.94, Direction.MAX, seeds=5,
-                                      provisional=True),
-                        max_time_s=120.0, every=48, late=8, precision="bf16-autocast"),
-        "smoke": image_config({"widths": (16, 32, 32)}, batch=64, max_steps=12 * (1437 // 64),
-                         target=Target("test_accuracy", 0.983, Direction.MAX, seeds=1),
-                         max_time_s=30.0, every=44, late=22, precision="fp32"),
-    }  # fmt: skip
+        "full": image_config(
+            {"widths": (64, 256, 256)},
+            batch=1024,
+            max_steps=12 * (50_000 // 1024),
+            target=Target("test_accuracy", 0.94, Direction.MAX, seeds=5, provisional=True),
+            max_time_s=120.0,
+            every=48,
+            late=8,
+            precision="bf16-autocast",
+        ),
+        "smoke": image_config(
+            {"widths": (16, 32, 32)},
+            batch=64,
+            max_steps=12 * (1437 // 64),
+            target=Target("test_accuracy", 0.983, Direction.MAX, seeds=1),
+            max_time_s=30.0,
+            every=44,
+            late=22,
+            precision="fp32",
+        ),
+    }
     # Width ladders (fixed-resource and scaling studies); trainable parameters in comments.
     ladders: ClassVar[dict[str, tuple[str, ...]]] = {
         "smoke": ("smoke-xs", "smoke-s", "smoke-m", "smoke-l"),
         "full": ("full-xs", "full-s", "full-m", "full-l"),
-    }  # fmt: skip
-    ladder_batches: ClassVar[dict[str, tuple[int, ...]]] = {"smoke": (32, 64, 128),
-                                                             "full": (512, 1024, 2048)}  # fmt: skip
-    configs |= ladder_configs(configs, ladders, ladder_batches, {
-        "smoke-xs": {"widths": (8, 16, 16)},  # 11k
-        "smoke-s": {"widths": (12, 24, 24)},  # 22k
-        "smoke-m": {"widths": (16, 32, 32)},  # 39k: smoke's
-        "smoke-l": {"widths": (24, 48, 48)},  # 84k
-        "full-xs": {"widths": (32, 64, 64)},  # 146k
-        "full-s": {"widths": (48, 128, 128)},  # 531k
-        "full-m": {"widths": (64, 256, 256)},  # 1.97M: full's
-        "full-l": {"widths": (128, 384, 512)},  # 6.08M: airbench96's widths
-    })  # fmt: skip
+    }
+    ladder_batches: ClassVar[dict[str, tuple[int, ...]]] = {
+        "smoke": (32, 64, 128),
+        "full": (512, 1024, 2048),
+    }
+    configs |= ladder_configs(
+        configs,
+        ladders,
+        ladder_batches,
+        {
+            "smoke-xs": {"widths": (8, 16, 16)},  # 11k
+            "smoke-s": {"widths": (12, 24, 24)},  # 22k
+            "smoke-m": {"widths": (16, 32, 32)},  # 39k: smoke's
+            "smoke-l": {"widths": (24, 48, 48)},  # 84k
+            "full-xs": {"widths": (32, 64, 64)},  # 146k
+            "full-s": {"widths": (48, 128, 128)},  # 531k
+            "full-m": {"widths": (64, 256, 256)},  # 1.97M: full's
+            "full-l": {"widths": (128, 384, 512)},  # 6.08M: airbench96's widths
+        },
+    )
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
         "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
-    }  # fmt: skip
+    }
     label_smoothing: ClassVar[float] = 0.2
     tta_views: ClassVar[tuple[tuple[float, bool, int, int], ...]] = (
-        (0.25, False, 0, 0), (0.25, True, 0, 0),
-        (0.125, False, -1, -1), (0.125, True, -1, -1), (0.125, False, 1, 1), (0.125, True, 1, 1),
-    )  # fmt: skip
+        (0.25, False, 0, 0),
+        (0.25, True, 0, 0),
+        (0.125, False, -1, -1),
+        (0.125, True, -1, -1),
+        (0.125, False, 1, 1),
+        (0.125, True, 1, 1),
+    )
 
     def build_net(self, settings: dict[str, Any]) -> nn.Module:
         net = AirbenchNet(tuple(settings["widths"])).to(self.device)
@@ -160,10 +188,13 @@ class Cifar10At94(ImageClassification):
         super().setup(device, seed)
         bits = torch.Generator().manual_seed(seed)
         # Each training image's flip bit for even epochs (odd epochs use its inverse).
-        self.flip_bits = (torch.rand(len(self.images.train_y), generator=bits) < 0.5).to(self.device)
+        self.flip_bits = (torch.rand(len(self.images.train_y), generator=bits) < 0.5).to(
+            self.device
+        )
 
-    def augment(self, images: torch.Tensor, step: int, epoch: int,
-                index: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def augment(
+        self, images: torch.Tensor, step: int, epoch: int, index: torch.Tensor
+    ) -> torch.Tensor:
         rng = self.augmentation_rng(step)
         shifts = torch.as_tensor(rng.integers(-2, 3, size=(2, len(index)))).to(self.device)
         flips = self.flip_bits[index] ^ bool(epoch % 2)

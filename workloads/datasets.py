@@ -68,9 +68,13 @@ class Cifar10Source:
     test_images: int | None
 
 
-CIFAR10_SOURCE = Cifar10Source(url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                               md5="c58f30108f718f92721af3b95e74349a", size_bytes=170498071,
-                               train_images=50000, test_images=10000)  # fmt: skip
+CIFAR10_SOURCE = Cifar10Source(
+    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    md5="c58f30108f718f92721af3b95e74349a",
+    size_bytes=170498071,
+    train_images=50000,
+    test_images=10000,
+)
 
 # One FineWeb10B file ({name}: its file name), and the host's JSON tree listing, which publishes
 # each file's LFS sha256 and size.
@@ -185,9 +189,12 @@ def _prepare_cifar10(data_dir: Path, *, train_shards: int, mirror: str | None) -
         return folder
     check_output(folder, _CIFAR10_FOLDER, "--dir")  # it is replaced below: only if it is ours
     url = _mirrored(source.url, mirror)
-    tarball = download(url, data_dir / "downloads" / Path(urlsplit(source.url).path).name,
-                       checksum=Checksum(HashAlgorithm.MD5, source.md5),
-                       expected_size_bytes=source.size_bytes)  # fmt: skip
+    tarball = download(
+        url,
+        data_dir / "downloads" / Path(urlsplit(source.url).path).name,
+        checksum=Checksum(HashAlgorithm.MD5, source.md5),
+        expected_size_bytes=source.size_bytes,
+    )
     building = data_dir / f".{_CIFAR10_DIR}.tmp-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir()
@@ -254,8 +261,11 @@ def _convert_cifar10(tarball: Path, out: Path, source: Cifar10Source, url: str) 
     for field, array in arrays.items():
         path = out / f"{field}.npy"
         np.save(path, array)
-        files[path.name] = {"sha256": file_digest(path, HashAlgorithm.SHA256),
-                            "shape": list(array.shape), "dtype": str(array.dtype)}  # fmt: skip
+        files[path.name] = {
+            "sha256": file_digest(path, HashAlgorithm.SHA256),
+            "shape": list(array.shape),
+            "dtype": str(array.dtype),
+        }
     manifest = {
         "source_url": source.url,
         "downloaded_from": url,
@@ -347,10 +357,13 @@ def _prepare_fineweb10b(data_dir: Path, *, train_shards: int, mirror: str | None
             )
     for name in names:
         url = _mirrored(FINEWEB_FILE_URL.format(name=name), mirror)
-        download(url, folder / name,
-                 checksum=Checksum(HashAlgorithm.SHA256, published[name].sha256),
-                 expected_size_bytes=published[name].size_bytes,
-                 check_file=partial(_check_shard, url=url))  # fmt: skip
+        download(
+            url,
+            folder / name,
+            checksum=Checksum(HashAlgorithm.SHA256, published[name].sha256),
+            expected_size_bytes=published[name].size_bytes,
+            check_file=partial(_check_shard, url=url),
+        )
     return folder
 
 

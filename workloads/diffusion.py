@@ -129,8 +129,9 @@ def _zero_init(layer: _Layer) -> _Layer:
 class ResBlock(nn.Module):
     """GN -> SiLU -> conv3x3 (+ time projection) -> GN -> SiLU -> dropout -> conv3x3, residual."""
 
-    def __init__(self, width_in: int, width_out: int, time_width: int, groups: int,
-                 dropout: float) -> None:  # fmt: skip
+    def __init__(
+        self, width_in: int, width_out: int, time_width: int, groups: int, dropout: float
+    ) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, width_in)
         self.conv1 = nn.Conv2d(width_in, width_out, 3, padding=1)
@@ -167,8 +168,15 @@ class Attention(nn.Module):
 class _Level(nn.Module):
     """One resolution of the U-Net: ResBlocks, each optionally followed by attention."""
 
-    def __init__(self, widths: list[tuple[int, int]], time_width: int, groups: int,
-                 dropout: float, has_attention: bool, is_up: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        widths: list[tuple[int, int]],
+        time_width: int,
+        groups: int,
+        dropout: float,
+        has_attention: bool,
+        is_up: bool,
+    ) -> None:
         super().__init__()
         self.is_up = is_up
         self.blocks = nn.ModuleList(ResBlock(i, o, time_width, groups, dropout) for i, o in widths)
@@ -192,15 +200,23 @@ class _Level(nn.Module):
 class UNet(nn.Module):
     """The U-Net drawn in the module docstring: ε_θ(x_t, t) with the shape of x_t."""
 
-    def __init__(self, base_channels: int = 64, channel_mults: tuple[int, ...] = (1, 2, 2, 2),
-                 num_res_blocks: int = 2, attention_resolutions: tuple[int, ...] = (16,),
-                 dropout: float = 0.1, norm_groups: int = 32, image_size: int = 32,
-                 channels: int = 3) -> None:  # fmt: skip
+    def __init__(
+        self,
+        base_channels: int = 64,
+        channel_mults: tuple[int, ...] = (1, 2, 2, 2),
+        num_res_blocks: int = 2,
+        attention_resolutions: tuple[int, ...] = (16,),
+        dropout: float = 0.1,
+        norm_groups: int = 32,
+        image_size: int = 32,
+        channels: int = 3,
+    ) -> None:
         super().__init__()
         c, time_width = base_channels, 4 * base_channels
         self.base_channels = c
-        self.time_mlp = nn.Sequential(nn.Linear(c, time_width), nn.SiLU(),
-                                      nn.Linear(time_width, time_width))  # fmt: skip
+        self.time_mlp = nn.Sequential(
+            nn.Linear(c, time_width), nn.SiLU(), nn.Linear(time_width, time_width)
+        )
         self.conv_in = nn.Conv2d(channels, c, 3, padding=1)
         widths = [c * m for m in channel_mults]
         last = len(widths) - 1
@@ -253,15 +269,35 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-
-_FULL_MODEL = {"image_size": 32, "base_channels": 64, "channel_mults": (1, 2, 2, 2),
-               "num_res_blocks": 2, "attention_resolutions": (16,), "dropout": 0.1,
-               "norm_groups": 32, "ema_decay": 0.9999}  # fmt: skip
-_SMOKE_MODEL = {"image_size": 8, "base_channels": 16, "channel_mults": (1, 2),
-                "num_res_blocks": 1, "attention_resolutions": (), "dropout": 0.0,
-                "norm_groups": 8, "ema_decay": 0.99}  # fmt: skip
-_UNET_SETTINGS = ("base_channels", "channel_mults", "num_res_blocks", "attention_resolutions",
-                  "dropout", "norm_groups", "image_size")  # fmt: skip
+_FULL_MODEL = {
+    "image_size": 32,
+    "base_channels": 64,
+    "channel_mults": (1, 2, 2, 2),
+    "num_res_blocks": 2,
+    "attention_resolutions": (16,),
+    "dropout": 0.1,
+    "norm_groups": 32,
+    "ema_decay": 0.9999,
+}
+_SMOKE_MODEL = {
+    "image_size": 8,
+    "base_channels": 16,
+    "channel_mults": (1, 2),
+    "num_res_blocks": 1,
+    "attention_resolutions": (),
+    "dropout": 0.0,
+    "norm_groups": 8,
+    "ema_decay": 0.99,
+}
+_UNET_SETTINGS = (
+    "base_channels",
+    "channel_mults",
+    "num_res_blocks",
+    "attention_resolutions",
+    "dropout",
+    "norm_groups",
+    "image_size",
+)
 
 
 class Diffusion(Workload):
@@ -270,18 +306,31 @@ class Diffusion(Workload):
     name: ClassVar[str] = "diffusion"
     version: ClassVar[int] = 1
     configs: ClassVar[dict[str, WorkloadConfig]] = {
-        "full": image_config(_FULL_MODEL, batch=128, max_steps=50_000,
-                        target=Target("denoise_loss", 0.035, Direction.MIN, seeds=5,
-                                      provisional=True),
-                        max_time_s=3600.0, every=2500, late=500, precision="bf16-autocast"),
-        "smoke": image_config(_SMOKE_MODEL, batch=32, max_steps=400,
-                         target=Target("denoise_loss", 0.054, Direction.MIN, seeds=1),
-                         max_time_s=30.0, every=40, late=None, precision="fp32"),
-    }  # fmt: skip
+        "full": image_config(
+            _FULL_MODEL,
+            batch=128,
+            max_steps=50_000,
+            target=Target("denoise_loss", 0.035, Direction.MIN, seeds=5, provisional=True),
+            max_time_s=3600.0,
+            every=2500,
+            late=500,
+            precision="bf16-autocast",
+        ),
+        "smoke": image_config(
+            _SMOKE_MODEL,
+            batch=32,
+            max_steps=400,
+            target=Target("denoise_loss", 0.054, Direction.MIN, seeds=1),
+            max_time_s=30.0,
+            every=40,
+            late=None,
+            precision="fp32",
+        ),
+    }
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "full": {"lr": 1e-3, "weight_decay": 0.0, "beta1": 0.9, "warmup_frac": 0.1},
         "smoke": {"lr": 5e-3, "weight_decay": 0.0, "beta1": 0.9, "warmup_frac": 0.05},
-    }  # fmt: skip
+    }
     algoperf_loss_type: ClassVar[str | None] = "MEAN_SQUARED_ERROR"  # the ε-MSE, per image
 
     def setup(self, device: torch.device, seed: int) -> None:

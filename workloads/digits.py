@@ -121,7 +121,7 @@ class Digits(Workload):
     algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
-    }  # fmt: skip
+    }
 
     def setup(self, device: torch.device, seed: int) -> None:
         self.device = torch.device(device)

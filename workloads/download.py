@@ -209,8 +209,16 @@ def _copy_body(
     total_bytes: int | None,
 ) -> None:
     received_bytes = 0
-    bar = tqdm(total=total_bytes, initial=start_byte, desc=part.name.removesuffix(".part"),
-               unit="B", unit_scale=True, unit_divisor=1024, disable=None, leave=False)  # fmt: skip
+    bar = tqdm(
+        total=total_bytes,
+        initial=start_byte,
+        desc=part.name.removesuffix(".part"),
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=None,
+        leave=False,
+    )
     with bar, part.open("ab" if start_byte else "wb") as f:
         while chunk := response.read(_CHUNK_BYTES):
             f.write(chunk)

@@ -254,14 +254,50 @@ _FULL_VAL_TOKENS = 10_485_760
 # Long-lived pure-Python modules, read in sorted order (1.9 MB of text on 3.11). Where one became a
 # package in a later CPython (zipfile in 3.12, pathlib in 3.13), its `__init__.py` is read instead.
 _SMOKE_MODULES = (
-    "argparse.py", "ast.py", "bisect.py", "calendar.py", "configparser.py", "contextlib.py",
-    "copy.py", "csv.py", "dataclasses.py", "datetime.py", "difflib.py", "enum.py", "fnmatch.py",
-    "fractions.py", "ftplib.py", "functools.py", "gettext.py", "glob.py", "heapq.py", "inspect.py",
-    "mailbox.py", "numbers.py", "operator.py", "optparse.py", "pathlib.py", "pickle.py",
-    "pprint.py", "queue.py", "random.py", "shlex.py", "shutil.py", "statistics.py", "string.py",
-    "tarfile.py", "tempfile.py", "textwrap.py", "threading.py", "tokenize.py", "traceback.py",
-    "typing.py", "uuid.py", "weakref.py", "zipfile.py",
-)  # fmt: skip
+    "argparse.py",
+    "ast.py",
+    "bisect.py",
+    "calendar.py",
+    "configparser.py",
+    "contextlib.py",
+    "copy.py",
+    "csv.py",
+    "dataclasses.py",
+    "datetime.py",
+    "difflib.py",
+    "enum.py",
+    "fnmatch.py",
+    "fractions.py",
+    "ftplib.py",
+    "functools.py",
+    "gettext.py",
+    "glob.py",
+    "heapq.py",
+    "inspect.py",
+    "mailbox.py",
+    "numbers.py",
+    "operator.py",
+    "optparse.py",
+    "pathlib.py",
+    "pickle.py",
+    "pprint.py",
+    "queue.py",
+    "random.py",
+    "shlex.py",
+    "shutil.py",
+    "statistics.py",
+    "string.py",
+    "tarfile.py",
+    "tempfile.py",
+    "textwrap.py",
+    "threading.py",
+    "tokenize.py",
+    "traceback.py",
+    "typing.py",
+    "uuid.py",
+    "weakref.py",
+    "zipfile.py",
+)
 _SMOKE_VAL_BYTES = 64 * 1024
 
 
@@ -351,8 +387,14 @@ class NanoGPT(Workload):
             model=tuple(dataclasses.asdict(GPT_CONFIGS["smoke"]).items()),
         ),
         "full": WorkloadConfig(
-            target=Target(metric="val_loss", value=3.28, direction=Direction.MIN, seeds=5,
-                          gate_margin=0.004, provisional=True),  # fmt: skip
+            target=Target(
+                metric="val_loss",
+                value=3.28,
+                direction=Direction.MIN,
+                seeds=5,
+                gate_margin=0.004,
+                provisional=True,
+            ),
             budget=Budget(max_steps=6000, max_time_s=4 * 3600.0, step_hint=4800),
             batch_size=_FULL_BATCH,
             tokens_per_step=_FULL_BATCH * GPT_CONFIGS["full"].seq_len,
@@ -369,20 +411,24 @@ class NanoGPT(Workload):
     ladders: ClassVar[dict[str, tuple[str, ...]]] = {
         "smoke": ("smoke-xs", "smoke-s", "smoke-m", "smoke-l"),
         "full": ("full-xs", "full-s", "full-m", "full-l"),
-    }  # fmt: skip
-    ladder_batches: ClassVar[dict[str, tuple[int, ...]]] = {"smoke": (8, 16, 32),
-                                                             "full": (256, 512)}  # fmt: skip
-    configs |= ladder_configs(configs, ladders, ladder_batches,
-                              {k: dataclasses.asdict(v) for k, v in GPT_CONFIGS.items()})  # fmt: skip
+    }
+    ladder_batches: ClassVar[dict[str, tuple[int, ...]]] = {
+        "smoke": (8, 16, 32),
+        "full": (256, 512),
+    }
+    configs |= ladder_configs(
+        configs, ladders, ladder_batches, {k: dataclasses.asdict(v) for k, v in GPT_CONFIGS.items()}
+    )
     algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"  # per token for GPT
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "smoke": {"lr": 1e-2, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
         "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
-    }  # fmt: skip
+    }
     # Validation: this many consecutive batches of `val_batch_size` sequences from the val stream.
     val_batches: ClassVar[dict[str, int]] = {
-        "smoke": 2, "full": _FULL_VAL_TOKENS // (32 * GPT_CONFIGS["full"].seq_len),
-    }  # fmt: skip
+        "smoke": 2,
+        "full": _FULL_VAL_TOKENS // (32 * GPT_CONFIGS["full"].seq_len),
+    }
     val_batch_size: ClassVar[dict[str, int]] = {"smoke": 16, "full": 32}
 
     def setup(self, device: torch.device, seed: int) -> None:

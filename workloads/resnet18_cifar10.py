@@ -107,8 +107,14 @@ class ResNet18(nn.Module):
         width_in = widths[0]
         for width, count, stride in zip(widths, blocks, (1, 2, 2, 2), strict=True):
             strides = [stride] + [1] * (count - 1)
-            stages.append(nn.Sequential(*(BasicBlock(width_in if i == 0 else width, width, s)
-                                          for i, s in enumerate(strides))))  # fmt: skip
+            stages.append(
+                nn.Sequential(
+                    *(
+                        BasicBlock(width_in if i == 0 else width, width, s)
+                        for i, s in enumerate(strides)
+                    )
+                )
+            )
             width_in = width
         self.stages = nn.Sequential(*stages)
         self.head = nn.Linear(widths[-1], num_classes)
@@ -118,33 +124,42 @@ class ResNet18(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-
 class ResNet18Cifar10(ImageClassification):
     """ResNet-18 on CIFAR-10 to 94% test accuracy (see the module docstring)."""
 
     name: ClassVar[str] = "resnet18-cifar10"
     version: ClassVar[int] = 1
     configs: ClassVar[dict[str, WorkloadConfig]] = {
-        "full": image_config({"widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2)},
-                             batch=500, max_steps=40 * (50_000 // 500),
-                        target=Target("test_accuracy", 0.94, Direction.MAX, seeds=3,
-                                      provisional=True),
-                        max_time_s=900.0, every=100, late=20, precision="bf16-autocast"),
-        "smoke": image_config({"widths": (8, 16, 32, 64), "blocks": (1, 1, 1, 1)},
-                              batch=64, max_steps=10 * (1437 // 64),
-                         target=Target("test_accuracy", 0.95, Direction.MAX, seeds=1),
-                         max_time_s=30.0, every=22, late=11, precision="fp32"),
-    }  # fmt: skip
+        "full": image_config(
+            {"widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2)},
+            batch=500,
+            max_steps=40 * (50_000 // 500),
+            target=Target("test_accuracy", 0.94, Direction.MAX, seeds=3, provisional=True),
+            max_time_s=900.0,
+            every=100,
+            late=20,
+            precision="bf16-autocast",
+        ),
+        "smoke": image_config(
+            {"widths": (8, 16, 32, 64), "blocks": (1, 1, 1, 1)},
+            batch=64,
+            max_steps=10 * (1437 // 64),
+            target=Target("test_accuracy", 0.95, Direction.MAX, seeds=1),
+            max_time_s=30.0,
+            every=22,
+            late=11,
+            precision="fp32",
+        ),
+    }
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
-        "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9,
-                 "warmup_frac": 0.05},
-        "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9,
-                  "warmup_frac": 0.05},
-    }  # fmt: skip
+        "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
+        "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
+    }
     label_smoothing: ClassVar[float] = 0.0
     tta_views: ClassVar[tuple[tuple[float, bool, int, int], ...]] = (
-        (0.5, False, 0, 0), (0.5, True, 0, 0),
-    )  # fmt: skip
+        (0.5, False, 0, 0),
+        (0.5, True, 0, 0),
+    )
 
     def build_net(self, settings: dict[str, Any]) -> nn.Module:
         return ResNet18(tuple(settings["widths"]), tuple(settings["blocks"]))
@@ -153,8 +168,9 @@ class ResNet18Cifar10(ImageClassification):
         assert isinstance(model, ResNet18)
         return conventional_role(module, param_name, model.head)
 
-    def augment(self, images: torch.Tensor, step: int, epoch: int,
-                index: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def augment(
+        self, images: torch.Tensor, step: int, epoch: int, index: torch.Tensor
+    ) -> torch.Tensor:
         """Flip, zero-padded translation by up to 4 pixels, then a 12x12 cutout, per image."""
         rng = self.augmentation_rng(step)
         b, _, h, w = images.shape

@@ -63,8 +63,13 @@ def digits32_arrays(data_dir: Path) -> Arrays:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".split.{os.getpid()}.npz")
-        np.savez(tmp, x_train=to_rgb32(x_train), y_train=y_train.astype(np.uint8),
-                 x_test=to_rgb32(x_test), y_test=y_test.astype(np.uint8))  # fmt: skip
+        np.savez(
+            tmp,
+            x_train=to_rgb32(x_train),
+            y_train=y_train.astype(np.uint8),
+            x_test=to_rgb32(x_test),
+            y_test=y_test.astype(np.uint8),
+        )
         os.replace(tmp, path)
     with np.load(path) as cached:
         return cached["x_train"], cached["y_train"], cached["x_test"], cached["y_test"]
@@ -80,9 +85,16 @@ def image_arrays(scale: str, data_dir: Path) -> Arrays:
     return arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels
 
 
-def image_config(model: dict[str, Any], batch: int, max_steps: int, target: Target,
-                 max_time_s: float, every: int, late: int | None,
-                 precision: str) -> WorkloadConfig:  # fmt: skip
+def image_config(
+    model: dict[str, Any],
+    batch: int,
+    max_steps: int,
+    target: Target,
+    max_time_s: float,
+    every: int,
+    late: int | None,
+    precision: str,
+) -> WorkloadConfig:
     """The config of an image workload: examples per step = batch, step hint = 80% of the budget."""
     return WorkloadConfig(
         target=target,
@@ -120,8 +132,9 @@ def stage_images(arrays: Arrays, device: torch.device) -> StagedImages:
     def labels(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
 
-    return StagedImages((train - mean) / std, labels(y_train), (test - mean) / std,
-                        labels(y_test), mean, std)  # fmt: skip
+    return StagedImages(
+        (train - mean) / std, labels(y_train), (test - mean) / std, labels(y_test), mean, std
+    )
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -158,8 +171,9 @@ def flip(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
-def translate(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int,
-              mode: str = "reflect") -> torch.Tensor:  # fmt: skip
+def translate(
+    images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int, mode: str = "reflect"
+) -> torch.Tensor:
     """Shifts each image by (dy, dx) in [-pad, pad] pixels: a random crop of the padded image.
 
     Args:
@@ -206,8 +220,9 @@ class ImageClassification(Workload):
     def role_of(self, model: nn.Module, module: nn.Module, param_name: str) -> Role | None:
         raise NotImplementedError
 
-    def augment(self, images: torch.Tensor, step: int, epoch: int,
-                index: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def augment(
+        self, images: torch.Tensor, step: int, epoch: int, index: torch.Tensor
+    ) -> torch.Tensor:
         """The training augmentation of batch `step` (images already normalized)."""
         return images
 
@@ -215,8 +230,9 @@ class ImageClassification(Workload):
         self.device = torch.device(device)
         self.seed = seed
         self.images = stage_images(image_arrays(self.base_scale, self.data_dir), self.device)
-        self.batches = EpochBatches(seed, len(self.images.train_y), self.config.batch_size,
-                                    self.device)  # fmt: skip
+        self.batches = EpochBatches(
+            seed, len(self.images.train_y), self.config.batch_size, self.device
+        )
 
     def num_train_examples(self) -> int:
         return len(self.images.train_y)

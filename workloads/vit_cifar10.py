@@ -105,8 +105,15 @@ class ViT(nn.Module):
       num_classes: outputs of the head.
     """
 
-    def __init__(self, width: int = 256, depth: int = 7, heads: int = 8, mlp_width: int = 512,
-                 patch: int = 4, num_classes: int = 10) -> None:  # fmt: skip
+    def __init__(
+        self,
+        width: int = 256,
+        depth: int = 7,
+        heads: int = 8,
+        mlp_width: int = 512,
+        patch: int = 4,
+        num_classes: int = 10,
+    ) -> None:
         super().__init__()
         if _IMAGE_PX % patch:
             raise ValueError(f"patch {patch} does not tile {_IMAGE_PX}x{_IMAGE_PX} images")
@@ -140,33 +147,42 @@ class ViT(nn.Module):
         return self.head(self.norm(self.blocks(x_BTD))[:, 0])
 
 
-
 class VitCifar10(ImageClassification):
     """A small ViT on CIFAR-10 to 85% test accuracy (see the module docstring)."""
 
     name: ClassVar[str] = "vit-cifar10"
     version: ClassVar[int] = 1
     configs: ClassVar[dict[str, WorkloadConfig]] = {
-        "full": image_config({"width": 256, "depth": 7, "heads": 8, "mlp_width": 512, "patch": 4},
-                        batch=512, max_steps=60 * (50_000 // 512),
-                        target=Target("test_accuracy", 0.85, Direction.MAX, seeds=3,
-                                      provisional=True),
-                        max_time_s=900.0, every=97, late=20, precision="bf16-autocast"),
-        "smoke": image_config({"width": 64, "depth": 4, "heads": 4, "mlp_width": 128, "patch": 8},
-                         batch=64, max_steps=20 * (1437 // 64),
-                         target=Target("test_accuracy", 0.77, Direction.MAX, seeds=1),
-                         max_time_s=30.0, every=22, late=11, precision="fp32"),
-    }  # fmt: skip
+        "full": image_config(
+            {"width": 256, "depth": 7, "heads": 8, "mlp_width": 512, "patch": 4},
+            batch=512,
+            max_steps=60 * (50_000 // 512),
+            target=Target("test_accuracy", 0.85, Direction.MAX, seeds=3, provisional=True),
+            max_time_s=900.0,
+            every=97,
+            late=20,
+            precision="bf16-autocast",
+        ),
+        "smoke": image_config(
+            {"width": 64, "depth": 4, "heads": 4, "mlp_width": 128, "patch": 8},
+            batch=64,
+            max_steps=20 * (1437 // 64),
+            target=Target("test_accuracy", 0.77, Direction.MAX, seeds=1),
+            max_time_s=30.0,
+            every=22,
+            late=11,
+            precision="fp32",
+        ),
+    }
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
-        "full": {"lr": 1e-3, "weight_decay": 0.05, "beta1": 0.9,
-                 "warmup_frac": 0.05},
-        "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9,
-                  "warmup_frac": 0.05},
-    }  # fmt: skip
+        "full": {"lr": 1e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
+        "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
+    }
     label_smoothing: ClassVar[float] = 0.1
     tta_views: ClassVar[tuple[tuple[float, bool, int, int], ...]] = (
-        (0.5, False, 0, 0), (0.5, True, 0, 0),
-    )  # fmt: skip
+        (0.5, False, 0, 0),
+        (0.5, True, 0, 0),
+    )
 
     def build_net(self, settings: dict[str, Any]) -> nn.Module:
         return ViT(**settings)
@@ -185,11 +201,13 @@ class VitCifar10(ImageClassification):
             return Role.MATRIX
         return None
 
-    def augment(self, images: torch.Tensor, step: int, epoch: int,
-                index: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def augment(
+        self, images: torch.Tensor, step: int, epoch: int, index: torch.Tensor
+    ) -> torch.Tensor:
         """Flip, then a reflect-padded translation by up to 4 pixels, per image."""
         rng = self.augmentation_rng(step)
         flips = torch.as_tensor(rng.random(len(images)) < 0.5).to(self.device)
-        shifts = torch.as_tensor(rng.integers(-_TRANSLATE_PX, _TRANSLATE_PX + 1,
-                                              size=(2, len(images)))).to(self.device)  # fmt: skip
+        shifts = torch.as_tensor(
+            rng.integers(-_TRANSLATE_PX, _TRANSLATE_PX + 1, size=(2, len(images)))
+        ).to(self.device)
         return translate(flip(images, flips), shifts[0], shifts[1], _TRANSLATE_PX, "reflect")

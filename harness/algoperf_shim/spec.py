@@ -204,9 +204,16 @@ class Workload(abc.ABC):
         """Whether an eval's metrics meet the test target."""
 
     @abc.abstractmethod
-    def _build_input_queue(self, data_rng: Any, split: str, data_dir: str, global_batch_size: int,
-                           cache: bool | None = None, repeat_final_dataset: bool | None = None,
-                           num_batches: int | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+    def _build_input_queue(
+        self,
+        data_rng: Any,
+        split: str,
+        data_dir: str,
+        global_batch_size: int,
+        cache: bool | None = None,
+        repeat_final_dataset: bool | None = None,
+        num_batches: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """The runner's data pipeline; AlgoPerf's rules forbid submissions to call it."""
 
     def attach_metrics_logger(self, metrics_logger: Any) -> None:
@@ -222,9 +229,16 @@ class Workload(abc.ABC):
         """(initial parameters, initial model state) from `rng`."""
 
     @abc.abstractmethod
-    def model_fn(self, params: Any, augmented_and_preprocessed_input_batch: dict[str, Any],
-                 model_state: Any, mode: ForwardPassMode, rng: Any, update_batch_norm: bool,
-                 dropout_rate: float) -> tuple[Any, Any]:  # fmt: skip
+    def model_fn(
+        self,
+        params: Any,
+        augmented_and_preprocessed_input_batch: dict[str, Any],
+        model_state: Any,
+        mode: ForwardPassMode,
+        rng: Any,
+        update_batch_norm: bool,
+        dropout_rate: float,
+    ) -> tuple[Any, Any]:
         """(model output, new model state) on a batch."""
 
     @abc.abstractmethod
@@ -232,20 +246,40 @@ class Workload(abc.ABC):
         """Logits to probabilities (or predictions), as the loss type implies."""
 
     @abc.abstractmethod
-    def loss_fn(self, label_batch: Any, logits_batch: Any, mask_batch: Any = None,
-                label_smoothing: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    def loss_fn(
+        self,
+        label_batch: Any,
+        logits_batch: Any,
+        mask_batch: Any = None,
+        label_smoothing: float = 0.0,
+    ) -> dict[str, Any]:
         """`{"summed", "n_valid_examples", "per_example"}` losses of a batch."""
 
     @abc.abstractmethod
-    def _eval_model_on_split(self, split: str, num_examples: int, global_batch_size: int,
-                             params: Any, model_state: Any, rng: Any, data_dir: str,
-                             global_step: int = 0) -> dict[str, float]:  # fmt: skip
+    def _eval_model_on_split(
+        self,
+        split: str,
+        num_examples: int,
+        global_batch_size: int,
+        params: Any,
+        model_state: Any,
+        rng: Any,
+        data_dir: str,
+        global_step: int = 0,
+    ) -> dict[str, float]:
         """The metrics on one split (the runner's evaluation)."""
 
     @abc.abstractmethod
-    def eval_model(self, global_batch_size: int, params: Any, model_state: Any, rng: Any,
-                   data_dir: str, imagenet_v2_data_dir: str | None,
-                   global_step: int) -> dict[str, float]:  # fmt: skip
+    def eval_model(
+        self,
+        global_batch_size: int,
+        params: Any,
+        model_state: Any,
+        rng: Any,
+        data_dir: str,
+        imagenet_v2_data_dir: str | None,
+        global_step: int,
+    ) -> dict[str, float]:
         """The metrics on every split (the runner's evaluation)."""
 
 
@@ -266,5 +300,6 @@ UpdateReturn = tuple[OptimizerState, ParameterContainer, ModelAuxiliaryState]
 InitOptimizerFn = Callable[..., OptimizerState]
 UpdateParamsFn = Callable[..., UpdateReturn]
 PrepareForEvalFn = Callable[..., UpdateReturn]
-DataSelectionFn = Callable[[Workload, Iterator[dict[str, Any]], Any, Any, Any, Any, int, Any],
-                           dict[str, Tensor]]  # fmt: skip
+DataSelectionFn = Callable[
+    [Workload, Iterator[dict[str, Any]], Any, Any, Any, Any, int, Any], dict[str, Tensor]
+]

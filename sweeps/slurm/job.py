@@ -31,8 +31,13 @@ class TrialJob(submitit.helpers.Checkpointable):
         its time limit, so SLURM records TIMEOUT (True: submitit requeues it and it resumes).
     """
 
-    def __init__(self, spec: dict[str, Any], results_root: str, attempt: int = 1,
-                 requeue_on_timeout: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        results_root: str,
+        attempt: int = 1,
+        requeue_on_timeout: bool = False,
+    ) -> None:
         self.spec = spec
         self.results_root = results_root
         self.attempt = attempt

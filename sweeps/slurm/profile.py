@@ -68,13 +68,16 @@ class SlurmProfile:
     def executor_parameters(self) -> dict[str, Any]:
         """The profile as `submitit.AutoExecutor.update_parameters` keywords."""
         params: dict[str, Any] = {
-            "nodes": self.nodes, "tasks_per_node": self.tasks_per_node,
-            "cpus_per_task": self.cpus_per_task, "mem_gb": self.mem_gb,
-            "timeout_min": self.timeout_min, "slurm_signal_delay_s": self.signal_delay_s,
+            "nodes": self.nodes,
+            "tasks_per_node": self.tasks_per_node,
+            "cpus_per_task": self.cpus_per_task,
+            "mem_gb": self.mem_gb,
+            "timeout_min": self.timeout_min,
+            "slurm_signal_delay_s": self.signal_delay_s,
             "slurm_array_parallelism": self.array_parallelism,
             "slurm_additional_parameters": dict(self.sbatch),
             "slurm_setup": list(self.setup),
-        }  # fmt: skip
+        }
         if self.gpus_per_node:
             params["gpus_per_node"] = self.gpus_per_node
         if self.partition:
@@ -83,10 +86,21 @@ class SlurmProfile:
 
 
 _SECTIONS = {
-    "job": ("partition", "nodes", "tasks_per_node", "cpus_per_task", "gpus_per_node", "mem_gb",
-            "timeout_min", "signal_delay_s", "requeue_on_timeout", "setup", "sbatch"),
+    "job": (
+        "partition",
+        "nodes",
+        "tasks_per_node",
+        "cpus_per_task",
+        "gpus_per_node",
+        "mem_gb",
+        "timeout_min",
+        "signal_delay_s",
+        "requeue_on_timeout",
+        "setup",
+        "sbatch",
+    ),
     "sweep": ("array_parallelism", "max_retries", "poll_s"),
-}  # fmt: skip
+}
 
 
 def load_profile(name_or_path: str) -> SlurmProfile:
@@ -111,8 +125,10 @@ def load_profile(name_or_path: str) -> SlurmProfile:
             raise UsageError(f"{path}: unknown section [{section}] (sections: job, sweep)")
         for key, value in table.items():
             if key not in _SECTIONS[section]:
-                raise UsageError(f"{path}: unknown key {key!r} in [{section}] "
-                                 f"(keys: {', '.join(_SECTIONS[section])})")  # fmt: skip
+                raise UsageError(
+                    f"{path}: unknown key {key!r} in [{section}] "
+                    f"(keys: {', '.join(_SECTIONS[section])})"
+                )
             values[key] = _checked(path, section, key, value)
     return SlurmProfile(**values)
 
@@ -134,7 +150,9 @@ def _checked(path: Path, section: str, key: str, value: Any) -> Any:
         return value
     number = (int,) if kind == "int" else (int, float)
     if isinstance(value, bool) or not isinstance(value, number):
-        raise UsageError(f"{path}: [{section}] {key} = {value!r} is not a{'n int' if kind == 'int' else ' number'}")
+        raise UsageError(
+            f"{path}: [{section}] {key} = {value!r} is not a{'n int' if kind == 'int' else ' number'}"
+        )
     may_be_zero = key in ("gpus_per_node", "requeue_on_timeout", "max_retries")
     if value < 0 or (value == 0 and not may_be_zero):
         raise UsageError(f"{path}: [{section}] {key} = {value!r} must be positive")

@@ -287,10 +287,14 @@ SEARCH_SPACE = {
     "weight_decay": {"min": 0.0, "max": 0.1},
     "warmup_factor": {"feasible_points": [0.05]},
 }
-DIGITS_POINT = {"learning_rate": 3e-3, "one_minus_beta1": 0.1, "beta2": 0.999,
-                "weight_decay": 0.05, "warmup_factor": 0.05}  # fmt: skip
+DIGITS_POINT = {
+    "learning_rate": 3e-3,
+    "one_minus_beta1": 0.1,
+    "beta2": 0.999,
+    "weight_decay": 0.05,
+    "warmup_factor": 0.05,
+}
 NANOGPT_POINT = {**DIGITS_POINT, "learning_rate": 1e-2}
-
 
 
 def _ends_itself(end_at: int) -> str:
@@ -306,11 +310,19 @@ def _submission(root: Path, name: str, source: str, space: dict[str, Any] | None
     return folder
 
 
-def _spec(folder: Path, data_dir: Path, workload: str, hp: dict[str, Any],
-          max_steps: int) -> TrialSpec:  # fmt: skip
-    return TrialSpec(workload=workload, scale="smoke", submission=str(folder),
-                     hparams_json=TrialSpec.canonical_hparams(hp), seed=0, data_dir=str(data_dir),
-                     max_steps=max_steps, stop_at_target=False)  # fmt: skip
+def _spec(
+    folder: Path, data_dir: Path, workload: str, hp: dict[str, Any], max_steps: int
+) -> TrialSpec:
+    return TrialSpec(
+        workload=workload,
+        scale="smoke",
+        submission=str(folder),
+        hparams_json=TrialSpec.canonical_hparams(hp),
+        seed=0,
+        data_dir=str(data_dir),
+        max_steps=max_steps,
+        stop_at_target=False,
+    )
 
 
 def _losses(evals: list[dict[str, Any]]) -> list[float]:
@@ -369,8 +381,9 @@ def test_nadamw_trains_nanogpt_per_token(tmp_path: Path, data_dir: Path) -> None
 
 
 @pytest.mark.parametrize("end_at", [25, 40])
-def test_training_complete_error_ends_the_trial_cleanly(tmp_path: Path, data_dir: Path,
-                                                        end_at: int) -> None:  # fmt: skip
+def test_training_complete_error_ends_the_trial_cleanly(
+    tmp_path: Path, data_dir: Path, end_at: int
+) -> None:
     folder = _submission(tmp_path, f"ends-at-{end_at}", _ends_itself(end_at))
     outcome = run_trial(_spec(folder, data_dir, "digits", DIGITS_POINT, max_steps=100))
     row = outcome.row
@@ -397,13 +410,21 @@ def _digits(data_dir: Path) -> tuple[Digits, torch.nn.Module]:
     return workload, workload.build_model(seed=0)
 
 
-def _stepper(submission: Any, workload: Workload, model: torch.nn.Module,
-             trial: TrialContext | None = None) -> Any:  # fmt: skip
+def _stepper(
+    submission: Any, workload: Workload, model: torch.nn.Module, trial: TrialContext | None = None
+) -> Any:
     trial = trial or TrialContext(model, workload, seed=0, world_size=1, clock=Clock())
     groups = workload.param_groups(model)
     info = workload.info("cpu")
-    return make_stepper(submission, groups, Hyperparameters(DIGITS_POINT), info,
-                        functools.partial(workload.loss, model), lambda batch: None, trial)  # fmt: skip
+    return make_stepper(
+        submission,
+        groups,
+        Hyperparameters(DIGITS_POINT),
+        info,
+        functools.partial(workload.loss, model),
+        lambda batch: None,
+        trial,
+    )
 
 
 @pytest.mark.parametrize("source", [NADAMW, SCHEDULE_FREE], ids=["nadamw", "schedule-free"])
@@ -436,14 +457,22 @@ def test_missing_function_is_a_clear_contract_error(tmp_path: Path) -> None:
         load_submission(_submission(tmp_path, "no-init", source))
 
 
-def test_update_params_without_loss_fn_is_a_clear_contract_error(tmp_path: Path,
-                                                                 data_dir: Path) -> None:  # fmt: skip
+def test_update_params_without_loss_fn_is_a_clear_contract_error(
+    tmp_path: Path, data_dir: Path
+) -> None:
     source = _ends_itself(-1).replace(
         'loss = workload.loss_fn(batch["targets"], logits)',
         "loss = {'summed': logits.sum(), 'n_valid_examples': 1}",
     )
-    outcome = run_trial(_spec(_submission(tmp_path, "no-loss-fn", source), data_dir, "digits",
-                              DIGITS_POINT, max_steps=5))  # fmt: skip
+    outcome = run_trial(
+        _spec(
+            _submission(tmp_path, "no-loss-fn", source),
+            data_dir,
+            "digits",
+            DIGITS_POINT,
+            max_steps=5,
+        )
+    )
     assert outcome.status == TrialStatus.FAILED
     assert "never called workload.loss_fn" in outcome.row["error"]
 
@@ -479,15 +508,17 @@ def test_model_fn_and_loss_fn_give_the_workload_loss(data_dir: Path) -> None:
     batch = workload.get_batch(0)
     algoperf_batch = workload.algoperf_batch(batch)
     running_mean = model.bn1.running_mean.clone()
-    logits, state = adapter.model_fn(model, algoperf_batch, None, shim_spec.ForwardPassMode.TRAIN,
-                                     None, update_batch_norm=False)  # fmt: skip
+    logits, state = adapter.model_fn(
+        model, algoperf_batch, None, shim_spec.ForwardPassMode.TRAIN, None, update_batch_norm=False
+    )
     assert state is None and logits.requires_grad
     assert torch.equal(model.bn1.running_mean, running_mean)  # frozen statistics
     assert model.bn1.momentum == 0.1  # and the momentum is restored afterwards
     out = adapter.loss_fn(algoperf_batch["targets"], logits)
     assert torch.allclose(out["summed"] / out["n_valid_examples"], workload.loss(model, batch))
-    eval_logits, _ = adapter.model_fn(model, algoperf_batch, None, shim_spec.ForwardPassMode.EVAL,
-                                      None, update_batch_norm=False)  # fmt: skip
+    eval_logits, _ = adapter.model_fn(
+        model, algoperf_batch, None, shim_spec.ForwardPassMode.EVAL, None, update_batch_norm=False
+    )
     assert not eval_logits.requires_grad and not model.training
 
 
@@ -540,11 +571,17 @@ def test_param_shapes_and_types_follow_names_and_roles(data_dir: Path) -> None:
     assert adapter.param_shapes["conv1.weight"] == shim_spec.ShapeTuple((16, 1, 3, 3))
     kinds = {name: t.name for name, t in adapter.model_params_types.items()}
     assert kinds == {
-        "conv1.weight": "CONV_WEIGHT", "bn1.weight": "BATCH_NORM_SCALE",
-        "bn1.bias": "BATCH_NORM_BIAS", "conv2.weight": "CONV_WEIGHT",
-        "bn2.weight": "BATCH_NORM_SCALE", "bn2.bias": "BATCH_NORM_BIAS", "fc.weight": "WEIGHT",
-        "fc.bias": "BIAS", "head.weight": "WEIGHT", "head.bias": "BIAS",
-    }  # fmt: skip
+        "conv1.weight": "CONV_WEIGHT",
+        "bn1.weight": "BATCH_NORM_SCALE",
+        "bn1.bias": "BATCH_NORM_BIAS",
+        "conv2.weight": "CONV_WEIGHT",
+        "bn2.weight": "BATCH_NORM_SCALE",
+        "bn2.bias": "BATCH_NORM_BIAS",
+        "fc.weight": "WEIGHT",
+        "fc.bias": "BIAS",
+        "head.weight": "WEIGHT",
+        "head.bias": "BIAS",
+    }
     info = workload.info("cpu")
     assert adapter.step_hint == info.step_hint and adapter.metrics_logger is None
     assert adapter.loss_type is shim_spec.LossType.SOFTMAX_CROSS_ENTROPY
@@ -588,16 +625,30 @@ def test_both_package_names_import_the_same_modules(fresh_algoperf_names: None) 
     assert (use_ddp, rank) == (False, 0) and isinstance(device, torch.device)
     keys = random_utils.split(random_utils.PRNGKey(0), 3)
     assert keys.shape == (3, 2) and keys.dtype.name == "uint32"
-    for alias in ("ParameterContainer", "ParameterTypeTree", "ParameterShapeTree", "ParameterKey",
-                  "ModelAuxiliaryState", "Hyperparameters", "OptimizerState", "RandomState",
-                  "UpdateReturn", "Tensor", "Steps", "Timing", "Workload", "ShapeTuple"):  # fmt: skip
+    for alias in (
+        "ParameterContainer",
+        "ParameterTypeTree",
+        "ParameterShapeTree",
+        "ParameterKey",
+        "ModelAuxiliaryState",
+        "Hyperparameters",
+        "OptimizerState",
+        "RandomState",
+        "UpdateReturn",
+        "Tensor",
+        "Steps",
+        "Timing",
+        "Workload",
+        "ShapeTuple",
+    ):
         assert hasattr(new_spec, alias), alias
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("algoperf.workloads")
 
 
-def test_an_installed_algoperf_is_not_shadowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               fresh_algoperf_names: None) -> None:  # fmt: skip
+def test_an_installed_algoperf_is_not_shadowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_algoperf_names: None
+) -> None:
     real = tmp_path / "site" / "algoperf"
     real.mkdir(parents=True)
     (real / "__init__.py").write_text("IS_REAL = True\n")

@@ -35,21 +35,51 @@ CPU = torch.device("cpu")
 # The members of AlgoPerf 0.6's `spec.Workload` (algoperf/spec.py of mlcommons/algorithmic-efficiency),
 # other than `__init__`: the stand-in must mirror exactly these.
 ALGOPERF_WORKLOAD_MEMBERS = {
-    "target_metric_name", "has_reached_validation_target", "has_reached_test_target",
-    "_build_input_queue", "attach_metrics_logger", "validation_target_value", "test_target_value",
-    "loss_type", "num_train_examples", "eval_batch_size", "num_eval_train_examples",
-    "num_validation_examples", "num_test_examples", "train_mean", "train_stddev",
-    "max_allowed_runtime_sec", "eval_period_time_sec", "step_hint", "param_shapes",
-    "model_params_types", "is_output_params", "init_model_fn", "model_fn", "output_activation_fn",
-    "loss_fn", "_eval_model_on_split", "eval_model", "metrics_logger",
-}  # fmt: skip
+    "target_metric_name",
+    "has_reached_validation_target",
+    "has_reached_test_target",
+    "_build_input_queue",
+    "attach_metrics_logger",
+    "validation_target_value",
+    "test_target_value",
+    "loss_type",
+    "num_train_examples",
+    "eval_batch_size",
+    "num_eval_train_examples",
+    "num_validation_examples",
+    "num_test_examples",
+    "train_mean",
+    "train_stddev",
+    "max_allowed_runtime_sec",
+    "eval_period_time_sec",
+    "step_hint",
+    "param_shapes",
+    "model_params_types",
+    "is_output_params",
+    "init_model_fn",
+    "model_fn",
+    "output_activation_fn",
+    "loss_fn",
+    "_eval_model_on_split",
+    "eval_model",
+    "metrics_logger",
+}
 
 # Members optbench has no value for: each raises a ContractError naming it.
 UNAVAILABLE = {
-    "test_target_value", "num_test_examples", "has_reached_test_target", "num_eval_train_examples",
-    "eval_batch_size", "train_mean", "train_stddev", "init_model_fn", "_build_input_queue",
-    "_eval_model_on_split", "eval_model",
-}  # fmt: skip
+    "test_target_value",
+    "num_test_examples",
+    "has_reached_test_target",
+    "num_eval_train_examples",
+    "eval_batch_size",
+    "train_mean",
+    "train_stddev",
+    "init_model_fn",
+    "_build_input_queue",
+    "_eval_model_on_split",
+    "eval_model",
+}
+
 
 def _write(folder: Path, files: dict[str, str], space: dict[str, Any] | None = SGD_SPACE) -> Path:
     """Writes `files` (relative path -> text) under `folder`, and `search_space.json` unless
@@ -64,10 +94,17 @@ def _write(folder: Path, files: dict[str, str], space: dict[str, Any] | None = S
 
 
 def _spec(folder: Path, data_dir: Path, max_steps: int = 3, **fields: Any) -> TrialSpec:
-    return TrialSpec(workload="digits", scale="smoke", submission=str(folder),
-                     hparams_json=fields.pop("hparams_json", '{"learning_rate": 0.05}'), seed=0,
-                     data_dir=str(data_dir), max_steps=max_steps, stop_at_target=False,
-                     **fields)  # fmt: skip
+    return TrialSpec(
+        workload="digits",
+        scale="smoke",
+        submission=str(folder),
+        hparams_json=fields.pop("hparams_json", '{"learning_rate": 0.05}'),
+        seed=0,
+        data_dir=str(data_dir),
+        max_steps=max_steps,
+        stop_at_target=False,
+        **fields,
+    )
 
 
 def _ran(outcome: Any) -> None:
@@ -83,8 +120,9 @@ def _digits_adapter(data_dir: Path) -> AlgoPerfWorkload:
     workload = Digits("smoke", data_dir)
     workload.setup(CPU, seed=0)
     model = workload.build_model(seed=0)
-    return AlgoPerfWorkload(workload, model, workload.param_groups(model), workload.info("cpu"),
-                            shim_spec)  # fmt: skip
+    return AlgoPerfWorkload(
+        workload, model, workload.param_groups(model), workload.info("cpu"), shim_spec
+    )
 
 
 def _stand_in_members() -> set[str]:
@@ -117,7 +155,9 @@ def test_workload_values_are_optbench_s_own(data_dir: Path) -> None:
     # digits@smoke: 30 s and 320 steps budgeted, evaluated every 40 steps
     assert adapter.max_allowed_runtime_sec == 30.0 and adapter.step_hint == 320
     assert adapter.eval_period_time_sec == pytest.approx(40 * 30.0 / 320)
-    steps_per_eval = adapter.eval_period_time_sec / (adapter.max_allowed_runtime_sec / adapter.step_hint)  # fmt: skip
+    steps_per_eval = adapter.eval_period_time_sec / (
+        adapter.max_allowed_runtime_sec / adapter.step_hint
+    )
     assert steps_per_eval == pytest.approx(40)  # what AlgoPerf's LAWA submissions compute
     assert (adapter.num_train_examples, adapter.num_validation_examples) == (1437, 360)
     assert adapter.validation_target_value == 0.994
@@ -138,8 +178,9 @@ def test_a_token_stream_has_no_count_of_training_examples(data_dir: Path) -> Non
     workload = NanoGPT("smoke", data_dir)
     workload.setup(CPU, seed=0)
     model = workload.build_model(seed=0)
-    adapter = AlgoPerfWorkload(workload, model, workload.param_groups(model), workload.info("cpu"),
-                               shim_spec)  # fmt: skip
+    adapter = AlgoPerfWorkload(
+        workload, model, workload.param_groups(model), workload.info("cpu"), shim_spec
+    )
     with pytest.raises(ContractError, match="workload.num_train_examples .*nanogpt declares no"):
         _ = adapter.num_train_examples
 
@@ -198,8 +239,10 @@ def test_helper_modules_import_at_load_and_inside_functions(tmp_path: Path, data
 
 
 def _utils_submission(folder: Path, value: str) -> Path:
-    source = "import utils\n\ndef own():\n    return utils.WHO\n\ndef lazy():\n" \
-             "    from utils import WHO\n    return WHO\n" + sgd_source()  # fmt: skip
+    source = (
+        "import utils\n\ndef own():\n    return utils.WHO\n\ndef lazy():\n"
+        "    from utils import WHO\n    return WHO\n" + sgd_source()
+    )
     return _write(folder, {"submission.py": source, "utils.py": f"WHO = {value!r}\n"})
 
 
@@ -222,8 +265,16 @@ def test_helpers_enter_the_source_hash_only_when_there_are_any(tmp_path: Path) -
     (folder / "helper.py").write_text("X = 1\n")
     with_helper = load_submission(folder).source_hash
     (folder / "helper.py").write_text("X = 2\n")
-    assert len({hashlib.sha256(old_formula).hexdigest(), with_helper,
-                load_submission(folder).source_hash}) == 3  # fmt: skip
+    assert (
+        len(
+            {
+                hashlib.sha256(old_formula).hexdigest(),
+                with_helper,
+                load_submission(folder).source_hash,
+            }
+        )
+        == 3
+    )
 
 
 def test_a_jax_submission_is_one_clear_line(tmp_path: Path) -> None:
@@ -242,43 +293,75 @@ SELF_TUNING = dict(
 )
 
 
-def test_a_self_tuning_submission_is_refused_outside_the_self_ruleset(tmp_path: Path,
-                                                                      capsys: Any) -> None:  # fmt: skip
-    folder = _write(tmp_path / "self_tuned", {"submission.py": sgd_source(**SELF_TUNING)}, space=None)
+def test_a_self_tuning_submission_is_refused_outside_the_self_ruleset(
+    tmp_path: Path, capsys: Any
+) -> None:
+    folder = _write(
+        tmp_path / "self_tuned", {"submission.py": sgd_source(**SELF_TUNING)}, space=None
+    )
     with pytest.raises(UsageError, match="no search space .*runs with --ruleset self"):
         load_submission(folder)
     results = tmp_path / "results"
-    for argv in (["run", str(folder), "--workload", "digits"],
-                 ["run", str(folder), "--workload", "digits", "--ruleset", "self", "--hp", "lr=1"],
-                 ["sweep", str(folder), "--workloads", "digits", "--ruleset", "external"]):  # fmt: skip
+    for argv in (
+        ["run", str(folder), "--workload", "digits"],
+        ["run", str(folder), "--workload", "digits", "--ruleset", "self", "--hp", "lr=1"],
+        ["sweep", str(folder), "--workloads", "digits", "--ruleset", "external"],
+    ):
         assert main([*argv, "--results", str(results)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and ("--ruleset self" in err or "self-tuning" in err), err
     assert not results.exists()
 
 
-def test_a_self_tuning_submission_runs_under_the_self_ruleset(tmp_path: Path,
-                                                              data_dir: Path) -> None:  # fmt: skip
-    folder = _write(tmp_path / "self_tuned", {"submission.py": sgd_source(**SELF_TUNING)}, space=None)
+def test_a_self_tuning_submission_runs_under_the_self_ruleset(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    folder = _write(
+        tmp_path / "self_tuned", {"submission.py": sgd_source(**SELF_TUNING)}, space=None
+    )
     submission = load_submission(folder, allow_self_tuning=True)
     assert submission.is_self_tuning and submission.search_space.center() == {}
-    (lane,) = SelfRuleset(num_studies=1).lanes(str(folder), submission.name,
-                                               submission.search_space,
-                                               [WorkloadAtScale("digits", "smoke")], str(data_dir))  # fmt: skip
+    (lane,) = SelfRuleset(num_studies=1).lanes(
+        str(folder),
+        submission.name,
+        submission.search_space,
+        [WorkloadAtScale("digits", "smoke")],
+        str(data_dir),
+    )
     spec = lane.trial(0)
     assert spec.ruleset == "self" and spec.hparams == {}
     outcome = run_trial(TrialSpec.from_dict({**spec.to_dict(), "max_steps": 3}))
     _ran(outcome)
     assert outcome.row["ruleset"] == "self" and submission.module.SEEN[-1] is None
-    assert spec_trial_id(spec) == spec.trial_id(Digits.version, submission.name,
-                                                submission.source_hash)  # fmt: skip
+    assert spec_trial_id(spec) == spec.trial_id(
+        Digits.version, submission.name, submission.source_hash
+    )
 
 
 def test_optbench_run_ruleset_self(tmp_path: Path, data_dir: Path) -> None:
-    folder = _write(tmp_path / "self_tuned", {"submission.py": sgd_source(**SELF_TUNING)}, space=None)
+    folder = _write(
+        tmp_path / "self_tuned", {"submission.py": sgd_source(**SELF_TUNING)}, space=None
+    )
     results = tmp_path / "results"
-    assert main(["run", str(folder), "--workload", "digits", "--max-steps", "3", "--ruleset",
-                 "self", "--data-dir", str(data_dir), "--results", str(results)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                str(folder),
+                "--workload",
+                "digits",
+                "--max-steps",
+                "3",
+                "--ruleset",
+                "self",
+                "--data-dir",
+                str(data_dir),
+                "--results",
+                str(results),
+            ]
+        )
+        == 0
+    )
     (row,) = ResultsStore(results).read_trials().to_dict("records")
     assert row["status"] == TrialStatus.BUDGET_EXHAUSTED, row["error"]
     assert row["ruleset"] == "self" and row["hparams_json"] == "{}"
@@ -288,7 +371,9 @@ def test_optbench_run_ruleset_self(tmp_path: Path, data_dir: Path) -> None:
 
 # torch.zeros(..., device="cuda") fails on a machine without CUDA; on one with CUDA the sum with a
 # CPU parameter fails instead, since the trial runs on the CPU. Either way: "needs CUDA".
-CUDA_AT_INIT = sgd_source(init='x = torch.zeros(3, device="cuda") + next(model_params.parameters()).flatten()[:3]')  # fmt: skip
+CUDA_AT_INIT = sgd_source(
+    init='x = torch.zeros(3, device="cuda") + next(model_params.parameters()).flatten()[:3]'
+)
 CUDA_AT_IMPORT = "import torch\nSCALE = torch.ones(1).cuda()\n" + sgd_source()
 
 
@@ -298,8 +383,10 @@ def test_cuda_at_init_fails_the_trial_with_one_clear_line(tmp_path: Path, data_d
     assert outcome.status == TrialStatus.FAILED
     line = needs_cuda_line(outcome.row["error"])
     assert line is not None, outcome.row["error"]
-    assert line.startswith(f"{_where(folder, CUDA_AT_INIT, 'torch.zeros')} (in init_optimizer_state: "
-                           'x = torch.zeros(3, device="cuda")')  # fmt: skip
+    assert line.startswith(
+        f"{_where(folder, CUDA_AT_INIT, 'torch.zeros')} (in init_optimizer_state: "
+        'x = torch.zeros(3, device="cuda")'
+    )
     assert "needs CUDA" in line and "--device cuda" in line
     assert "Traceback" in outcome.row["error"]  # kept below the line, for the record
 
@@ -317,8 +404,9 @@ def test_cuda_at_import_is_one_line_and_exit_2(tmp_path: Path, capsys: Any) -> N
         return
     with pytest.raises(ContractError) as info:
         load_submission(folder)
-    assert str(info.value).startswith(f"{folder.resolve() / 'submission.py'}:2 (in <module>: "
-                                      "SCALE = torch.ones(1).cuda())")  # fmt: skip
+    assert str(info.value).startswith(
+        f"{folder.resolve() / 'submission.py'}:2 (in <module>: SCALE = torch.ones(1).cuda())"
+    )
     results = tmp_path / "results"
     assert main(["run", str(folder), "--workload", "digits", "--results", str(results)]) == 2
     err = capsys.readouterr().err
@@ -326,11 +414,22 @@ def test_cuda_at_import_is_one_line_and_exit_2(tmp_path: Path, capsys: Any) -> N
     assert not results.exists()
 
 
-def test_optbench_run_ends_with_exit_2_when_the_trial_needs_cuda(tmp_path: Path, data_dir: Path,
-                                                                 capsys: Any) -> None:  # fmt: skip
+def test_optbench_run_ends_with_exit_2_when_the_trial_needs_cuda(
+    tmp_path: Path, data_dir: Path, capsys: Any
+) -> None:
     folder = _write(tmp_path / "cuda_init", {"submission.py": CUDA_AT_INIT})
-    argv = ["run", str(folder), "--workload", "digits", "--max-steps", "2", "--data-dir",
-            str(data_dir), "--results", str(tmp_path / "results")]  # fmt: skip
+    argv = [
+        "run",
+        str(folder),
+        "--workload",
+        "digits",
+        "--max-steps",
+        "2",
+        "--data-dir",
+        str(data_dir),
+        "--results",
+        str(tmp_path / "results"),
+    ]
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "needs CUDA" in captured.err

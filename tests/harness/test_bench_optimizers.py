@@ -48,8 +48,13 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with _torch_threads_kept(), contextlib.redirect_stdout(stdout):
         status = main(argv)
     report = json.loads(out.with_suffix(".json").read_text())
-    return {"status": status, "stdout": stdout.getvalue(), "out": out, "report": report,
-            "rows": {row["submission"]: row for row in report["rows"]}}  # fmt: skip
+    return {
+        "status": status,
+        "stdout": stdout.getvalue(),
+        "out": out,
+        "report": report,
+        "rows": {row["submission"]: row for row in report["rows"]},
+    }
 
 
 def test_cli_measures_the_baseline_first_and_every_name(cli_run: dict[str, Any]) -> None:
@@ -124,8 +129,10 @@ class Submission:
                 p.sub_(self.lr * ctx.lr_multiplier(step) * g / h.clamp(min=1e-3))
         return loss.detach()
 """
-_ALGOPERF = "".join(f"def {name}(*args):\n    pass\n" for name in
-                    ("get_batch_size", "init_optimizer_state", "update_params", "data_selection"))  # fmt: skip
+_ALGOPERF = "".join(
+    f"def {name}(*args):\n    pass\n"
+    for name in ("get_batch_size", "init_optimizer_state", "update_params", "data_selection")
+)
 
 
 def _submission(root: Path, name: str, source: str) -> Path:
@@ -137,8 +144,10 @@ def _submission(root: Path, name: str, source: str) -> Path:
 
 
 def test_failures_are_rows_and_level_2_runs(tmp_path: Path) -> None:
-    folders = [_submission(tmp_path, n, s) for n, s in
-               (("broken", _FAILING), ("hvp-newton", _HVP), ("algoperf-style", _ALGOPERF))]  # fmt: skip
+    folders = [
+        _submission(tmp_path, n, s)
+        for n, s in (("broken", _FAILING), ("hvp-newton", _HVP), ("algoperf-style", _ALGOPERF))
+    ]
     config = BenchConfig(device="cpu", scale="tiny", steps=2, repeats=1, warmup=1)
     report = run_benchmark(config, select_submissions(",".join(str(f) for f in folders)))
     rows = {row.submission: row for row in report.rows}

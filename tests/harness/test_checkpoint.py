@@ -26,9 +26,16 @@ from harness.trial import TrialSpec
 
 def _spec(submission: str, workload: str, data_dir: Path) -> TrialSpec:
     point = load_submission(submission).search_space.center()
-    return TrialSpec(workload=workload, scale="smoke", submission=submission,
-                     hparams_json=TrialSpec.canonical_hparams(point), seed=5,
-                     data_dir=str(data_dir), stop_at_target=False, max_steps=160)  # fmt: skip
+    return TrialSpec(
+        workload=workload,
+        scale="smoke",
+        submission=submission,
+        hparams_json=TrialSpec.canonical_hparams(point),
+        seed=5,
+        data_dir=str(data_dir),
+        stop_at_target=False,
+        max_steps=160,
+    )
 
 
 def _run_in_child(spec_dict: dict[str, object], live_root: str) -> None:
@@ -36,7 +43,9 @@ def _run_in_child(spec_dict: dict[str, object], live_root: str) -> None:
 
 
 def _kill_after_two_evals(spec: TrialSpec, live_root: Path) -> list[int]:
-    child = mp.get_context("spawn").Process(target=_run_in_child, args=(spec.to_dict(), str(live_root)))
+    child = mp.get_context("spawn").Process(
+        target=_run_in_child, args=(spec.to_dict(), str(live_root))
+    )
     child.start()
     deadline = time.monotonic() + 120
     try:
@@ -52,13 +61,21 @@ def _kill_after_two_evals(spec: TrialSpec, live_root: Path) -> list[int]:
     return [p["step"] for p in LiveTrial(folders[0]).read_progress()]
 
 
-@pytest.mark.parametrize("submission, workload", [
-    ("adamw", "digits"),
-    ("adamw-optax", "digits"),
-    pytest.param("adamw", "diffusion", marks=pytest.mark.slow),
-])  # fmt: skip
-def test_a_killed_trial_resumes_exactly(submission: str, workload: str, data_dir: Path,
-                                        tmp_path: Path, fresh_process: Callable[..., TrialOutcome]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "submission, workload",
+    [
+        ("adamw", "digits"),
+        ("adamw-optax", "digits"),
+        pytest.param("adamw", "diffusion", marks=pytest.mark.slow),
+    ],
+)
+def test_a_killed_trial_resumes_exactly(
+    submission: str,
+    workload: str,
+    data_dir: Path,
+    tmp_path: Path,
+    fresh_process: Callable[..., TrialOutcome],
+) -> None:
     spec = _spec(submission, workload, data_dir)
     uninterrupted = fresh_process(spec)
     killed_at = _kill_after_two_evals(spec, tmp_path)

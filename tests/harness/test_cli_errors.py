@@ -62,8 +62,18 @@ class Bad:
 
 
 RUN = ("--workload", "digits", "--data-dir", "{data}", "--results", "{tmp}/results")
-SWEEP = ("--workloads", "digits", "--trials", "1", "--studies", "1", "--data-dir", "{data}",
-         "--results", "{tmp}/results")  # fmt: skip
+SWEEP = (
+    "--workloads",
+    "digits",
+    "--trials",
+    "1",
+    "--studies",
+    "1",
+    "--data-dir",
+    "{data}",
+    "--results",
+    "{tmp}/results",
+)
 NO_NETWORK = ("--mirror", "http://127.0.0.1:9")  # were a check to miss, no download leaves loopback
 
 BAD_INPUTS: dict[str, Bad] = {
@@ -285,8 +295,11 @@ BAD_INPUTS: dict[str, Bad] = {
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
     """Every path under `root` with its bytes (None for a folder); bytecode caches left out."""
-    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
-            for p in sorted(root.rglob("*")) if "__pycache__" not in p.parts}  # fmt: skip
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if "__pycache__" not in p.parts
+    }
 
 
 def _refuse_to_train(*args: Any, **kwargs: Any) -> Any:
@@ -294,9 +307,13 @@ def _refuse_to_train(*args: Any, **kwargs: Any) -> Any:
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
-def test_bad_input_is_refused_in_one_line(case: Bad, tmp_path: Path, data_dir: Path,
-                                          capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_bad_input_is_refused_in_one_line(
+    case: Bad,
+    tmp_path: Path,
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on any machine
     monkeypatch.setattr("harness.isolation.run_isolated", _refuse_to_train)
     monkeypatch.setattr("sweeps.driver.run_lanes", _refuse_to_train)
@@ -339,8 +356,12 @@ def test_the_table_covers_every_subcommand() -> None:
         return found
 
     every = commands(build_parser())
-    covered = {case.argv[: len(command)] for case in BAD_INPUTS.values() for command in every
-               if case.argv[: len(command)] == command}  # fmt: skip
+    covered = {
+        case.argv[: len(command)]
+        for case in BAD_INPUTS.values()
+        for command in every
+        if case.argv[: len(command)] == command
+    }
     assert every - covered == set()
     assert len(every) >= 16
 
@@ -349,8 +370,14 @@ def _two_hardware_classes(root: Path, data_dir: Path) -> Path:
     results = root / "results"
     store = ResultsStore(results)
     for seed, hardware in ((1, "cpu-a"), (2, "cpu-b")):
-        spec = TrialSpec(workload="digits", scale="smoke", submission="adamw", hparams_json="{}",
-                         seed=seed, data_dir=str(data_dir))  # fmt: skip
+        spec = TrialSpec(
+            workload="digits",
+            scale="smoke",
+            submission="adamw",
+            hparams_json="{}",
+            seed=seed,
+            data_dir=str(data_dir),
+        )
         outcome = failed_outcome(spec, "stored by the test")
         outcome.row["hardware_class"] = hardware
         store.write_trial(outcome.row, outcome.evals)
@@ -398,8 +425,17 @@ def test_validate_builds_a_factory_on_digits(
 
 
 def test_every_command_help_shows_an_example(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("list", "validate", "run", "sweep", "submit", "score", "leaderboard",
-                    "import-algoperf", "sysinfo"):  # fmt: skip
+    for command in (
+        "list",
+        "validate",
+        "run",
+        "sweep",
+        "submit",
+        "score",
+        "leaderboard",
+        "import-algoperf",
+        "sysinfo",
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0

@@ -14,14 +14,27 @@ ADAMW_POINT = {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.
 
 
 def _spec(data_dir: Path | str, **kwargs: Any) -> TrialSpec:
-    return TrialSpec(workload="digits", scale="smoke", submission="adamw",
-                     hparams_json=TrialSpec.canonical_hparams(ADAMW_POINT), seed=1,
-                     data_dir=str(data_dir), max_steps=40, **kwargs)  # fmt: skip
+    return TrialSpec(
+        workload="digits",
+        scale="smoke",
+        submission="adamw",
+        hparams_json=TrialSpec.canonical_hparams(ADAMW_POINT),
+        seed=1,
+        data_dir=str(data_dir),
+        max_steps=40,
+        **kwargs,
+    )
 
 
 def test_trial_ids_without_a_cap_are_unchanged() -> None:
-    spec = TrialSpec(workload="digits", scale="smoke", submission="adamw",
-                     hparams_json='{"lr": 0.003}', seed=1, data_dir="/d")  # fmt: skip
+    spec = TrialSpec(
+        workload="digits",
+        scale="smoke",
+        submission="adamw",
+        hparams_json='{"lr": 0.003}',
+        seed=1,
+        data_dir="/d",
+    )
     assert spec.trial_id(1, "adamw", "abc") == "f407a5a29043ef7ab14e"  # the id before caps existed
     capped = TrialSpec(**{**spec.to_dict(), "memory_cap_bytes": 2**30})
     assert capped.trial_id(1, "adamw", "abc") != spec.trial_id(1, "adamw", "abc")

@@ -57,8 +57,11 @@ def test_a_report_folder_of_an_older_optbench_is_recognised_by_its_exact_shape(
 ) -> None:
     check_output(_old_report(tmp_path / "old"), REPORT_FOLDER, "--out")
     (tmp_path / "old" / "notes.txt").write_text("mine")
-    with pytest.raises(UsageError, match=r"--out .*old: holds 1 file\(s\) optbench did not write "
-                       r"\(notes.txt\)"):  # fmt: skip
+    with pytest.raises(
+        UsageError,
+        match=r"--out .*old: holds 1 file\(s\) optbench did not write "
+        r"\(notes.txt\)",
+    ):
         check_output(tmp_path / "old", REPORT_FOLDER, "--out")
     partial = tmp_path / "partial"  # a user's folder that happens to hold a report.md
     partial.mkdir()
@@ -73,8 +76,9 @@ def test_a_report_folder_of_an_older_optbench_is_recognised_by_its_exact_shape(
 
 def test_replace_folder_marks_what_it_wrote_and_replaces_only_its_own(tmp_path: Path) -> None:
     out = tmp_path / "report"
-    replace_folder(_staged_report(tmp_path, "report.md", "figures/a.png"), out, REPORT_FOLDER,
-                   "--out")  # fmt: skip
+    replace_folder(
+        _staged_report(tmp_path, "report.md", "figures/a.png"), out, REPORT_FOLDER, "--out"
+    )
     mark = json.loads((out / MARK).read_text())
     assert mark == {"kind": "report", "files": ["figures/a.png", "report.md"]}
     # A newer report replaces it whole: a figure the new one lacks goes with the old folder.
@@ -98,14 +102,18 @@ def test_a_mark_of_another_kind_or_unreadable_owns_nothing(tmp_path: Path) -> No
             check_output(folder, REPORT_FOLDER, "--out")
 
 
-@pytest.mark.parametrize(("target", "message"), [
-    ("{root}", "is the results store the output is built from"),
-    ("{root}/..", "holds the results store"),
-    ("{root}/trials", "inside the results store's own trials/ folder"),
-    ("{root}/_sweep/report", "inside the results store's own _sweep/ folder"),
-])  # fmt: skip
-def test_a_report_never_replaces_its_results_store(tmp_path: Path, target: str,
-                                                   message: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("{root}", "is the results store the output is built from"),
+        ("{root}/..", "holds the results store"),
+        ("{root}/trials", "inside the results store's own trials/ folder"),
+        ("{root}/_sweep/report", "inside the results store's own _sweep/ folder"),
+    ],
+)
+def test_a_report_never_replaces_its_results_store(
+    tmp_path: Path, target: str, message: str
+) -> None:
     root = tmp_path / "store"
     for name in ("trials", "evals", "_sweep"):
         (root / name).mkdir(parents=True)
@@ -146,8 +154,9 @@ def test_check_files_in_refuses_a_file_and_a_foreign_leaderboard(tmp_path: Path)
         check_files_in(tmp_path / "site", LEADERBOARD_FILES, "--out")
 
 
-def test_results_root_must_be_a_writable_folder(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_results_root_must_be_a_writable_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     check_results_root(tmp_path / "new")
     assert not (tmp_path / "new").exists()  # checked, not created
     (tmp_path / "afile").write_text("x")

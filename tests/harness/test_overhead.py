@@ -39,12 +39,20 @@ def test_a_space_that_drops_an_override_is_refused_naming_it(tmp_path: Path) -> 
 
 def _result() -> OverheadResult:
     return OverheadResult(
-        workload="digits", steps=10, seed=0, hparams_json=json.dumps(overhead_point()),
+        workload="digits",
+        steps=10,
+        seed=0,
+        hparams_json=json.dumps(overhead_point()),
         optimizer_defaults_json='{"beta2": 0.999, "eps": 1e-08}',
-        loop_s=((1.0, 1.5), (2.0, 2.5), (4.0, 4.0)), runner_s=((1.1, 3.0), (2.2, 3.0), (4.4, 3.5)),
-        provenance={"git_commit": "0123456789abcdef", "git_dirty": True, "cpu_model": "CPU X",
-                    "torch_version": "2.13.0"},
-    )  # fmt: skip
+        loop_s=((1.0, 1.5), (2.0, 2.5), (4.0, 4.0)),
+        runner_s=((1.1, 3.0), (2.2, 3.0), (4.4, 3.5)),
+        provenance={
+            "git_commit": "0123456789abcdef",
+            "git_dirty": True,
+            "cpu_model": "CPU X",
+            "torch_version": "2.13.0",
+        },
+    )
 
 
 def test_the_report_holds_the_medians_and_ratios(tmp_path: Path) -> None:
@@ -64,10 +72,13 @@ def test_the_report_holds_the_medians_and_ratios(tmp_path: Path) -> None:
     assert data["runner_s"][2] == [4.4, 3.5] and "beta2" not in data["hparams"]
 
 
-@pytest.mark.parametrize(("output", "message"), [
-    ("overhead.json", "give a .md file"),
-    ("{file}/overhead.md", "is a file, not a folder"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("overhead.json", "give a .md file"),
+        ("{file}/overhead.md", "is a file, not a folder"),
+    ],
+)
 def test_a_bad_output_path_is_refused_before_measuring(
     output: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -54,10 +54,16 @@ def test_accumulated_gradient_equals_the_whole_batch_gradient(micro_batch_size: 
 
 def _nanogpt_spec(data_dir: Path, world_size: int) -> TrialSpec:
     return TrialSpec(
-        workload="nanogpt", scale="smoke", submission="adamw",
-        hparams_json=TrialSpec.canonical_hparams(ADAMW_POINT), seed=0, data_dir=str(data_dir),
-        world_size=world_size, max_steps=20, stop_at_target=False,
-    )  # fmt: skip
+        workload="nanogpt",
+        scale="smoke",
+        submission="adamw",
+        hparams_json=TrialSpec.canonical_hparams(ADAMW_POINT),
+        seed=0,
+        data_dir=str(data_dir),
+        world_size=world_size,
+        max_steps=20,
+        stop_at_target=False,
+    )
 
 
 @pytest.mark.slow

@@ -44,20 +44,27 @@ def test_shape_only_params_are_the_trials_params(name: str, data_dir: Path) -> N
 REFUSED = {
     "returns None": ("return None", r"optimizer\(\) returned None; expected a torch.optim"),
     "returns a dict": ("return {'lr': hp['lr']}", r"optimizer\(\) returned dict"),
-    "omits the head": ("return torch.optim.SGD(params.without_roles('head'), lr=hp['lr'])",
-                       r"a head parameter of shape \(10, 64\) is in 0 optimizer groups"),
-    "repeats the biases": ("return [torch.optim.SGD(params.params, lr=hp['lr']), "
-                           "torch.optim.SGD(params.with_roles('bias'), lr=hp['lr'])]",
-                           r"a bias parameter of shape \(16,\) is in 2 optimizer groups"),
-    "optax beside torch": ("return [torch.optim.SGD(params.params, lr=hp['lr']), "
-                           "types.SimpleNamespace(init=print, update=print)]",
-                           "an optax transformation must be the only optimizer"),
-}  # fmt: skip
+    "omits the head": (
+        "return torch.optim.SGD(params.without_roles('head'), lr=hp['lr'])",
+        r"a head parameter of shape \(10, 64\) is in 0 optimizer groups",
+    ),
+    "repeats the biases": (
+        "return [torch.optim.SGD(params.params, lr=hp['lr']), "
+        "torch.optim.SGD(params.with_roles('bias'), lr=hp['lr'])]",
+        r"a bias parameter of shape \(16,\) is in 2 optimizer groups",
+    ),
+    "optax beside torch": (
+        "return [torch.optim.SGD(params.params, lr=hp['lr']), "
+        "types.SimpleNamespace(init=print, update=print)]",
+        "an optax transformation must be the only optimizer",
+    ),
+}
 
 
 @pytest.mark.parametrize("body, message", REFUSED.values(), ids=REFUSED.keys())
-def test_check_factory_refuses_what_the_runner_refuses(body: str, message: str, tmp_path: Path,
-                                                       data_dir: Path) -> None:  # fmt: skip
+def test_check_factory_refuses_what_the_runner_refuses(
+    body: str, message: str, tmp_path: Path, data_dir: Path
+) -> None:
     submission = _load(tmp_path, body)
     workload = get_workload("digits", "smoke", data_dir)
     groups, hp, info = (
@@ -83,11 +90,26 @@ def test_check_trial_refuses_unprepared_data_and_passes_a_good_trial(
     tmp_path: Path, data_dir: Path
 ) -> None:
     point = TrialSpec.canonical_hparams(load_submission("muon").search_space.center())
-    spec = TrialSpec(workload="nanogpt", scale="full", submission="muon", hparams_json=point,
-                     seed=0, data_dir=str(tmp_path / "empty"), device="cuda")  # fmt: skip
+    spec = TrialSpec(
+        workload="nanogpt",
+        scale="full",
+        submission="muon",
+        hparams_json=point,
+        seed=0,
+        data_dir=str(tmp_path / "empty"),
+        device="cuda",
+    )
     prepare = r"FineWeb10B is not prepared .* `optbench data prepare fineweb10B --dir "
     with pytest.raises(UsageError, match=prepare):
         check_trial(spec)
     assert not (tmp_path / "empty").exists()
-    check_trial(TrialSpec(workload="nanogpt", scale="smoke", submission="muon", hparams_json=point,
-                          seed=0, data_dir=str(data_dir)))  # fmt: skip
+    check_trial(
+        TrialSpec(
+            workload="nanogpt",
+            scale="smoke",
+            submission="muon",
+            hparams_json=point,
+            seed=0,
+            data_dir=str(data_dir),
+        )
+    )

@@ -340,17 +340,22 @@ def test_concurrent_writers_from_eight_processes(tmp_path: Path) -> None:
 V3_COLUMNS = ("target_seeds", "target_gate_margin", "num_params", "batch_size", "memory_cap_bytes")
 
 
-@pytest.mark.parametrize(("version", "absent"), [
-    (b"1", ("attempts", "restarts", *V3_COLUMNS)),
-    (b"2", V3_COLUMNS),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("version", "absent"),
+    [
+        (b"1", ("attempts", "restarts", *V3_COLUMNS)),
+        (b"2", V3_COLUMNS),
+    ],
+)
 def test_older_files_read_with_the_columns_added_since_as_null(
     tmp_path: Path, version: bytes, absent: tuple[str, ...]
 ) -> None:
     store = ResultsStore(tmp_path)
     store.write_trial(trial_row("new", attempts=2, restarts=1, target_seeds=5, num_params=7), [])
-    old_schema = pa.schema([f for f in TRIALS_SCHEMA if f.name not in absent],
-                           metadata={b"optbench_schema_version": version})  # fmt: skip
+    old_schema = pa.schema(
+        [f for f in TRIALS_SCHEMA if f.name not in absent],
+        metadata={b"optbench_schema_version": version},
+    )
     row = {k: v for k, v in trial_row("old").items() if k in old_schema.names}
     _write_raw(tmp_path / "trials" / "old.parquet", old_schema, row)
     trials = store.read_trials().set_index("trial_id")

@@ -17,7 +17,7 @@ from workloads import Digits
 
 ADAMW_POINT = {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05}
 
-RAISING = '''
+RAISING = """
 import torch
 
 class Exploding(torch.optim.SGD):
@@ -26,9 +26,9 @@ class Exploding(torch.optim.SGD):
 
 def optimizer(params, hp, info):
     return Exploding(params.params, lr=hp["lr"])
-'''
+"""
 
-NAN = '''
+NAN = """
 import torch
 
 class Poisoning(torch.optim.SGD):
@@ -40,7 +40,7 @@ class Poisoning(torch.optim.SGD):
 
 def optimizer(params, hp, info):
     return Poisoning(params.params, lr=hp["lr"])
-'''
+"""
 
 
 def _submission(root: Path, name: str, source: str) -> Path:
@@ -52,9 +52,15 @@ def _submission(root: Path, name: str, source: str) -> Path:
 
 
 def _spec(submission: str | Path, data_dir: Path, hp: dict, **kwargs) -> TrialSpec:
-    return TrialSpec(workload="digits", scale="smoke", submission=str(submission),
-                     hparams_json=TrialSpec.canonical_hparams(hp), seed=1,
-                     data_dir=str(data_dir), **kwargs)  # fmt: skip
+    return TrialSpec(
+        workload="digits",
+        scale="smoke",
+        submission=str(submission),
+        hparams_json=TrialSpec.canonical_hparams(hp),
+        seed=1,
+        data_dir=str(data_dir),
+        **kwargs,
+    )
 
 
 def test_failures_are_recorded_and_do_not_stop_other_trials(tmp_path: Path, data_dir: Path) -> None:

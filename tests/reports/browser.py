@@ -26,9 +26,17 @@ WINDOW = (1280, 2000)
 BLANK_FRACTION = 0.995  # a screenshot whose commonest colour covers this much shows nothing
 LOAD_TIMEOUT_S = 60
 
-_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-          "--disable-dev-shm-usage")  # fmt: skip
+_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 
 # An <img> is broken when it has not finished loading or decoded to nothing.
 _BROKEN_IMAGES_JS = """
@@ -69,8 +77,10 @@ def check_page(html_path: Path, screenshot_path: Path | None = None) -> PageChec
     """
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not binary.is_file():
-            pytest.skip(f"{binary} is missing: the browser test needs Debian's chromium and "
-                        "chromium-driver (`apt-get install chromium chromium-driver`; make test does as root)")  # fmt: skip
+            pytest.skip(
+                f"{binary} is missing: the browser test needs Debian's chromium and "
+                "chromium-driver (`apt-get install chromium chromium-driver`; make test does as root)"
+            )
     with tempfile.TemporaryDirectory(
         prefix="optbench-chromium-", ignore_cleanup_errors=True
     ) as profile:

@@ -59,13 +59,20 @@ DIVERGED = (("lion", "nanogpt"), ("lion", "digits"))  # each at its largest fixe
 FAILED = ("muon", "digits", 1, 2)  # submission, workload, study, trial index
 
 PROVENANCE: dict[str, Any] = {
-    "git_commit": "5f0c2a9d1e4b7c3a8f6e2d1c0b9a8f7e6d5c4b3a", "git_dirty": False,
-    "optbench_version": "0.1.0", "python_version": "3.11.7", "torch_version": "2.13.0",
-    "jax_version": "0.10.2", "optax_version": "0.2.8", "device_name": "cpu",
-    "cpu_model": "Synthetic CPU @ 2.00GHz", "hostname": "synthetic-host", "slurm_job_id": "",
+    "git_commit": "5f0c2a9d1e4b7c3a8f6e2d1c0b9a8f7e6d5c4b3a",
+    "git_dirty": False,
+    "optbench_version": "0.1.0",
+    "python_version": "3.11.7",
+    "torch_version": "2.13.0",
+    "jax_version": "0.10.2",
+    "optax_version": "0.2.8",
+    "device_name": "cpu",
+    "cpu_model": "Synthetic CPU @ 2.00GHz",
+    "hostname": "synthetic-host",
+    "slurm_job_id": "",
     "command_line": "optbench sweep (synthetic store for report tests)",
     "created_utc": "2026-11-01T00:00:00+00:00",
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +140,14 @@ def _rng(seed: int, key: str) -> np.random.Generator:
 
 def _external(num_trials: int, num_studies: int, **extra: Any) -> dict[str, Any]:
     """A ruleset record as `sweeps.rulesets.ExternalRuleset.to_json` writes it (plus `extra`)."""
-    return {"name": "external", "num_trials": num_trials, "num_studies": num_studies,
-            "search": "quasi-random", "seed": 0, **extra}  # fmt: skip
+    return {
+        "name": "external",
+        "num_trials": num_trials,
+        "num_studies": num_studies,
+        "search": "quasi-random",
+        "seed": 0,
+        **extra,
+    }
 
 
 def _fixed_model(seed: int) -> list[_Trial]:
@@ -151,8 +164,20 @@ def _fixed_model(seed: int) -> list[_Trial]:
                     wd = 10 ** (-4 + math.log10(3000) * (wd_stratum + rng.uniform()) / 6)
                     hp = {"lr": lr, "weight_decay": wd, "beta1": (0.9, 0.95)[index % 2]}
                     fate = "failed" if (sub, workload.name, study, index) == FAILED else ""
-                    lane.append(_Trial("fixed-model", workload, "smoke", n, sub, study, index, hp,
-                                       _external(6, 3), fate=fate))  # fmt: skip
+                    lane.append(
+                        _Trial(
+                            "fixed-model",
+                            workload,
+                            "smoke",
+                            n,
+                            sub,
+                            study,
+                            index,
+                            hp,
+                            _external(6, 3),
+                            fate=fate,
+                        )
+                    )
             if (sub, workload.name) in DIVERGED:
                 top = max(range(len(lane)), key=lambda i: lane[i].hparams["lr"])
                 lane[top] = replace(lane[top], fate="diverged")
@@ -162,8 +187,14 @@ def _fixed_model(seed: int) -> list[_Trial]:
 
 def _fixed_resource(seed: int) -> list[_Trial]:
     """Each trial picks a rung (bigger ones twice) and an lr within 2x of that rung's optimum."""
-    ruleset = _external(6, 2, track="fixed-resource", memory_cap_bytes=MEMORY_CAP_BYTES,
-                        time_budget_s=TIME_BUDGET_S, ladder=list(LADDER))  # fmt: skip
+    ruleset = _external(
+        6,
+        2,
+        track="fixed-resource",
+        memory_cap_bytes=MEMORY_CAP_BYTES,
+        time_budget_s=TIME_BUDGET_S,
+        ladder=list(LADDER),
+    )
     trials = []
     for sub in SUBMISSIONS:
         for study in range(2):
@@ -171,8 +202,21 @@ def _fixed_resource(seed: int) -> list[_Trial]:
                 n = LADDER_NUM_PARAMS[rung]
                 lr = best_lr(sub, n) * 2 ** _rng(seed, f"fr/{sub}/{study}/{index}").uniform(-1, 1)
                 hp = {"lr": lr, "weight_decay": 0.01, "beta1": 0.9}
-                trials.append(_Trial("fixed-resource", NANOGPT, LADDER[rung], n, sub, study, index,
-                                     hp, ruleset, TIME_BUDGET_S, stop_at_target=False))  # fmt: skip
+                trials.append(
+                    _Trial(
+                        "fixed-resource",
+                        NANOGPT,
+                        LADDER[rung],
+                        n,
+                        sub,
+                        study,
+                        index,
+                        hp,
+                        ruleset,
+                        TIME_BUDGET_S,
+                        stop_at_target=False,
+                    )
+                )
     return trials
 
 
@@ -183,10 +227,25 @@ def _scaling(seed: int) -> list[_Trial]:
         for rung, n in zip(LADDER, LADDER_NUM_PARAMS, strict=True):
             for study in range(2):
                 for index in range(4):
-                    hp = {"lr": best_lr(sub, n) * 2.0 ** (index - 2 + study),
-                          "weight_decay": 0.01, "beta1": 0.9}  # fmt: skip
-                    trials.append(_Trial("scaling", NANOGPT, rung, n, sub, study, index, hp,
-                                         _external(4, 2), stop_at_target=False))  # fmt: skip
+                    hp = {
+                        "lr": best_lr(sub, n) * 2.0 ** (index - 2 + study),
+                        "weight_decay": 0.01,
+                        "beta1": 0.9,
+                    }
+                    trials.append(
+                        _Trial(
+                            "scaling",
+                            NANOGPT,
+                            rung,
+                            n,
+                            sub,
+                            study,
+                            index,
+                            hp,
+                            _external(4, 2),
+                            stop_at_target=False,
+                        )
+                    )
     return trials
 
 
@@ -204,19 +263,43 @@ def _simulate(t: _Trial, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]
     sec_per_step = SECONDS_PER_STEP[sub] * (n / 1e5) ** 0.3 * math.exp(0.02 * rng.normal())
     max_steps = MAX_STEPS if t.time_budget_s is None else int(t.time_budget_s / sec_per_step)
     row: dict[str, Any] = dict.fromkeys(TRIALS_SCHEMA.names)
-    row.update(PROVENANCE, trial_id=trial_id, workload=w.name, workload_version=1, scale=t.scale,
-               submission=sub, submission_hash=hashlib.sha256(sub.encode()).hexdigest()[:12],
-               hparams_json=json.dumps(hp, sort_keys=True), seed=int(rng.integers(2**31)),
-               ruleset="external", ruleset_json=json.dumps(t.ruleset, sort_keys=True),
-               study=t.study, trial_index=t.index, hardware_class=HARDWARE_CLASS,
-               precision="fp32", num_threads=1, target_metric=w.metric, target_value=w.target,
-               target_direction=w.direction, target_seeds=1, target_gate_margin=0.0,
-               throughput_unit=w.unit, attempts=1, restarts=0, num_params=n,
-               batch_size=BATCH_SIZE, memory_cap_bytes=t.ruleset.get("memory_cap_bytes"),
-               compile_time_s=0.4, params_bytes=4 * n, grads_bytes=4 * n,
-               optimizer_state_bytes=4 * n * STATE_PER_PARAM[sub], peak_source="vmhwm",
-               activations_bytes=ACTIVATION_BYTES_PER_PARAM * n, peak_bytes=peak_bytes(sub, n),
-               throughput_per_s=w.tokens_per_step / sec_per_step)  # fmt: skip
+    row.update(
+        PROVENANCE,
+        trial_id=trial_id,
+        workload=w.name,
+        workload_version=1,
+        scale=t.scale,
+        submission=sub,
+        submission_hash=hashlib.sha256(sub.encode()).hexdigest()[:12],
+        hparams_json=json.dumps(hp, sort_keys=True),
+        seed=int(rng.integers(2**31)),
+        ruleset="external",
+        ruleset_json=json.dumps(t.ruleset, sort_keys=True),
+        study=t.study,
+        trial_index=t.index,
+        hardware_class=HARDWARE_CLASS,
+        precision="fp32",
+        num_threads=1,
+        target_metric=w.metric,
+        target_value=w.target,
+        target_direction=w.direction,
+        target_seeds=1,
+        target_gate_margin=0.0,
+        throughput_unit=w.unit,
+        attempts=1,
+        restarts=0,
+        num_params=n,
+        batch_size=BATCH_SIZE,
+        memory_cap_bytes=t.ruleset.get("memory_cap_bytes"),
+        compile_time_s=0.4,
+        params_bytes=4 * n,
+        grads_bytes=4 * n,
+        optimizer_state_bytes=4 * n * STATE_PER_PARAM[sub],
+        peak_source="vmhwm",
+        activations_bytes=ACTIVATION_BYTES_PER_PARAM * n,
+        peak_bytes=peak_bytes(sub, n),
+        throughput_per_s=w.tokens_per_step / sec_per_step,
+    )
     if t.fate == "failed":
         row.update(
             status="failed",
@@ -228,8 +311,13 @@ def _simulate(t: _Trial, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]
         )
         return row, []
     if row["memory_cap_bytes"] is not None and row["peak_bytes"] > row["memory_cap_bytes"]:
-        row.update(status="over_budget", steps=1, tokens=w.tokens_per_step,
-                   train_time_s=sec_per_step, wall_time_s=1.0 + sec_per_step)  # fmt: skip
+        row.update(
+            status="over_budget",
+            steps=1,
+            tokens=w.tokens_per_step,
+            train_time_s=sec_per_step,
+            wall_time_s=1.0 + sec_per_step,
+        )
         return row, []
     evals: list[dict[str, Any]] = []
     for index, step in enumerate(range(EVAL_EVERY_STEPS, max_steps + 1, EVAL_EVERY_STEPS)):
@@ -237,12 +325,22 @@ def _simulate(t: _Trial, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]
         value = w.value(c + a / math.sqrt(tokens) * (1 + 0.002 * rng.normal()))
         if t.fate == "diverged" and index == 2:
             value = math.nan
-        evals.append({**PROVENANCE, "trial_id": trial_id, "eval_index": index, "step": step,
-                      "tokens": tokens, "train_time_s": step * sec_per_step,
-                      "metric": w.metric, "value": value})  # fmt: skip
+        evals.append(
+            {
+                **PROVENANCE,
+                "trial_id": trial_id,
+                "eval_index": index,
+                "step": step,
+                "tokens": tokens,
+                "train_time_s": step * sec_per_step,
+                "metric": w.metric,
+                "value": value,
+            }
+        )
         if row["time_to_target_s"] is None and w.is_met(value):
-            row.update(time_to_target_s=step * sec_per_step, steps_to_target=step,
-                       tokens_to_target=tokens)  # fmt: skip
+            row.update(
+                time_to_target_s=step * sec_per_step, steps_to_target=step, tokens_to_target=tokens
+            )
             if t.stop_at_target:
                 break
         if not math.isfinite(value):
@@ -252,11 +350,16 @@ def _simulate(t: _Trial, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]
     status = t.fate or (
         "target_reached" if row["time_to_target_s"] is not None else "budget_exhausted"
     )
-    row.update(status=status, steps=last["step"], tokens=last["tokens"],
-               train_time_s=last["train_time_s"], final_metric=last["value"],
-               best_metric=(min if w.direction == "min" else max)(values) if values else None,
-               eval_time_s=0.01 * len(evals),
-               wall_time_s=last["train_time_s"] + 0.4 + 0.01 * len(evals) + 1.0)  # fmt: skip
+    row.update(
+        status=status,
+        steps=last["step"],
+        tokens=last["tokens"],
+        train_time_s=last["train_time_s"],
+        final_metric=last["value"],
+        best_metric=(min if w.direction == "min" else max)(values) if values else None,
+        eval_time_s=0.01 * len(evals),
+        wall_time_s=last["train_time_s"] + 0.4 + 0.01 * len(evals) + 1.0,
+    )
     return row, evals
 
 

@@ -174,16 +174,39 @@ def test_self_tuning_logs_are_recorded_under_the_self_ruleset(tmp_path: Path) ->
     # a folder without a ruleset in its path, imported with --ruleset self
     plain = tmp_path / "runs"
     shutil.copytree(ROUND_V06 / "self_tuning", plain)
-    assert main(["import-algoperf", str(plain), "--results", str(tmp_path / "r"),
-                 "--targets", str(TARGETS), "--ruleset", "self"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "import-algoperf",
+                str(plain),
+                "--results",
+                str(tmp_path / "r"),
+                "--targets",
+                str(TARGETS),
+                "--ruleset",
+                "self",
+            ]
+        )
+        == 0
+    )
     assert set(ResultsStore(tmp_path / "r").read_trials()["ruleset"]) == {"self"}
 
 
 def test_ruleset_that_contradicts_the_folder_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["import-algoperf", str(ROUND_V06 / "self_tuning"), "--results",
-                 str(tmp_path / "r"), "--targets", str(TARGETS), "--ruleset", "external"])  # fmt: skip
+    code = main(
+        [
+            "import-algoperf",
+            str(ROUND_V06 / "self_tuning"),
+            "--results",
+            str(tmp_path / "r"),
+            "--targets",
+            str(TARGETS),
+            "--ruleset",
+            "external",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "self-tuning folder" in err[0]
     assert not (tmp_path / "r").exists()
@@ -197,12 +220,25 @@ def test_csvs_outside_the_layout_are_reported(
 ) -> None:
     logs = tmp_path / "logs"
     write_eval_csv(logs, "sub/study_0/ogbg_jax/trial_1", SMALL_LOG)
-    stray = write_eval_csv(logs, "sub/study_0/trial_2", SMALL_LOG)  # no workload folder (as in v0.5's logs)
+    stray = write_eval_csv(
+        logs, "sub/study_0/trial_2", SMALL_LOG
+    )  # no workload folder (as in v0.5's logs)
     write_eval_csv(logs, "sub/study_0/ogbg_tf/trial_1", SMALL_LOG)  # not jax or pytorch
     summary = import_algoperf(logs, ResultsStore(tmp_path / "r"), TARGETS)
     assert summary.written == 1 and len(summary.outside_layout) == 2
-    assert main(["import-algoperf", str(logs), "--results", str(tmp_path / "r2"),
-                 "--targets", str(TARGETS)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "import-algoperf",
+                str(logs),
+                "--results",
+                str(tmp_path / "r2"),
+                "--targets",
+                str(TARGETS),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "left out 2 eval_measurements.csv" in err and str(stray.parent.parent) in err
 
@@ -225,8 +261,9 @@ def test_one_bad_csv_writes_nothing(
     write_eval_csv(logs, "c/study_0/ogbg_jax/trial_1", SMALL_LOG)
     with pytest.raises(ResultsSchemaError, match=named):
         import_algoperf(logs, ResultsStore(tmp_path / "r"), TARGETS)
-    code = main(["import-algoperf", str(logs), "--results", str(tmp_path / "r"),
-                 "--targets", str(TARGETS)])  # fmt: skip
+    code = main(
+        ["import-algoperf", str(logs), "--results", str(tmp_path / "r"), "--targets", str(TARGETS)]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(path) in err[0] and named in err[0]
     assert ResultsStore(tmp_path / "r").read_trials().empty

@@ -256,11 +256,25 @@ def test_score_command_applies_the_held_out_rule_on_request(
 ) -> None:
     from harness.cli import main
 
-    logs = _variant_logs(tmp_path, {"baseline": 0.0, "shampoo": 0.0},
-                         {"baseline": 1.0, "shampoo": 6.0})  # fmt: skip
+    logs = _variant_logs(
+        tmp_path, {"baseline": 0.0, "shampoo": 0.0}, {"baseline": 1.0, "shampoo": 6.0}
+    )
     results = str(tmp_path / "results")
-    assert main(["import-algoperf", str(logs), "--results", results, "--targets", str(TARGETS),
-                 "--held-out", str(HELD_OUT_V05)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "import-algoperf",
+                str(logs),
+                "--results",
+                results,
+                "--targets",
+                str(TARGETS),
+                "--held-out",
+                str(HELD_OUT_V05),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
 
     def scores(*flags: str) -> dict[str, float]:
@@ -272,4 +286,6 @@ def test_score_command_applies_the_held_out_rule_on_request(
     trials = ResultsStore(results).read_trials()
     assert plain == pytest.approx(benchmark_scores(trials).to_dict(), abs=1e-4)
     assert ruled == pytest.approx(benchmark_scores(trials, held_out_rule=True).to_dict(), abs=1e-4)
-    assert ruled["shampoo"] < plain["shampoo"]  # it loses fastmri; baseline, now fastest there, gains
+    assert (
+        ruled["shampoo"] < plain["shampoo"]
+    )  # it loses fastmri; baseline, now fastest there, gains

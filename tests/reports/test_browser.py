@@ -24,8 +24,10 @@ def _png_figure() -> bytes:
 
 def _page(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "page.html"
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>t</title></head>"
-                    f"<body>{body}</body></html>")  # fmt: skip
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>t</title></head>"
+        f"<body>{body}</body></html>"
+    )
     return path
 
 
@@ -43,8 +45,11 @@ def test_good_page_passes(tmp_path: Path) -> None:
 
 
 def test_broken_image_and_console_error_are_reported(tmp_path: Path) -> None:
-    page = _page(tmp_path, "<h1>Report</h1><img alt='missing figure' src='figures/none.png'>"
-                 "<script>console.error('x')</script>")  # fmt: skip
+    page = _page(
+        tmp_path,
+        "<h1>Report</h1><img alt='missing figure' src='figures/none.png'>"
+        "<script>console.error('x')</script>",
+    )
     check = check_page(page)
     assert check.images == 1
     assert check.broken_images == ["missing figure"]

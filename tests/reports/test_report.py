@@ -34,10 +34,15 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def reports(store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("reports")
-    options = {"fixed-model": {"scale": "smoke"}, "fixed-resource": {},
-               "scaling": {"workload": "nanogpt", "scale": "smoke"}}  # fmt: skip
-    return {kind: build_report(kind, store_root, out / kind, n_boot=300, **opts).html.parent
-            for kind, opts in options.items()}  # fmt: skip
+    options = {
+        "fixed-model": {"scale": "smoke"},
+        "fixed-resource": {},
+        "scaling": {"workload": "nanogpt", "scale": "smoke"},
+    }
+    return {
+        kind: build_report(kind, store_root, out / kind, n_boot=300, **opts).html.parent
+        for kind, opts in options.items()
+    }
 
 
 def _table(report: Path, ident: str) -> pd.DataFrame:
@@ -52,7 +57,11 @@ def test_claims_rank_the_optimizers_as_built(reports: dict[str, Path]) -> None:
     assert speed["sgd-nesterov"] < 0.9  # built 0.7x
     low, high = (float(v) for v in claims.loc["muon", "steps 95% CI"].strip("[]").split(","))
     assert low <= speed["muon"] <= high
-    assert claims["data equivalence D_eff/D"]["muon"] > 1.0 > claims["data equivalence D_eff/D"]["sgd-nesterov"]
+    assert (
+        claims["data equivalence D_eff/D"]["muon"]
+        > 1.0
+        > claims["data equivalence D_eff/D"]["sgd-nesterov"]
+    )
     assert (claims["studies"] == 3).all() and (claims["trials"] == 18).all()
 
 
@@ -68,16 +77,27 @@ def test_stability_counts_the_divergences_and_faults(reports: dict[str, Path]) -
 def test_memory_breakdown_shows_the_optimizer_state(reports: dict[str, Path]) -> None:
     memory = _table(reports["fixed-model"], "nanogpt-smoke-memory")
     for name, ratio in synthetic.STATE_PER_PARAM.items():
-        assert memory.loc[name, "optimizer state"] == pytest.approx(ratio * memory.loc[name, "params"])
+        assert memory.loc[name, "optimizer state"] == pytest.approx(
+            ratio * memory.loc[name, "params"]
+        )
     parts = ["params", "grads", "optimizer state", "activations + temporaries"]
     assert memory[parts].sum(axis=1).to_numpy() == pytest.approx(memory["peak"].to_numpy())
 
 
 def test_protocol_and_figures_are_in_the_page(reports: dict[str, Path]) -> None:
     page = (reports["fixed-model"] / "report.html").read_text()
-    for words in ("tuning protocol", "Selection: per study", "found after k trials", "vs learning rate",
-                  "vs weight decay", "within a training-time budget", "memory per submission",
-                  "vs tokens", "vs training seconds", "time to target (s) vs peak memory"):  # fmt: skip
+    for words in (
+        "tuning protocol",
+        "Selection: per study",
+        "found after k trials",
+        "vs learning rate",
+        "vs weight decay",
+        "within a training-time budget",
+        "memory per submission",
+        "vs tokens",
+        "vs training seconds",
+        "time to target (s) vs peak memory",
+    ):
         assert words in page, words
     figures = sorted(p.name for p in (reports["fixed-model"] / "figures").iterdir())
     assert page.count("<img") == len(figures) == 18  # 9 per workload
@@ -137,8 +157,10 @@ def test_report_replaces_an_old_report_whole_and_a_failure_keeps_it(
 
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
-            for p in sorted(root.rglob("*"))}  # fmt: skip
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def test_a_folder_of_other_files_is_never_replaced(store_root: Path, tmp_path: Path) -> None:
@@ -151,19 +173,30 @@ def test_a_folder_of_other_files_is_never_replaced(store_root: Path, tmp_path: P
     assert [p.name for p in tmp_path.iterdir()] == ["notes"]
 
 
-@pytest.mark.parametrize(("out", "message"), [
-    ("{store}", "is the results store the output is built from"),
-    ("{store}/trials", "inside the results store's own trials/ folder"),
-    ("{store}/..", "holds the results store"),
-    ("{tmp}/afile", "afile: is a file, not a folder"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("{store}", "is the results store the output is built from"),
+        ("{store}/trials", "inside the results store's own trials/ folder"),
+        ("{store}/..", "holds the results store"),
+        ("{tmp}/afile", "afile: is a file, not a folder"),
+    ],
+)
 def test_report_out_over_the_store_or_a_file_exits_2_and_deletes_nothing(
     store_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], out: str, message: str
 ) -> None:
     (tmp_path / "afile").write_text("mine")
     before = _snapshot(store_root)
-    argv = ["report", "pareto", "--results", str(store_root), "--workload", "digits", "--out",
-            out.format(store=store_root, tmp=tmp_path)]  # fmt: skip
+    argv = [
+        "report",
+        "pareto",
+        "--results",
+        str(store_root),
+        "--workload",
+        "digits",
+        "--out",
+        out.format(store=store_root, tmp=tmp_path),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
@@ -171,15 +204,21 @@ def test_report_out_over_the_store_or_a_file_exits_2_and_deletes_nothing(
     assert sorted(os.listdir(tmp_path)) == ["afile"] and (tmp_path / "afile").read_text() == "mine"
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["report", "fixed-model", "--reference", "nobody"], "reference 'nobody' has no trials"),
-    (["report", "scaling"], "needs --workload and --scale"),
-    (["report", "pareto", "--workload", "imagenet"], "no trials of workload 'imagenet'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "fixed-model", "--reference", "nobody"], "reference 'nobody' has no trials"),
+        (["report", "scaling"], "needs --workload and --scale"),
+        (["report", "pareto", "--workload", "imagenet"], "no trials of workload 'imagenet'"),
+    ],
+)
 def test_bad_report_requests_exit_2_naming_the_problem(
-    store_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+    store_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
     message: str,
-) -> None:  # fmt: skip
+) -> None:
     out = tmp_path / "out"
     assert main([*argv, "--results", str(store_root), "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
@@ -192,10 +231,13 @@ def test_an_empty_store_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_report_modules_load_no_framework() -> None:
-    code = ("import reports.report, reports.cli, sys; "
-            "assert 'torch' not in sys.modules and 'jax' not in sys.modules")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    code = (
+        "import reports.report, reports.cli, sys; "
+        "assert 'torch' not in sys.modules and 'jax' not in sys.modules"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -222,13 +264,21 @@ def test_the_under_tuned_edge_needs_most_studies(picks: tuple[int, ...], expecte
     from reports.frames import edge_in_most_studies
 
     lrs = [1e-3, 3e-3, 1e-2, 3e-2]
-    trials = pd.DataFrame([{"study": k, "trial_index": i, "hparams_json": json.dumps({"lr": lr})}
-                           for k in range(len(picks)) for i, lr in enumerate(lrs)])  # fmt: skip
-    selected = pd.concat([trials[(trials.study == k) & (trials.trial_index == i)]
-                          for k, i in enumerate(picks)])  # fmt: skip
+    trials = pd.DataFrame(
+        [
+            {"study": k, "trial_index": i, "hparams_json": json.dumps({"lr": lr})}
+            for k in range(len(picks))
+            for i, lr in enumerate(lrs)
+        ]
+    )
+    selected = pd.concat(
+        [trials[(trials.study == k) & (trials.trial_index == i)] for k, i in enumerate(picks)]
+    )
     assert edge_in_most_studies(trials, selected) == expected
 
 
-def test_scaling_flags_no_edge_when_the_grid_surrounds_the_optimum(reports: dict[str, Path]) -> None:
+def test_scaling_flags_no_edge_when_the_grid_surrounds_the_optimum(
+    reports: dict[str, Path],
+) -> None:
     page = (reports["scaling"] / "report.md").read_text()
     assert "under-tuned" not in page  # the synthetic grid is centred on each rung's lr*

@@ -64,8 +64,9 @@ def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_report_page_renders_self_contained(kind: str, results_root: Path, tmp_path: Path) -> None:
-    report = build_report(kind, results_root, tmp_path / kind, reference=REFERENCE, n_boot=200,
-                          **KINDS[kind])  # fmt: skip
+    report = build_report(
+        kind, results_root, tmp_path / kind, reference=REFERENCE, n_boot=200, **KINDS[kind]
+    )
     page = report.html.read_text()
     declared = page.count("<img")
     assert declared >= 1 and declared == len(report.figures)

@@ -151,8 +151,9 @@ def test_import_reports_loads_no_framework() -> None:
 
 
 def test_only_the_latest_version_of_a_submission_and_workload_counts() -> None:
-    trials = _trials([("a", "w", 0, 100.0), ("a", "w", 0, 10.0), ("b", "w", 0, 50.0),
-                      ("b", "w", 0, 20.0)])  # fmt: skip
+    trials = _trials(
+        [("a", "w", 0, 100.0), ("a", "w", 0, 10.0), ("b", "w", 0, 50.0), ("b", "w", 0, 20.0)]
+    )
     # a was edited after its first trial (new source hash); w's version is the same throughout.
     trials["submission_hash"] = ["old", "old", "h1", "h1"]
     trials.loc[1, "submission_hash"] = "new"
@@ -193,8 +194,16 @@ def _variant(workload: str) -> str:
 
 def test_held_out_rows_are_not_workloads_and_gate_with_the_rule() -> None:
     # base w: a 100, b 300 (within 4x), c never. Held-out w_tanh: a 100, b 500 (> 4 x 100), c 50.
-    base = _trials([("a", "w", 0, 100.0), ("b", "w", 0, 300.0), ("c", "w", 0, None),
-                    ("a", "v", 0, 10.0), ("b", "v", 0, 10.0), ("c", "v", 0, 10.0)])  # fmt: skip
+    base = _trials(
+        [
+            ("a", "w", 0, 100.0),
+            ("b", "w", 0, 300.0),
+            ("c", "w", 0, None),
+            ("a", "v", 0, 10.0),
+            ("b", "v", 0, 10.0),
+            ("c", "v", 0, 10.0),
+        ]
+    )
     held = _trials([("a", "w", 0, 100.0), ("b", "w", 0, 500.0), ("c", "w", 0, 50.0)])
     trials = pd.concat([base.assign(ruleset_json="{}"), held.assign(ruleset_json=_variant("w"))])
     times = workload_times(trials)

@@ -53,8 +53,11 @@ def test_statuses(trials: pd.DataFrame) -> None:
     diverged = trials[trials["status"] == "diverged"]
     assert not np.isfinite(diverged["final_metric"]).any()
     for _, row in diverged.iterrows():  # at the lane's largest lr
-        lane = trials[(trials["submission"] == row["submission"])
-                      & (trials["workload"] == row["workload"]) & (trials["scale"] == "smoke")]  # fmt: skip
+        lane = trials[
+            (trials["submission"] == row["submission"])
+            & (trials["workload"] == row["workload"])
+            & (trials["scale"] == "smoke")
+        ]
         assert row["lr"] == lane["lr"].max()
 
 
@@ -62,7 +65,8 @@ def test_memory_and_fixed_resource_caps(trials: pd.DataFrame) -> None:
     assert (trials["params_bytes"] == trials["grads_bytes"]).all()
     ratio = trials["optimizer_state_bytes"] / trials["params_bytes"]
     assert ratio.groupby(trials["submission"]).unique().map(list).to_dict() == {
-        name: [float(k)] for name, k in syn.STATE_PER_PARAM.items()}  # fmt: skip
+        name: [float(k)] for name, k in syn.STATE_PER_PARAM.items()
+    }
     parts = ["params_bytes", "grads_bytes", "optimizer_state_bytes", "activations_bytes"]
     assert (trials[parts].sum(axis=1) == trials["peak_bytes"]).all()
     resource = trials[trials["track"] == "fixed-resource"]

@@ -26,9 +26,16 @@ WARMUP_POINTS = [0.05, 0.02, 0.1]
 
 def _trial(submission: str, workload: str, data_dir: Path, steps: int) -> dict:
     space = load_submission(submission).search_space
-    spec = TrialSpec(workload=workload, scale="smoke", submission=submission,
-                     hparams_json=TrialSpec.canonical_hparams(space.center()), seed=0,
-                     data_dir=str(data_dir), max_steps=steps, stop_at_target=False)  # fmt: skip
+    spec = TrialSpec(
+        workload=workload,
+        scale="smoke",
+        submission=submission,
+        hparams_json=TrialSpec.canonical_hparams(space.center()),
+        seed=0,
+        data_dir=str(data_dir),
+        max_steps=steps,
+        stop_at_target=False,
+    )
     return run_trial(spec).row
 
 
@@ -90,8 +97,11 @@ def test_zoo_table_reads_the_store(data_dir: Path, tmp_path: Path) -> None:
     specs = [dataclasses.replace(spec, max_steps=40) for spec in specs]
     run_isolated(specs, str(tmp_path))
     table = zoo_table(ResultsStore(tmp_path).read_trials())
-    rows = [line for line in table.splitlines() if line.startswith("| adamw |")
-            or line.startswith("| sgd-nesterov |")]  # fmt: skip
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("| adamw |") or line.startswith("| sgd-nesterov |")
+    ]
     assert len(rows) == 2
     for row in rows:  # one digits cell, then "reached at defaults" and "reached after tuning"
         assert row.count("/1 |") == 2 and ("✓" in row) == row.endswith("| 1/1 | 1/1 |")

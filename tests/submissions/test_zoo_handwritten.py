@@ -55,8 +55,15 @@ def _state_bytes(name: str, shapes: dict[Role, tuple[int, ...]] = MEMORY_SHAPES)
     return run_reference(name, HP, steps=STEPS, problem=problem, dtype=torch.float32).state_bytes()
 
 
-def _adam_direction(m: np.ndarray, v: np.ndarray, g: np.ndarray, t: int, beta1: float,
-                    beta2: float = 0.999, eps: float = 1e-8) -> np.ndarray:  # fmt: skip
+def _adam_direction(
+    m: np.ndarray,
+    v: np.ndarray,
+    g: np.ndarray,
+    t: int,
+    beta1: float,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+) -> np.ndarray:
     """Adam's bias-corrected direction (ε outside the root); updates m and v in place."""
     m[:] = beta1 * m + (1 - beta1) * g
     v[:] = beta2 * v + (1 - beta2) * g**2

@@ -35,8 +35,13 @@ STEPS = 3
 Rule = Callable[[np.ndarray, np.ndarray, float, float, dict[str, Any], int], np.ndarray]
 
 
-def replay(problem: Problem, hp: dict[str, Any], name: str, rule_for: Callable[[Role], Rule],
-           steps: int = STEPS) -> list[np.ndarray]:  # fmt: skip
+def replay(
+    problem: Problem,
+    hp: dict[str, Any],
+    name: str,
+    rule_for: Callable[[Role], Rule],
+    steps: int = STEPS,
+) -> list[np.ndarray]:
     """θ after `steps` steps of each parameter's rule, η = lr·schedule(t), λ masked by role."""
     multipliers = lr_multipliers(name, hp)
     thetas = [v.copy() for v in problem.initial]
@@ -67,8 +72,9 @@ def adam(beta1: float, beta2: float, eps: float, lr_ratio: float = 1.0) -> Rule:
     return rule
 
 
-def check_against_numpy(name: str, hp: dict[str, Any], rule_for: Callable[[Role], Rule],
-                        steps: int = STEPS) -> None:  # fmt: skip
+def check_against_numpy(
+    name: str, hp: dict[str, Any], rule_for: Callable[[Role], Rule], steps: int = STEPS
+) -> None:
     problem = make_problem()
     got = run_reference(name, hp, steps=steps).values()
     want = replay(problem, hp, name, rule_for, steps)

@@ -43,8 +43,14 @@ def _zeros(problem: Problem) -> Arrays:
     return [np.zeros_like(x) for x in problem.initial]
 
 
-def _sign_step(problem: Problem, hp: dict[str, Any], s: list[float], beta_step: float,
-               beta_state: float, steps: int = STEPS) -> Arrays:  # fmt: skip
+def _sign_step(
+    problem: Problem,
+    hp: dict[str, Any],
+    s: list[float],
+    beta_step: float,
+    beta_state: float,
+    steps: int = STEPS,
+) -> Arrays:
     """Lion (README of lion); Signum is its β_step = β_state case (README of signum).
 
     c = β_step·m + (1 − β_step)·g;  u = −η·(sign(c) + λ·θ);  m ← β_state·m + (1 − β_state)·g;
@@ -150,8 +156,13 @@ def ademamix_reference(problem: Problem, hp: dict[str, Any], s: list[float]) -> 
     return theta
 
 
-def prodigy_reference(problem: Problem, hp: dict[str, Any], s: list[float], d0: float,
-                      d_trace: list[float] | None = None) -> Arrays:  # fmt: skip
+def prodigy_reference(
+    problem: Problem,
+    hp: dict[str, Any],
+    s: list[float],
+    d0: float,
+    d_trace: list[float] | None = None,
+) -> Arrays:
     """Prodigy as its README states it, safeguarded, with lr_k = lr·(the harness's warmup_cosine)
     inside and the bridge's multiplier s (all 1)."""
     b1, b2, eps = hp["beta1"], 0.999, 1e-8
@@ -216,11 +227,27 @@ EQUATION_CASES: list[tuple[str, dict[str, Any], Reference]] = [
     ("lion", {"lr": 5e-4, "weight_decay": 0.2, "beta1": 0.95, "warmup_frac": 0.0}, lion_reference),
     ("lamb", {"lr": 5e-3, "weight_decay": 0.02, "beta1": 0.9, "warmup_frac": 0.3}, lamb_reference),
     ("lars", {"lr": 0.1, "weight_decay": 0.5, "momentum": 0.9, "warmup_frac": 0.0}, lars_reference),
-    ("signum", {"lr": 5e-4, "weight_decay": 0.2, "momentum": 0.9, "warmup_frac": 0.0}, signum_reference),
-    ("signum", {"lr": 5e-4, "weight_decay": 0.2, "momentum": 0.0, "warmup_frac": 0.0}, signum_reference),
-    ("adopt", {"lr": 1e-2, "weight_decay": 0.02, "beta1": 0.9, "warmup_frac": 0.0}, adopt_reference),
-    ("ademamix", {"lr": 5e-3, "weight_decay": 0.2, "beta3": 0.999, "warmup_frac": 0.0}, ademamix_reference),
-]  # fmt: skip
+    (
+        "signum",
+        {"lr": 5e-4, "weight_decay": 0.2, "momentum": 0.9, "warmup_frac": 0.0},
+        signum_reference,
+    ),
+    (
+        "signum",
+        {"lr": 5e-4, "weight_decay": 0.2, "momentum": 0.0, "warmup_frac": 0.0},
+        signum_reference,
+    ),
+    (
+        "adopt",
+        {"lr": 1e-2, "weight_decay": 0.02, "beta1": 0.9, "warmup_frac": 0.0},
+        adopt_reference,
+    ),
+    (
+        "ademamix",
+        {"lr": 5e-3, "weight_decay": 0.2, "beta3": 0.999, "warmup_frac": 0.0},
+        ademamix_reference,
+    ),
+]
 
 
 def _assert_matches(got: Arrays, want: Arrays, problem: Problem) -> None:
@@ -230,8 +257,11 @@ def _assert_matches(got: Arrays, want: Arrays, problem: Problem) -> None:
     assert diff <= 1e-6, f"max |optax − NumPy| = {diff:.2e} (θ moved {moved:.2e})"
 
 
-@pytest.mark.parametrize(("name", "hp", "reference"), EQUATION_CASES,
-                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(EQUATION_CASES)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "hp", "reference"),
+    EQUATION_CASES,
+    ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(EQUATION_CASES)],
+)
 def test_equations_match_numpy(name: str, hp: dict[str, Any], reference: Reference) -> None:
     with jax_x64():
         run = run_reference(name, hp, steps=STEPS)

@@ -184,7 +184,9 @@ def _lbfgs(problem: Problem, hp: dict[str, Any], steps: int) -> tuple[list[np.nd
     multipliers = lr_multipliers("lbfgs", hp)
     shapes = [x.shape for x in problem.initial]
     splits = np.cumsum([x.size for x in problem.initial])[:-1]
-    mask = np.concatenate([np.full(x.size, float(d)) for x, d in zip(problem.initial, _decays(problem), strict=True)])  # fmt: skip
+    mask = np.concatenate(
+        [np.full(x.size, float(d)) for x, d in zip(problem.initial, _decays(problem), strict=True)]
+    )
     theta = np.concatenate([x.ravel() for x in problem.initial])
 
     def grad(t: int, flat: np.ndarray) -> np.ndarray:
@@ -320,8 +322,9 @@ STATE_BYTES: dict[str, int] = {
 
 def _centre_run(name: str):
     point = load_submission(name).search_space.center()
-    return run_reference(name, point, steps=3, problem=make_problem(MEMORY_SHAPES),
-                         dtype=torch.float32)  # fmt: skip
+    return run_reference(
+        name, point, steps=3, problem=make_problem(MEMORY_SHAPES), dtype=torch.float32
+    )
 
 
 @pytest.mark.parametrize("name", sorted(STATE_BYTES))

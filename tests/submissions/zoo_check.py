@@ -68,8 +68,10 @@ class Problem:
 
     def hessian_diag(self, step: int, thetas: list[np.ndarray]) -> list[np.ndarray]:
         """The (exact, diagonal) Hessian of L_step."""
-        return [w + (theta - target) ** 2
-                for theta, w, target in zip(thetas, self.curvature, self.targets[step], strict=True)]  # fmt: skip
+        return [
+            w + (theta - target) ** 2
+            for theta, w, target in zip(thetas, self.curvature, self.targets[step], strict=True)
+        ]
 
     def loss(self, step: int, thetas: list[np.ndarray]) -> float:
         total = 0.0
@@ -79,8 +81,9 @@ class Problem:
         return total
 
 
-def make_problem(shapes: dict[Role, tuple[int, ...]] = SHAPES, steps: int = MAX_STEPS,
-                 seed: int = 0) -> Problem:  # fmt: skip
+def make_problem(
+    shapes: dict[Role, tuple[int, ...]] = SHAPES, steps: int = MAX_STEPS, seed: int = 0
+) -> Problem:
     rng = np.random.default_rng(seed)
     roles = tuple(shapes)
     initial = tuple(rng.normal(0.0, 0.5, shapes[r]) for r in roles)
@@ -90,8 +93,15 @@ def make_problem(shapes: dict[Role, tuple[int, ...]] = SHAPES, steps: int = MAX_
 
 
 def info_for(problem: Problem) -> WorkloadInfo:
-    return WorkloadInfo(step_hint=MAX_STEPS, max_steps=MAX_STEPS, max_time_s=60.0, batch_size=1,
-                        tokens_per_step=1, scale="smoke", device="cpu")  # fmt: skip
+    return WorkloadInfo(
+        step_hint=MAX_STEPS,
+        max_steps=MAX_STEPS,
+        max_time_s=60.0,
+        batch_size=1,
+        tokens_per_step=1,
+        scale="smoke",
+        device="cpu",
+    )
 
 
 def lr_multipliers(name: str, hp: dict[str, Any], steps: int = MAX_STEPS) -> list[float]:
@@ -117,8 +127,13 @@ class Run:
         return optimizer_state_bytes(self.stepper.optimizer_state, self.params)
 
 
-def run_reference(name: str, hp: dict[str, Any], steps: int = 3, problem: Problem | None = None,
-                  dtype: torch.dtype = torch.float64) -> Run:  # fmt: skip
+def run_reference(
+    name: str,
+    hp: dict[str, Any],
+    steps: int = 3,
+    problem: Problem | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> Run:
     """Steps reference submission `name` at point `hp` for `steps` steps on the fixed problem."""
     problem = problem or make_problem()
     params = [torch.nn.Parameter(torch.tensor(v, dtype=dtype)) for v in problem.initial]
@@ -139,8 +154,9 @@ def run_reference(name: str, hp: dict[str, Any], steps: int = 3, problem: Proble
         return loss.detach()
 
     submission = load_submission(name)
-    stepper = make_stepper(submission, groups, Hyperparameters(hp), info_for(problem), loss_fn,
-                           forward_backward)  # fmt: skip
+    stepper = make_stepper(
+        submission, groups, Hyperparameters(hp), info_for(problem), loss_fn, forward_backward
+    )
     for step in range(steps):
         stepper.step(step, step)
     return Run(stepper, params, problem)

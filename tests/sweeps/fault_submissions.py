@@ -90,8 +90,13 @@ def optimizer(params, hp, info):
 '''
 
 
-def write_submission(root: Path, name: str, fault: Fault = Fault.NONE, at_step: int = 3,
-                     marker_dir: Path | None = None) -> Path:  # fmt: skip
+def write_submission(
+    root: Path,
+    name: str,
+    fault: Fault = Fault.NONE,
+    at_step: int = 3,
+    marker_dir: Path | None = None,
+) -> Path:
     """Writes submission folder `root/name` with `fault` and returns it.
 
     Args:
@@ -108,8 +113,9 @@ def write_submission(root: Path, name: str, fault: Fault = Fault.NONE, at_step: 
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     markers = marker_dir if marker_dir is not None else root / f"{name}-markers"
-    source = _SOURCE.format(name=name, fault=str(fault), at_step=at_step,
-                            marker_dir=str(markers.resolve()))  # fmt: skip
+    source = _SOURCE.format(
+        name=name, fault=str(fault), at_step=at_step, marker_dir=str(markers.resolve())
+    )
     (folder / "submission.py").write_text(source)
     (folder / "search_space.json").write_text(json.dumps(SEARCH_SPACE, indent=1) + "\n")
     (folder / "README.md").write_text(f"# {name}\n\nTest submission: SGD with fault `{fault}`.\n")

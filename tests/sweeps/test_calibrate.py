@@ -28,8 +28,16 @@ def test_calibrate_runs_the_reference_per_seed_and_resumes(
     tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = tmp_path / "calibration"
-    argv = ["calibrate", "digits", "--seeds", "2", "--results", str(results),
-            "--data-dir", str(data_dir)]  # fmt: skip
+    argv = [
+        "calibrate",
+        "digits",
+        "--seeds",
+        "2",
+        "--results",
+        str(results),
+        "--data-dir",
+        str(data_dir),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     trials = ResultsStore(results).read_trials()
@@ -43,8 +51,9 @@ def test_calibrate_runs_the_reference_per_seed_and_resumes(
     assert capsys.readouterr().out.splitlines()[-1] == out.splitlines()[-1]
 
 
-def test_calibrate_refuses_an_unknown_workload(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_calibrate_refuses_an_unknown_workload(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["calibrate", "imagenet", "--results", str(tmp_path / "r")]) == 2
     assert "unknown workload 'imagenet'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

@@ -24,14 +24,20 @@ REPO = Path(__file__).resolve().parents[2]
 def test_sweep_runs_the_ruleset_budget_once(tmp_path: Path, data_dir: Path) -> None:
     ruleset = ExternalRuleset(num_trials=2, num_studies=2, seed=3)
     adamw = load_submission("adamw")
-    specs = ruleset.plan(str(adamw.folder), adamw.search_space, [WorkloadAtScale("digits", "smoke")],
-                         str(data_dir))  # fmt: skip
+    specs = ruleset.plan(
+        str(adamw.folder), adamw.search_space, [WorkloadAtScale("digits", "smoke")], str(data_dir)
+    )
     results = tmp_path / "results"
     summaries = run_sweep(specs, results, num_cpus=2, show_progress=False)
     assert len(summaries) == 4
     trials = ResultsStore(results).read_trials()
     assert len(trials) == 4 and trials["trial_id"].is_unique
-    assert sorted(zip(trials["study"], trials["trial_index"], strict=True)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted(zip(trials["study"], trials["trial_index"], strict=True)) == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    ]
     assert set(trials["ruleset"]) == {"external"}
     assert trials["ruleset_json"].str.contains('"num_trials": 2').all()
     evals = ResultsStore(results).read_evals()
@@ -43,12 +49,34 @@ def test_sweep_runs_the_ruleset_budget_once(tmp_path: Path, data_dir: Path) -> N
 
 def test_interrupted_sweep_finishes_on_rerun(tmp_path: Path, data_dir: Path) -> None:
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "harness.cli", "sweep", "adamw", "--workloads", "digits",
-               "--trials", "3", "--studies", "1", "--cpus", "1", "--seed", "5", "--max-steps",
-               "150", "--quiet", "--results", str(results), "--data-dir", str(data_dir)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "sweep",
+        "adamw",
+        "--workloads",
+        "digits",
+        "--trials",
+        "3",
+        "--studies",
+        "1",
+        "--cpus",
+        "1",
+        "--seed",
+        "5",
+        "--max-steps",
+        "150",
+        "--quiet",
+        "--results",
+        str(results),
+        "--data-dir",
+        str(data_dir),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 240
         while len(ResultsStore(results).completed_trial_ids()) < 1:

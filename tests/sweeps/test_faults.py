@@ -59,21 +59,38 @@ CLI_TIMEOUT_S = 240
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _lanes(ruleset: Ruleset, folders: Sequence[Path], data_dir: Path,
-           overrides: dict[str, Any] | None = None) -> list[Lane]:  # fmt: skip
+def _lanes(
+    ruleset: Ruleset,
+    folders: Sequence[Path],
+    data_dir: Path,
+    overrides: dict[str, Any] | None = None,
+) -> list[Lane]:
     """The ruleset's lanes for each submission folder on digits@smoke."""
     lanes = []
     for folder in folders:
         loaded = load_submission(folder)
-        lanes += ruleset.lanes(str(loaded.folder), loaded.name, loaded.search_space, [DIGITS],
-                               str(data_dir), overrides=overrides)  # fmt: skip
+        lanes += ruleset.lanes(
+            str(loaded.folder),
+            loaded.name,
+            loaded.search_space,
+            [DIGITS],
+            str(data_dir),
+            overrides=overrides,
+        )
     return lanes
 
 
 def _sweep(lanes: Sequence[Lane], results: Path, ray_address: str | None = None) -> list[Any]:
     """Runs the lanes through the real driver: local launcher, one retry, two CPUs."""
-    return run_lanes(lanes, results, LocalLauncher(max_retries=1), max_concurrent=2, num_cpus=2,
-                     ray_address=ray_address, show_progress=False)  # fmt: skip
+    return run_lanes(
+        lanes,
+        results,
+        LocalLauncher(max_retries=1),
+        max_concurrent=2,
+        num_cpus=2,
+        ray_address=ray_address,
+        show_progress=False,
+    )
 
 
 def _trials(results: Path) -> pd.DataFrame:
@@ -99,8 +116,12 @@ def _assert_ruleset(trials: pd.DataFrame, expected: dict[str, Any]) -> None:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_AUTH_MODE": "disabled"}  # fmt: skip
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "disabled",
+    }
 
 
 def _session_pids(session: int) -> list[int]:
@@ -134,8 +155,9 @@ def _kill_session(proc: subprocess.Popen[Any]) -> None:
 @contextlib.contextmanager
 def _started(command: Sequence[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
     """`command` running in its own session; whatever is left of the session is SIGKILLed on exit."""
-    proc = subprocess.Popen(list(command), cwd=REPO, env=_env(), start_new_session=True,
-                            text=True, **kwargs)  # fmt: skip
+    proc = subprocess.Popen(
+        list(command), cwd=REPO, env=_env(), start_new_session=True, text=True, **kwargs
+    )
     try:
         yield proc
     finally:
@@ -150,8 +172,13 @@ def _optbench(*args: str, timeout_s: float = CLI_TIMEOUT_S) -> subprocess.Comple
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
-def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str] | None, what: str,
-              timeout_s: float = CLI_TIMEOUT_S, poll_s: float = 0.05) -> None:  # fmt: skip
+def _wait_for(
+    condition: Callable[[], bool],
+    proc: subprocess.Popen[str] | None,
+    what: str,
+    timeout_s: float = CLI_TIMEOUT_S,
+    poll_s: float = 0.05,
+) -> None:
     """Polls `condition` until it holds; fails if `proc` ends first or time runs out."""
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -170,8 +197,9 @@ def test_each_fault_ends_as_one_row_with_its_status(tmp_path: Path, data_dir: Pa
     subs = tmp_path / "submissions"
     faults = [Fault.RAISE, Fault.NAN, Fault.KILL_ONCE, Fault.KILL_ALWAYS]
     folders = [write_submission(subs, f"sgd-{fault}", fault) for fault in faults]
-    lanes = _lanes(ExternalRuleset(num_trials=1, num_studies=1), folders, data_dir,
-                   {"max_steps": 60})  # fmt: skip
+    lanes = _lanes(
+        ExternalRuleset(num_trials=1, num_studies=1), folders, data_dir, {"max_steps": 60}
+    )
     results = tmp_path / "results"
     launcher_retries = 1
 
@@ -206,8 +234,9 @@ def test_each_fault_ends_as_one_row_with_its_status(tmp_path: Path, data_dir: Pa
 # -- 2. every ruleset gets exactly its budget --------------------------------------------------
 
 
-def test_external_runs_n_x_s_trials_per_submission_even_when_they_fail(tmp_path: Path,
-                                                                       data_dir: Path) -> None:  # fmt: skip
+def test_external_runs_n_x_s_trials_per_submission_even_when_they_fail(
+    tmp_path: Path, data_dir: Path
+) -> None:
     subs = tmp_path / "submissions"
     folders = [write_submission(subs, "sgd-ok"), write_submission(subs, "sgd-raise", Fault.RAISE)]
     ruleset = ExternalRuleset(num_trials=2, num_studies=2, seed=7)
@@ -221,8 +250,16 @@ def test_external_runs_n_x_s_trials_per_submission_even_when_they_fail(tmp_path:
         assert sorted(lane["trial_index"]) == [0, 1], (submission, study)
     assert set(trials.loc[trials["submission"] == "sgd-raise", "status"]) == {"failed"}
     assert set(trials.loc[trials["submission"] == "sgd-ok", "status"]) <= FINISHED
-    _assert_ruleset(trials, {"name": "external", "num_trials": 2, "num_studies": 2, "seed": 7,
-                             "search": "quasi-random"})  # fmt: skip
+    _assert_ruleset(
+        trials,
+        {
+            "name": "external",
+            "num_trials": 2,
+            "num_studies": 2,
+            "seed": 7,
+            "search": "quasi-random",
+        },
+    )
 
 
 def test_self_runs_one_trial_per_study_with_budget_factor_times_the_budget(
@@ -252,12 +289,19 @@ def test_self_runs_one_trial_per_study_with_budget_factor_times_the_budget(
             assert row["steps"] == max_steps
         else:
             assert row["steps"] <= max_steps
-    _assert_ruleset(trials, {"name": "self", "budget_factor": 0.25, "num_studies": 2, "seed": 0,
-                             "search": "quasi-random"})  # fmt: skip
+    _assert_ruleset(
+        trials,
+        {
+            "name": "self",
+            "budget_factor": 0.25,
+            "num_studies": 2,
+            "seed": 0,
+            "search": "quasi-random",
+        },
+    )
 
 
-def test_compute_spends_budget_s_per_study_within_one_trial(tmp_path: Path,
-                                                            data_dir: Path) -> None:  # fmt: skip
+def test_compute_spends_budget_s_per_study_within_one_trial(tmp_path: Path, data_dir: Path) -> None:
     folder = write_submission(tmp_path / "submissions", "sgd-ok")
     # Short trials against the budget (about 0.5 s each idle): even at several times that on a
     # loaded machine a study needs two or more trials to spend it.
@@ -279,8 +323,16 @@ def test_compute_spends_budget_s_per_study_within_one_trial(tmp_path: Path,
         assert len(lane) >= 2, f"{key}: one trial spent the budget; the check needs two"
         assert spent_s >= budget_s, (key, list(lane["wall_time_s"]))
         assert spent_s - last_s < budget_s, (key, list(lane["wall_time_s"]))
-    _assert_ruleset(trials, {"name": "compute", "budget_s": budget_s, "num_studies": 2,
-                             "seed": 0, "search": "quasi-random"})  # fmt: skip
+    _assert_ruleset(
+        trials,
+        {
+            "name": "compute",
+            "budget_s": budget_s,
+            "num_studies": 2,
+            "seed": 0,
+            "search": "quasi-random",
+        },
+    )
 
     files = _trial_files(results)
     assert _sweep(lanes, results) == []  # the budget is spent: a second run adds nothing
@@ -298,13 +350,29 @@ KILL_POINTS = {
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_driver_sigkilled_then_resumed_stores_every_trial_once(point: str, tmp_path: Path,
-                                                                data_dir: Path) -> None:  # fmt: skip
+def test_driver_sigkilled_then_resumed_stores_every_trial_once(
+    point: str, tmp_path: Path, data_dir: Path
+) -> None:
     folder = write_submission(tmp_path / "submissions", "sgd-ok")
     results = tmp_path / "results"
-    command = [str(BIN / "optbench"), "sweep", str(folder), "--workloads", "digits", "--trials",
-               str(N_TRIALS), "--studies", "1", "--cpus", "2", "--quiet", "--results",
-               str(results), "--data-dir", str(data_dir)]  # fmt: skip
+    command = [
+        str(BIN / "optbench"),
+        "sweep",
+        str(folder),
+        "--workloads",
+        "digits",
+        "--trials",
+        str(N_TRIALS),
+        "--studies",
+        "1",
+        "--cpus",
+        "2",
+        "--quiet",
+        "--results",
+        str(results),
+        "--data-dir",
+        str(data_dir),
+    ]
 
     with _started(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as driver:
         _wait_for(lambda: KILL_POINTS[point](results), driver, point)
@@ -337,8 +405,21 @@ def finished_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> 
     root = tmp_path_factory.mktemp("finished-sweep")
     folders = [write_submission(root, "sgd-ok"), write_submission(root, "sgd-raise", Fault.RAISE)]
     results = root / "results"
-    args = ["--workloads", "digits", "--trials", "2", "--studies", "1", "--cpus", "2", "--quiet",
-            "--results", str(results), "--data-dir", str(data_dir)]  # fmt: skip
+    args = [
+        "--workloads",
+        "digits",
+        "--trials",
+        "2",
+        "--studies",
+        "1",
+        "--cpus",
+        "2",
+        "--quiet",
+        "--results",
+        str(results),
+        "--data-dir",
+        str(data_dir),
+    ]
     done = _optbench("sweep", *map(str, folders), *args)
     assert done.returncode == 0, done.stderr
     return {"folders": folders, "args": args, "results": results}
@@ -353,8 +434,9 @@ def test_sweep_refuses_another_search_algorithm_on_the_same_results(
     live = ResultsStore(results).live_root
     live_before = sorted(live.rglob("*")) if live.exists() else []
 
-    refused = _optbench("sweep", *map(str, finished_sweep["folders"]), *finished_sweep["args"],
-                        "--search", "tpe")  # fmt: skip
+    refused = _optbench(
+        "sweep", *map(str, finished_sweep["folders"]), *finished_sweep["args"], "--search", "tpe"
+    )
 
     assert refused.returncode == 2, refused.stderr
     message = refused.stderr.strip().splitlines()[-1]
@@ -375,8 +457,9 @@ def test_status_counts_a_finished_sweep_and_refuses_a_folder_without_one(
 
     assert shown.returncode == 0, shown.stderr
     rows = [line.split("|")[1:-1] for line in shown.stdout.splitlines() if line.startswith("| ")]
-    table = {(cells[0].strip(), cells[1].strip()): [c.strip() for c in cells[2:]]
-             for cells in rows[1:]}  # fmt: skip
+    table = {
+        (cells[0].strip(), cells[1].strip()): [c.strip() for c in cells[2:]] for cells in rows[1:]
+    }
     assert rows[0][0].strip() == "submission" and rows[0][2].strip() == "done"
     assert set(table) == {("sgd-ok", "digits@smoke"), ("sgd-raise", "digits@smoke")}
     ok = trials[trials["submission"] == "sgd-ok"]
@@ -396,8 +479,9 @@ def test_status_counts_a_finished_sweep_and_refuses_a_folder_without_one(
 # -- 5. TPE and ASHA ---------------------------------------------------------------------------
 
 
-def _search_sweep(tmp_path: Path, data_dir: Path, search: str, num_trials: int,
-                  max_steps: int) -> tuple[Path, Any, Path]:  # fmt: skip
+def _search_sweep(
+    tmp_path: Path, data_dir: Path, search: str, num_trials: int, max_steps: int
+) -> tuple[Path, Any, Path]:
     """A one-study external sweep with `search`: every trial stored once, the search recorded."""
     folder = write_submission(tmp_path / "submissions", "sgd-ok")
     ruleset = ExternalRuleset(num_trials=num_trials, num_studies=1, search=search)
@@ -405,8 +489,16 @@ def _search_sweep(tmp_path: Path, data_dir: Path, search: str, num_trials: int,
     _sweep(_lanes(ruleset, [folder], data_dir, {"max_steps": max_steps}), results)
     trials = _trials(results)
     _assert_once_each(trials, expected=num_trials)
-    _assert_ruleset(trials, {"name": "external", "num_trials": num_trials, "num_studies": 1,
-                             "seed": 0, "search": search})  # fmt: skip
+    _assert_ruleset(
+        trials,
+        {
+            "name": "external",
+            "num_trials": num_trials,
+            "num_studies": 1,
+            "seed": 0,
+            "search": search,
+        },
+    )
     return folder, trials, results
 
 
@@ -444,28 +536,49 @@ def _accepts_connections(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_sweep_attaches_to_a_running_ray_cluster(tmp_path: Path, data_dir: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_sweep_attaches_to_a_running_ray_cluster(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = write_submission(tmp_path / "submissions", "sgd-ok")
-    lanes = _lanes(ExternalRuleset(num_trials=2, num_studies=1), [folder], data_dir,
-                   {"max_steps": 40})  # fmt: skip
-    other = _lanes(ExternalRuleset(num_trials=1, num_studies=1, seed=1), [folder], data_dir,
-                   {"max_steps": 40})  # fmt: skip
+    lanes = _lanes(
+        ExternalRuleset(num_trials=2, num_studies=1), [folder], data_dir, {"max_steps": 40}
+    )
+    other = _lanes(
+        ExternalRuleset(num_trials=1, num_studies=1, seed=1), [folder], data_dir, {"max_steps": 40}
+    )
     results, local_results = tmp_path / "results", tmp_path / "local-results"
     port = _free_port()
     # Ray writes the head's address to <temp dir>/ray_current_cluster, where any ray.init() on
     # this machine without an address would find it: a private temp dir keeps it out of others'
     # way (short, for Ray's socket paths).
     ray_temp = Path(tempfile.mkdtemp(prefix="optbench-rayhead-", dir="/tmp"))
-    command = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port",
-               str(port), "--num-cpus", "2", "--include-dashboard", "false", "--temp-dir",
-               str(ray_temp), "--block"]  # fmt: skip
+    command = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num-cpus",
+        "2",
+        "--include-dashboard",
+        "false",
+        "--temp-dir",
+        str(ray_temp),
+        "--block",
+    ]
     log = tmp_path / "ray-head.log"
     try:
         with open(log, "w") as out, _started(command, stdout=out, stderr=subprocess.STDOUT) as head:
             try:
-                _wait_for(lambda: _accepts_connections(port), head, "the Ray head", timeout_s=120,
-                          poll_s=0.2)  # fmt: skip
+                _wait_for(
+                    lambda: _accepts_connections(port),
+                    head,
+                    "the Ray head",
+                    timeout_s=120,
+                    poll_s=0.2,
+                )
                 summaries = _sweep(lanes, results, ray_address=f"127.0.0.1:{port}")
                 # Without --ray-address a sweep starts its own Ray, even where RAY_ADDRESS (or a
                 # `ray start`'s address file) names a running cluster.

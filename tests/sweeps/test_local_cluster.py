@@ -39,7 +39,11 @@ def _daemon_pids(state_dir: Path) -> dict[str, str]:
 
 def test_sbatch_job_completes_in_sacct(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     env = slurm_cluster.env
-    assert _node_state(env) in {"idle", "mixed", "allocated"}  # up and serving (not down or drained)
+    assert _node_state(env) in {
+        "idle",
+        "mixed",
+        "allocated",
+    }  # up and serving (not down or drained)
     # --chdir: the job's slurm-<id>.out goes to tmp_path, not into the repository.
     submitted = _slurm("sbatch", "--parsable", f"--chdir={tmp_path}", "--wrap", "true", env=env)
     job_id = submitted.strip().split(";")[0]
@@ -98,5 +102,9 @@ def test_down_then_up_again(slurm_cluster: SlurmCluster) -> None:
     up = slurm_cluster.script("up")
     assert up.returncode == 0, up.stdout + up.stderr
     assert slurm_cluster.script("status", timeout_s=30).returncode == 0
-    assert _node_state(env) in {"idle", "mixed", "allocated"}  # up and serving (not down or drained)
+    assert _node_state(env) in {
+        "idle",
+        "mixed",
+        "allocated",
+    }  # up and serving (not down or drained)
     print(f"local cluster down + up: {time.monotonic() - start_s:.1f}s")

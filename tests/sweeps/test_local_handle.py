@@ -24,14 +24,21 @@ DEADLINE_S = 120
 
 def _spec(data_dir: Path, max_steps: int) -> TrialSpec:
     adamw = load_submission("adamw")
-    return TrialSpec(workload="digits", scale="smoke", submission=str(adamw.folder),
-                     hparams_json=TrialSpec.canonical_hparams(adamw.search_space.center()),
-                     seed=0, data_dir=str(data_dir), max_steps=max_steps,
-                     stop_at_target=False)  # fmt: skip
+    return TrialSpec(
+        workload="digits",
+        scale="smoke",
+        submission=str(adamw.folder),
+        hparams_json=TrialSpec.canonical_hparams(adamw.search_space.center()),
+        seed=0,
+        data_dir=str(data_dir),
+        max_steps=max_steps,
+        stop_at_target=False,
+    )
 
 
-def test_trial_outliving_its_fork_server_is_watched_to_its_own_row(data_dir: Path,
-                                                                   tmp_path: Path) -> None:  # fmt: skip
+def test_trial_outliving_its_fork_server_is_watched_to_its_own_row(
+    data_dir: Path, tmp_path: Path
+) -> None:
     spec, root = _spec(data_dir, max_steps=400), str(tmp_path / "results")
     handle = LocalLauncher().start(spec, root, attempt=1)
     server_pid = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]

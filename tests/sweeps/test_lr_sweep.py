@@ -38,9 +38,24 @@ def test_placement_keeps_the_width_and_centres_between_the_optima() -> None:
 def test_sweep_trains_outside_the_range_stores_and_resumes(data_dir: Path, tmp_path: Path) -> None:
     """adamw's range stops at 1e-2 (or 1e-1): lr 0.5 trains only through the widened copy."""
     out = tmp_path / "table.md"
-    argv = ["--submissions", "adamw", "--workloads", "digits", "--lrs", "0.001,0.5",
-            "--seeds", "1", "--max-steps", "40", "--results", str(tmp_path / "store"),
-            "--data-dir", str(data_dir), "--out", str(out)]  # fmt: skip
+    argv = [
+        "--submissions",
+        "adamw",
+        "--workloads",
+        "digits",
+        "--lrs",
+        "0.001,0.5",
+        "--seeds",
+        "1",
+        "--max-steps",
+        "40",
+        "--results",
+        str(tmp_path / "store"),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     trials = ResultsStore(tmp_path / "store").read_trials()
     assert len(trials) == 2 and set(trials["status"]) <= {"budget_exhausted", "diverged"}

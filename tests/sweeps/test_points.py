@@ -144,18 +144,30 @@ def test_plan_trial_seeds_are_distinct_across_study_and_trial() -> None:
 def test_plan_trial_ids_are_stable_across_calls_and_unique() -> None:
     ruleset = ExternalRuleset(num_trials=3, num_studies=2, seed=4)
     ids_a = [s.trial_id(1, "adamw", "hash") for s in _plan(ruleset)]
-    ids_b = [s.trial_id(1, "adamw", "hash") for s in _plan(ExternalRuleset(num_trials=3, num_studies=2, seed=4))]
+    ids_b = [
+        s.trial_id(1, "adamw", "hash")
+        for s in _plan(ExternalRuleset(num_trials=3, num_studies=2, seed=4))
+    ]
     assert ids_a == ids_b
     assert len(set(ids_a)) == len(ids_a) == 12
     # another sweep seed is another sweep: no id is shared
-    ids_c = [s.trial_id(1, "adamw", "hash") for s in _plan(ExternalRuleset(num_trials=3, num_studies=2, seed=5))]
+    ids_c = [
+        s.trial_id(1, "adamw", "hash")
+        for s in _plan(ExternalRuleset(num_trials=3, num_studies=2, seed=5))
+    ]
     assert set(ids_a).isdisjoint(ids_c)
 
 
 def test_plan_more_trials_later_keeps_the_earlier_trials() -> None:
     """Asking for more trials per study re-plans a superset: done trials keep their points."""
-    small = {(s.workload, s.study, s.trial_index): s for s in _plan(ExternalRuleset(num_trials=3, num_studies=2, seed=0))}
-    large = {(s.workload, s.study, s.trial_index): s for s in _plan(ExternalRuleset(num_trials=5, num_studies=2, seed=0))}
+    small = {
+        (s.workload, s.study, s.trial_index): s
+        for s in _plan(ExternalRuleset(num_trials=3, num_studies=2, seed=0))
+    }
+    large = {
+        (s.workload, s.study, s.trial_index): s
+        for s in _plan(ExternalRuleset(num_trials=5, num_studies=2, seed=0))
+    }
     for key, spec in small.items():
         assert large[key].hparams_json == spec.hparams_json
         assert large[key].seed == spec.seed

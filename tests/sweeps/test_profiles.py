@@ -26,16 +26,21 @@ def test_gpu_profile_asks_for_gpus_and_runs_trials_on_cuda() -> None:
     assert load_profile("local").device == "cpu"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[job]\npartitio = 'x'\n", "unknown key 'partitio' in [job]"),
-    ("[jobs]\n", "unknown section [jobs]"),
-    ("[job]\ncpus_per_task = 'two'\n", "cpus_per_task = 'two' is not an int"),
-    ("[job]\nmem_gb = 0\n", "mem_gb = 0 must be positive"),
-    ("[sweep]\nmax_retries = -1\n", "max_retries = -1 must be positive"),
-    ("[job]\nsetup = 'module load x'\n", "setup must be a list"),
-    ("[job\n", "not valid TOML"),
-])  # fmt: skip
-def test_bad_profile_is_refused_naming_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[job]\npartitio = 'x'\n", "unknown key 'partitio' in [job]"),
+        ("[jobs]\n", "unknown section [jobs]"),
+        ("[job]\ncpus_per_task = 'two'\n", "cpus_per_task = 'two' is not an int"),
+        ("[job]\nmem_gb = 0\n", "mem_gb = 0 must be positive"),
+        ("[sweep]\nmax_retries = -1\n", "max_retries = -1 must be positive"),
+        ("[job]\nsetup = 'module load x'\n", "setup must be a list"),
+        ("[job\n", "not valid TOML"),
+    ],
+)
+def test_bad_profile_is_refused_naming_file_and_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = tmp_path / "mine.toml"
     path.write_text(text)
     with pytest.raises(UsageError) as info:
@@ -47,7 +52,9 @@ def test_sweep_with_an_unknown_profile_exits_2_before_any_trial(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = tmp_path / "r"
-    code = main(["sweep", "adamw", "--launcher", "slurm", "--cluster", "nope", "--results", str(results)])
+    code = main(
+        ["sweep", "adamw", "--launcher", "slurm", "--cluster", "nope", "--results", str(results)]
+    )
     assert code == 2
     assert "cluster profile 'nope'" in capsys.readouterr().err
     assert not results.exists()
@@ -58,15 +65,19 @@ def test_slurm_launcher_needs_a_profile(capsys: pytest.CaptureFixture[str]) -> N
     assert "--cluster PROFILE" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, retries", [
-    ([], 2),                          # the profile's own
-    (["--max-retries", "1"], 1),      # the command line wins, even at the local default
-    (["--max-retries", "0"], 0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "extra, retries",
+    [
+        ([], 2),  # the profile's own
+        (["--max-retries", "1"], 1),  # the command line wins, even at the local default
+        (["--max-retries", "0"], 0),
+    ],
+)
 def test_max_retries_comes_from_the_profile_unless_given(extra: list[str], retries: int) -> None:
     from harness.cli import build_parser
     from sweeps.cli import _launcher
 
-    args = build_parser().parse_args(["sweep", "adamw", "--launcher", "slurm", "--cluster",
-                                      "gpu-example", *extra])  # fmt: skip
+    args = build_parser().parse_args(
+        ["sweep", "adamw", "--launcher", "slurm", "--cluster", "gpu-example", *extra]
+    )
     assert _launcher(args)[0].max_retries == retries

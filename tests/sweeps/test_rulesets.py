@@ -27,10 +27,17 @@ def _lanes(ruleset: object, name: str = "a") -> list:  # type: ignore[type-arg]
 
 def test_external_lanes_are_n_trials_per_study_and_record_the_search() -> None:
     lanes = _lanes(ExternalRuleset(num_trials=4, num_studies=3, seed=2, search="tpe"))
-    assert [(lane.study, lane.trials, lane.budget_s) for lane in lanes] == [(s, 4, None) for s in range(3)]
+    assert [(lane.study, lane.trials, lane.budget_s) for lane in lanes] == [
+        (s, 4, None) for s in range(3)
+    ]
     recorded = json.loads(lanes[0].trial(0).ruleset_json)
-    assert recorded == {"name": "external", "num_studies": 3, "num_trials": 4, "seed": 2,
-                        "search": "tpe"}  # fmt: skip
+    assert recorded == {
+        "name": "external",
+        "num_studies": 3,
+        "num_trials": 4,
+        "seed": 2,
+        "search": "tpe",
+    }
 
 
 def test_self_lanes_run_the_defaults_once_with_the_larger_budget() -> None:
@@ -53,17 +60,29 @@ def test_compute_lanes_have_a_time_budget_and_no_trial_count() -> None:
 def test_every_submission_gets_the_same_lanes() -> None:
     ruleset = ExternalRuleset(num_trials=3, num_studies=2, seed=0)
     a, b = _lanes(ruleset, "a"), _lanes(ruleset, "b")
-    assert [(x.study, x.trials, x.points_seed) for x in a] == [(x.study, x.trials, x.points_seed) for x in b]
+    assert [(x.study, x.trials, x.points_seed) for x in a] == [
+        (x.study, x.trials, x.points_seed) for x in b
+    ]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"name": "external", "search": "random"}, "--search 'random'"),
-    ({"name": "self", "search": "tpe"}, "--ruleset self uses no search algorithm"),
-    ({"name": "compute", "search": "quasi-random"}, "--ruleset compute needs --budget-s"),
-    ({"name": "budget", "search": "quasi-random"}, "--ruleset 'budget'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "external", "search": "random"}, "--search 'random'"),
+        ({"name": "self", "search": "tpe"}, "--ruleset self uses no search algorithm"),
+        ({"name": "compute", "search": "quasi-random"}, "--ruleset compute needs --budget-s"),
+        ({"name": "budget", "search": "quasi-random"}, "--ruleset 'budget'"),
+    ],
+)
 def test_make_ruleset_refuses_nonsense(kwargs: dict[str, str], message: str) -> None:
     with pytest.raises(UsageError) as info:
-        make_ruleset(kwargs["name"], trials=2, studies=1, seed=0, search=kwargs["search"],
-                     budget_s=None, budget_factor=3.0)  # fmt: skip
+        make_ruleset(
+            kwargs["name"],
+            trials=2,
+            studies=1,
+            seed=0,
+            search=kwargs["search"],
+            budget_s=None,
+            budget_factor=3.0,
+        )
     assert message in str(info.value)

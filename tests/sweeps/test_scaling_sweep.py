@@ -15,18 +15,53 @@ def test_refusals_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     results = str(tmp_path / "results")
     assert main(["scaling", "digits", "--submissions", "adamw", "--results", results]) == 2
     assert "'digits' has no ladder at scale 'smoke'" in capsys.readouterr().err
-    assert main(["scaling", "nanogpt", "--submissions", "adamw", "--reference", "muon",
-                 "--results", results]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "scaling",
+                "nanogpt",
+                "--submissions",
+                "adamw",
+                "--reference",
+                "muon",
+                "--results",
+                results,
+            ]
+        )
+        == 2
+    )
     assert "--reference 'muon' is not one of --submissions (adamw)" in capsys.readouterr().err
     assert not Path(results).exists()
 
 
 @pytest.mark.slow
-def test_every_submission_runs_on_every_rung_and_reruns_skip(tmp_path: Path, data_dir: Path) -> None:
+def test_every_submission_runs_on_every_rung_and_reruns_skip(
+    tmp_path: Path, data_dir: Path
+) -> None:
     results = tmp_path / "results"
-    argv = ["scaling", "nanogpt", "--scale", "smoke", "--submissions", "adamw,muon", "--trials",
-            "1", "--studies", "1", "--max-steps", "20", "--cpus", "2", "--quiet", "--results",
-            str(results), "--data-dir", str(data_dir), "--reference", "adamw"]  # fmt: skip
+    argv = [
+        "scaling",
+        "nanogpt",
+        "--scale",
+        "smoke",
+        "--submissions",
+        "adamw,muon",
+        "--trials",
+        "1",
+        "--studies",
+        "1",
+        "--max-steps",
+        "20",
+        "--cpus",
+        "2",
+        "--quiet",
+        "--results",
+        str(results),
+        "--data-dir",
+        str(data_dir),
+        "--reference",
+        "adamw",
+    ]
     assert main(argv) == 0
     trials = ResultsStore(results).read_trials()
     rungs = NanoGPT.ladders["smoke"]
@@ -39,5 +74,7 @@ def test_every_submission_runs_on_every_rung_and_reruns_skip(tmp_path: Path, dat
     page = results / "report-scaling" / "report.html"
     assert page.is_file() and "smoke-xs" in page.read_text()
     page.unlink()
-    assert main(argv) == 0  # resumable: every trial is stored, none runs again; the report is rebuilt
+    assert (
+        main(argv) == 0
+    )  # resumable: every trial is stored, none runs again; the report is rebuilt
     assert len(ResultsStore(results).read_trials()) == 8 and page.is_file()

@@ -14,15 +14,26 @@ from harness.results import TRIALS_SCHEMA, ResultsStore
 def _row(trial_id: str, search: str) -> dict[str, object]:
     row: dict[str, object] = {name: None for name in TRIALS_SCHEMA.names}
     ruleset = {"name": "external", "num_studies": 1, "num_trials": 1, "seed": 0, "search": search}
-    row.update(trial_id=trial_id, workload="digits", scale="smoke", submission="adamw",
-               ruleset="external", ruleset_json=json.dumps(ruleset, sort_keys=True), study=0,
-               trial_index=0, status="target_reached", hardware_class="cpu", git_dirty=False)  # fmt: skip
+    row.update(
+        trial_id=trial_id,
+        workload="digits",
+        scale="smoke",
+        submission="adamw",
+        ruleset="external",
+        ruleset_json=json.dumps(ruleset, sort_keys=True),
+        study=0,
+        trial_index=0,
+        status="target_reached",
+        hardware_class="cpu",
+        git_dirty=False,
+    )
     return row
 
 
 @pytest.mark.parametrize("command", ["leaderboard", "score"])
-def test_a_store_mixing_search_algorithms_is_refused(tmp_path: Path, command: str,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_store_mixing_search_algorithms_is_refused(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = ResultsStore(tmp_path)
     store.write_trial(_row("a" * 20, "quasi-random"), [])
     store.write_trial(_row("b" * 20, "tpe"), [])

@@ -106,8 +106,9 @@ def write_submission(root: Path, name: str, sleep_s: float = 0.0, kill: str = "n
     folder.mkdir(parents=True)
     sleep_file = root / f"{name}.sleep_s"
     sleep_file.write_text(str(sleep_s))
-    source = _SOURCE.format(name=name, sleep_file=str(sleep_file), kill=kill,
-                            marker=str(root / f"{name}.killed"))  # fmt: skip
+    source = _SOURCE.format(
+        name=name, sleep_file=str(sleep_file), kill=kill, marker=str(root / f"{name}.killed")
+    )
     (folder / "submission.py").write_text(source)
     (folder / "search_space.json").write_text(json.dumps(SPACE))
     (folder / "README.md").write_text(f"# {name}\n\nSGD that may sleep or SIGKILL itself.\n")
@@ -116,11 +117,23 @@ def write_submission(root: Path, name: str, sleep_s: float = 0.0, kill: str = "n
 
 def write_profile(path: Path, **job: Any) -> Path:
     """A cluster profile like `local.toml` with `job` keys replaced."""
-    values = {"partition": "debug", "cpus_per_task": 1, "mem_gb": 1.5, "timeout_min": 30,
-              "signal_delay_s": 30, **job}  # fmt: skip
+    values = {
+        "partition": "debug",
+        "cpus_per_task": 1,
+        "mem_gb": 1.5,
+        "timeout_min": 30,
+        "signal_delay_s": 30,
+        **job,
+    }
     lines = ["[job]"] + [f"{key} = {json.dumps(value)}" for key, value in values.items()]
-    lines += ["[job.sbatch]", "requeue = true", "[sweep]", "array_parallelism = 2",
-              "max_retries = 1", "poll_s = 1.0"]  # fmt: skip
+    lines += [
+        "[job.sbatch]",
+        "requeue = true",
+        "[sweep]",
+        "array_parallelism = 2",
+        "max_retries = 1",
+        "poll_s = 1.0",
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -129,8 +142,7 @@ def write_profile(path: Path, **job: Any) -> Path:
 
 
 def slurm(*args: str) -> str:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=30,
-                          check=True).stdout  # fmt: skip
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=30, check=True).stdout
 
 
 def sacct(job_id: str, fields: str = "State") -> list[str]:
@@ -151,8 +163,13 @@ def final_state(job_id: str, deadline_s: float = 30) -> str:
 
 
 def squeue_state(job_id: str) -> str:
-    result = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
-                            text=True, timeout=30, check=False)  # fmt: skip
+    result = subprocess.run(
+        ["squeue", "-h", "-j", job_id, "-o", "%T"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     return result.stdout.strip()
 
 
@@ -203,8 +220,14 @@ class Sweeps:
 
     def _start(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
         with open(self.tmp / log, "ab") as out:
-            proc = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc.log = self.tmp / log  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc
@@ -212,23 +235,57 @@ class Sweeps:
     def cli(self, *args: str, log: str = "cli.log") -> subprocess.Popen[bytes]:
         return self._start([sys.executable, "-m", "harness.cli", *args], log)
 
-    def sweep_cli(self, submissions: list[Path], results: Path, trials: int = 1,
-                  cluster: str = "local") -> subprocess.Popen[bytes]:  # fmt: skip
-        return self.cli("sweep", *map(str, submissions), "--launcher", "slurm", "--cluster",
-                        cluster, "--workloads", "digits", "--trials", str(trials), "--studies",
-                        "1", "--cpus", "2", "--quiet", "--results", str(results), "--data-dir",
-                        str(self.data_dir))  # fmt: skip
+    def sweep_cli(
+        self, submissions: list[Path], results: Path, trials: int = 1, cluster: str = "local"
+    ) -> subprocess.Popen[bytes]:
+        return self.cli(
+            "sweep",
+            *map(str, submissions),
+            "--launcher",
+            "slurm",
+            "--cluster",
+            cluster,
+            "--workloads",
+            "digits",
+            "--trials",
+            str(trials),
+            "--studies",
+            "1",
+            "--cpus",
+            "2",
+            "--quiet",
+            "--results",
+            str(results),
+            "--data-dir",
+            str(self.data_dir),
+        )
 
-    def sweep_api(self, submissions: list[Path], results: Path, overrides: dict[str, Any],
-                  cluster: str = "local", trials: int = 1,
-                  workload: str = "digits") -> subprocess.Popen[bytes]:  # fmt: skip
-        args = {"submissions": [str(s) for s in submissions], "results": str(results.resolve()),
-                "data_dir": str(self.data_dir), "overrides": overrides, "cluster": cluster,
-                "trials": trials, "workload": workload}  # fmt: skip
+    def sweep_api(
+        self,
+        submissions: list[Path],
+        results: Path,
+        overrides: dict[str, Any],
+        cluster: str = "local",
+        trials: int = 1,
+        workload: str = "digits",
+    ) -> subprocess.Popen[bytes]:
+        args = {
+            "submissions": [str(s) for s in submissions],
+            "results": str(results.resolve()),
+            "data_dir": str(self.data_dir),
+            "overrides": overrides,
+            "cluster": cluster,
+            "trials": trials,
+            "workload": workload,
+        }
         return self._start([sys.executable, "-c", _API_SWEEP, json.dumps(args)], "api.log")
 
-    def wait(self, proc: subprocess.Popen[bytes], deadline: float,
-             while_running: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def wait(
+        self,
+        proc: subprocess.Popen[bytes],
+        deadline: float,
+        while_running: Callable[[], None] | None = None,
+    ) -> None:
         """Waits for `proc` (calling `while_running` every 0.2 s) until monotonic `deadline`;
         fails, with the end of its log, if it runs past it or exits non-zero."""
         while proc.poll() is None:
@@ -260,8 +317,13 @@ class Sweeps:
         job_ids = set()
         for folder in self.tmp.rglob("_slurm"):
             job_ids |= {p.name.split("_")[0] for p in folder.iterdir() if p.name[:1].isdigit()}
-        queued = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(sorted(job_ids))],
-                                capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+        queued = subprocess.run(
+            ["squeue", "-h", "-o", "%i", "-j", ",".join(sorted(job_ids))],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         left = sorted({line.split("_")[0] for line in queued.stdout.split()} & job_ids)
         if job_ids and left:
             subprocess.run(["scancel", *left], capture_output=True, timeout=30, check=False)
@@ -284,10 +346,15 @@ def _utc(sacct_time: str) -> datetime.datetime:
 def logged_span(log: Path) -> tuple[float, float]:
     """The first and last times a submitit job's Python process logged, in Unix seconds
     (submitit logs local time to the millisecond)."""
-    stamps = [line[line.index("(") + 1 : line.index(")")] for line in log.read_text().splitlines()
-              if line.startswith("submitit ")]  # fmt: skip
-    times = [datetime.datetime.strptime(t, "%Y-%m-%d %H:%M:%S,%f").astimezone().timestamp()
-             for t in stamps]  # fmt: skip
+    stamps = [
+        line[line.index("(") + 1 : line.index(")")]
+        for line in log.read_text().splitlines()
+        if line.startswith("submitit ")
+    ]
+    times = [
+        datetime.datetime.strptime(t, "%Y-%m-%d %H:%M:%S,%f").astimezone().timestamp()
+        for t in stamps
+    ]
     return times[0], times[-1]
 
 
@@ -307,16 +374,18 @@ class BackgroundSweep:
 
 
 @pytest.fixture(scope="module")
-def time_limit_sweep(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory,
-                     data_dir: Path) -> Iterator[BackgroundSweep]:  # fmt: skip
+def time_limit_sweep(
+    slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> Iterator[BackgroundSweep]:
     """The time-limit test's sweep, started early: one job of a trial that would run 200 s under a
     1-minute limit. It holds one of the node's 2 CPUs, and its minute (and the up to ~30 s more
     before slurmctld enforces it) passes while the tests marked with this fixture, which need only
     the other CPU, run; `test_time_limit_records_timed_out` then collects it."""
     tmp = tmp_path_factory.mktemp("time-limit")
     runs = Sweeps(tmp, data_dir, slurm_cluster.env)
-    profile = write_profile(tmp / "one-minute.toml", timeout_min=1, signal_delay_s=10,
-                            requeue_on_timeout=0)  # fmt: skip
+    profile = write_profile(
+        tmp / "one-minute.toml", timeout_min=1, signal_delay_s=10, requeue_on_timeout=0
+    )
     submission = write_submission(tmp, "sgd-endless", sleep_s=0.5)  # 400 steps: 200 s
     results = tmp / "results"
     proc = runs.sweep_api([submission], results, {"max_time_s": 900.0}, cluster=str(profile))
@@ -390,7 +459,9 @@ def test_requeued_trial_resumes_exactly(sweeps: Sweeps, tmp_path: Path) -> None:
     slurm_curve, local_curve = curve(evals.to_dict("records")), curve(local.evals)
     assert slurm_curve.keys() == local_curve.keys()
     for key, value in local_curve.items():
-        assert abs(slurm_curve[key] - value) <= 1e-6, f"{key}: resumed {slurm_curve[key]}, uninterrupted {value}"  # fmt: skip
+        assert abs(slurm_curve[key] - value) <= 1e-6, (
+            f"{key}: resumed {slurm_curve[key]}, uninterrupted {value}"
+        )
 
 
 @pytest.mark.usefixtures("time_limit_sweep")
@@ -428,9 +499,15 @@ def test_status_shows_slurm_state_of_running_trials(sweeps: Sweeps, tmp_path: Pa
         assert proc.poll() is None, sweeps.log_tail(proc)
         assert time.monotonic() < deadline, "no trial was launched"
         time.sleep(0.2)
-    status = subprocess.run([sys.executable, "-m", "harness.cli", "status", "--results",
-                             str(results)], cwd=REPO, env=sweeps.env, capture_output=True,
-                            text=True, timeout=60, check=False)  # fmt: skip
+    status = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "status", "--results", str(results)],
+        cwd=REPO,
+        env=sweeps.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert status.returncode == 0, status.stderr
     (line,) = [row for row in status.stdout.splitlines() if row.startswith("| sgd-watched |")]
     assert line.rstrip(" |").endswith(("RUNNING 1", "PENDING 1")), status.stdout
@@ -454,21 +531,34 @@ def test_time_limit_records_timed_out(time_limit_sweep: BackgroundSweep) -> None
     print(f"1-minute limit: job ran {ran_s:.0f}s, row recorded {recorded_s:.0f}s after its start")
 
 
-def test_array_tasks_write_one_store_concurrently(sweeps: Sweeps, tmp_path: Path,
-                                                  data_dir: Path) -> None:  # fmt: skip
+def test_array_tasks_write_one_store_concurrently(
+    sweeps: Sweeps, tmp_path: Path, data_dir: Path
+) -> None:
     root = tmp_path / "results"
     submission = write_submission(tmp_path, "sgd-array")
 
     def spec(seed: int, index: int) -> TrialSpec:
-        return TrialSpec(workload="digits", scale="smoke", submission=str(submission),
-                         hparams_json=TrialSpec.canonical_hparams({"lr": 0.05}), seed=seed,
-                         data_dir=str(data_dir), trial_index=index, max_steps=40)  # fmt: skip
+        return TrialSpec(
+            workload="digits",
+            scale="smoke",
+            submission=str(submission),
+            hparams_json=TrialSpec.canonical_hparams({"lr": 0.05}),
+            seed=seed,
+            data_dir=str(data_dir),
+            trial_index=index,
+            max_steps=40,
+        )
 
     same = spec(100, 6)
     specs = [same, same] + [spec(seed, seed) for seed in range(6)]  # the twins start together
     executor = submitit.AutoExecutor(folder=tmp_path / "array" / "_slurm" / "%j", cluster="slurm")
-    executor.update_parameters(timeout_min=5, slurm_partition="debug", cpus_per_task=1, mem_gb=1.5,
-                               slurm_array_parallelism=2)  # fmt: skip
+    executor.update_parameters(
+        timeout_min=5,
+        slurm_partition="debug",
+        cpus_per_task=1,
+        mem_gb=1.5,
+        slurm_array_parallelism=2,
+    )
     jobs = executor.map_array(execute_trial, specs, [str(root)] * len(specs))
     deadline = time.monotonic() + SWEEP_DEADLINE_S  # the `sweeps` fixture cancels what is left
     while not all(job.done() for job in jobs):
@@ -513,9 +603,11 @@ def test_two_trial_sweep_completes_on_slurm(sweeps: Sweeps, tmp_path: Path) -> N
     for trial_id, job_id in job_ids.items():
         assert final_state(job_id) == "COMPLETED"
         submit, start, end = map(_utc, sacct(job_id, "Submit,Start,End"))
-        line = (f"job {job_id}: sacct submit->start {(start - submit).total_seconds():.0f}s, "
-                f"submit->job's Python logging {submit_to_python_s(results, job_id):.2f}s, "
-                f"run {(end - start).total_seconds():.0f}s")  # fmt: skip
+        line = (
+            f"job {job_id}: sacct submit->start {(start - submit).total_seconds():.0f}s, "
+            f"submit->job's Python logging {submit_to_python_s(results, job_id):.2f}s, "
+            f"run {(end - start).total_seconds():.0f}s"
+        )
         if trial_id in seen:  # launch.json was seen before the trial finished and it went
             assert seen[trial_id]["job_id"] == job_id
             launched = datetime.datetime.fromisoformat(seen[trial_id]["started_utc"])
@@ -527,13 +619,15 @@ def test_two_trial_sweep_completes_on_slurm(sweeps: Sweeps, tmp_path: Path) -> N
 
 def test_two_task_job_trains_one_data_parallel_trial(sweeps: Sweeps, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    profile = write_profile(tmp_path / "two-tasks.toml", tasks_per_node=2, mem_gb=3.0,
-                            timeout_min=10)  # fmt: skip
+    profile = write_profile(
+        tmp_path / "two-tasks.toml", tasks_per_node=2, mem_gb=3.0, timeout_min=10
+    )
     submission = write_submission(tmp_path, "sgd-dp")
     # nanogpt: no BatchNorm, so one process with the same global batch computes the same steps
     overrides = {"world_size": 2, "max_steps": 40, "stop_at_target": False}
-    proc = sweeps.sweep_api([submission], results, overrides, cluster=str(profile),
-                            workload="nanogpt")  # fmt: skip
+    proc = sweeps.sweep_api(
+        [submission], results, overrides, cluster=str(profile), workload="nanogpt"
+    )
     seen: dict[str, dict[str, Any]] = {}
     sweeps.wait(proc, time.monotonic() + SWEEP_DEADLINE_S, lambda: seen.update(launches(results)))
     (row,) = rows(results).values()
@@ -555,7 +649,9 @@ def test_two_task_job_trains_one_data_parallel_trial(sweeps: Sweeps, tmp_path: P
     assert one_curve.keys() == slurm_curve.keys()
     for (step, metric), value in one_curve.items():
         got = slurm_curve[step, metric]
-        assert abs(got - value) <= 1e-4 * abs(value), f"step {step} {metric}: 2 tasks {got}, 1 process {value}"
+        assert abs(got - value) <= 1e-4 * abs(value), (
+            f"step {step} {metric}: 2 tasks {got}, 1 process {value}"
+        )
     worst = max(abs(slurm_curve[k] / v - 1) for k, v in one_curve.items() if v)
     print(f"2 SLURM tasks vs 1 process: every eval value within {worst:.1e} relative")
 
@@ -576,8 +672,9 @@ def test_killed_driver_is_resumed_by_adopting_its_jobs(sweeps: Sweeps, tmp_path:
     Sweeps.kill(proc)
     assert all(squeue_state(j) in ("RUNNING", "PENDING") for j in running.values())
 
-    resumed = sweeps.cli("sweep", "--resume", "--results", str(results), "--quiet",
-                         log="resume.log")  # fmt: skip
+    resumed = sweeps.cli(
+        "sweep", "--resume", "--results", str(results), "--quiet", log="resume.log"
+    )
     sweeps.wait(resumed, deadline)
     stored = rows(results)
     assert sorted(stored) == sorted(running)  # one row per planned trial
@@ -596,8 +693,20 @@ def test_a_profile_partition_the_cluster_lacks_is_refused_before_anything(
     from harness.cli import main
 
     results = tmp_path / "runs"
-    code = main(["sweep", "adamw", "--launcher", "slurm", "--cluster", "gpu-example",
-                 "--workloads", "digits", "--results", str(results)])  # fmt: skip
+    code = main(
+        [
+            "sweep",
+            "adamw",
+            "--launcher",
+            "slurm",
+            "--cluster",
+            "gpu-example",
+            "--workloads",
+            "digits",
+            "--results",
+            str(results),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert "partition 'gpu'" in err[0] and "debug" in err[0]  # names what the cluster has

@@ -15,12 +15,20 @@ from sweeps.launchers import SlurmLauncher, read_launch, supervise
 from sweeps.slurm.profile import load_profile
 
 
-def test_a_job_without_launch_record_is_adopted(slurm_cluster: Any, data_dir: Path,
-                                                tmp_path: Path) -> None:  # fmt: skip
+def test_a_job_without_launch_record_is_adopted(
+    slurm_cluster: Any, data_dir: Path, tmp_path: Path
+) -> None:
     adamw = load_submission("adamw")
-    spec = TrialSpec(workload="digits", scale="smoke", submission=str(adamw.folder),
-                     hparams_json=TrialSpec.canonical_hparams(adamw.search_space.center()),
-                     seed=3, data_dir=str(data_dir), max_steps=60, stop_at_target=False)  # fmt: skip
+    spec = TrialSpec(
+        workload="digits",
+        scale="smoke",
+        submission=str(adamw.folder),
+        hparams_json=TrialSpec.canonical_hparams(adamw.search_space.center()),
+        seed=3,
+        data_dir=str(data_dir),
+        max_steps=60,
+        stop_at_target=False,
+    )
     root = str(tmp_path / "results")
     launcher = SlurmLauncher(load_profile("local"), root)
     trial_id = spec_trial_id(spec)

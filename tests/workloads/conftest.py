@@ -28,6 +28,8 @@ def fake_cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder.mkdir()
     rng = np.random.default_rng(0)
     for split, n in (("train", 2048), ("test", 512)):
-        np.save(folder / f"{split}_images.npy", rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8))
+        np.save(
+            folder / f"{split}_images.npy", rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        )
         np.save(folder / f"{split}_labels.npy", rng.integers(0, 10, n, dtype=np.uint8))
     return root

@@ -113,9 +113,12 @@ class FakeCifar:
 
 
 def _batch_pickle(images: np.ndarray, labels: np.ndarray, label: bytes) -> bytes:
-    batch = {b"batch_label": label, b"labels": [int(v) for v in labels],
-             b"data": images.reshape(len(images), -1),
-             b"filenames": [b"img_%d.png" % i for i in range(len(images))]}  # fmt: skip
+    batch = {
+        b"batch_label": label,
+        b"labels": [int(v) for v in labels],
+        b"data": images.reshape(len(images), -1),
+        b"filenames": [b"img_%d.png" % i for i in range(len(images))],
+    }
     # The real archive holds Python 2 protocol-2 pickles, whose str keys load as bytes; protocol 4
     # stores bytes natively (Python 3's protocol 2 would route them through _codecs.encode).
     return pickle.dumps(batch, protocol=4)
@@ -147,9 +150,13 @@ def make_cifar(seed: int, changed_members: dict[str, bytes | None] | None = None
 def serve_cifar(server: Loopback, fake: FakeCifar, monkeypatch: pytest.MonkeyPatch) -> None:
     """Serves the fake tarball and makes it the expected source (its MD5, size and counts)."""
     server.files[CIFAR_PATH] = fake.tarball
-    source = replace(datasets.CIFAR10_SOURCE, md5=hashlib.md5(fake.tarball).hexdigest(),
-                     size_bytes=len(fake.tarball), train_images=5 * IMAGES_PER_BATCH,
-                     test_images=IMAGES_PER_BATCH)  # fmt: skip
+    source = replace(
+        datasets.CIFAR10_SOURCE,
+        md5=hashlib.md5(fake.tarball).hexdigest(),
+        size_bytes=len(fake.tarball),
+        train_images=5 * IMAGES_PER_BATCH,
+        test_images=IMAGES_PER_BATCH,
+    )
     monkeypatch.setattr(datasets, "CIFAR10_SOURCE", source)
 
 

@@ -179,9 +179,14 @@ def test_retries_exhausted_keep_the_part_for_the_next_run(tmp_path: Path, server
 
 def test_fineweb_prepare_val_and_two_train_shards(tmp_path: Path, server: Loopback) -> None:
     rng = np.random.default_rng(1)
-    tokens = {name: rng.integers(0, 50257, size=size) for name, size in (
-        ("fineweb_val_000000.bin", 3000), ("fineweb_train_000001.bin", 2000),
-        ("fineweb_train_000002.bin", 2500))}  # fmt: skip
+    tokens = {
+        name: rng.integers(0, 50257, size=size)
+        for name, size in (
+            ("fineweb_val_000000.bin", 3000),
+            ("fineweb_train_000001.bin", 2000),
+            ("fineweb_train_000002.bin", 2500),
+        )
+    }
     serve_fineweb(server, {name: shard_bytes(tmp_path, t) for name, t in tokens.items()})
     data_dir = tmp_path / "data"
     with pytest.raises(

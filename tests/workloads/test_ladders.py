@@ -35,9 +35,13 @@ def _num_params(name: str, config: WorkloadConfig) -> int:
 
 
 def _as_base(config: WorkloadConfig, base: WorkloadConfig) -> WorkloadConfig:
-    return dataclasses.replace(config, model=base.model, batch_size=base.batch_size,
-                               tokens_per_step=base.tokens_per_step,
-                               micro_batch_size=base.micro_batch_size)  # fmt: skip
+    return dataclasses.replace(
+        config,
+        model=base.model,
+        batch_size=base.batch_size,
+        tokens_per_step=base.tokens_per_step,
+        micro_batch_size=base.micro_batch_size,
+    )
 
 
 @pytest.mark.parametrize("name", LADDERED)
@@ -47,7 +51,9 @@ def test_rungs_differ_from_their_base_only_in_model_and_batch(name: str) -> None
     for base, rungs in cls.ladders.items():
         base_config = cls.configs[base]
         assert len(rungs) >= 4 and base not in rungs  # rungs are scales of their own...
-        assert base_config.model in {cls.configs[r].model for r in rungs}  # ...the base's among them
+        assert base_config.model in {
+            cls.configs[r].model for r in rungs
+        }  # ...the base's among them
         scales = cls.ladder_scales(base, with_batches=True)
         assert len(scales) == len(rungs) * len(cls.ladder_batches[base])
         per_example = base_config.tokens_per_step // base_config.batch_size
@@ -67,8 +73,14 @@ def test_rungs_differ_from_their_base_only_in_model_and_batch(name: str) -> None
 def test_the_declared_scales_are_unchanged() -> None:
     """Rungs are added beside `smoke` and `full`: their models (and so trial ids) stay."""
     gpt = workloads.NanoGPT.configs
-    assert dict(gpt["smoke"].model) == {"vocab_size": 256, "num_layers": 2, "num_heads": 2,
-                                        "head_dim": 32, "model_dim": 64, "seq_len": 64}  # fmt: skip
+    assert dict(gpt["smoke"].model) == {
+        "vocab_size": 256,
+        "num_layers": 2,
+        "num_heads": 2,
+        "head_dim": 32,
+        "model_dim": 64,
+        "seq_len": 64,
+    }
     assert dict(gpt["full"].model)["num_layers"] == 12 and gpt["full"].batch_size == 512
     assert dict(workloads.Cifar10At94.configs["smoke"].model) == {"widths": (16, 32, 32)}
     assert dict(workloads.Cifar10At94.configs["full"].model) == {"widths": (64, 256, 256)}
@@ -80,7 +92,9 @@ def test_parameter_counts_grow_along_each_ladder(name: str, data_dir: Path) -> N
     cls = workloads.WORKLOADS[name]
     for base, rungs in cls.ladders.items():
         counts = [_num_params(name, cls.configs[rung]) for rung in rungs]
-        assert counts == sorted(set(counts)), f"{name}@{base}: {dict(zip(rungs, counts, strict=True))}"
+        assert counts == sorted(set(counts)), (
+            f"{name}@{base}: {dict(zip(rungs, counts, strict=True))}"
+        )
         base_count = _num_params(name, cls.configs[base])
         assert counts[0] <= base_count / 2 and counts[-1] >= 2 * base_count
     for rung in cls.ladders["smoke"]:  # the smoke rungs for real, on the CPU, through setup
@@ -95,12 +109,20 @@ def test_parameter_counts_grow_along_each_ladder(name: str, data_dir: Path) -> N
 
 
 @pytest.mark.parametrize("name, scale", [("nanogpt", "smoke-m-b32"), ("cifar10-94", "smoke-xs")])
-def test_a_rung_trial_records_its_parameters_and_batch(name: str, scale: str, data_dir: Path) -> None:
+def test_a_rung_trial_records_its_parameters_and_batch(
+    name: str, scale: str, data_dir: Path
+) -> None:
     cls = workloads.WORKLOADS[name]
     point = cls.reference_hparams["smoke"]
-    spec = TrialSpec(workload=name, scale=scale, submission="adamw",
-                     hparams_json=TrialSpec.canonical_hparams(point), seed=0,
-                     data_dir=str(data_dir), max_steps=4)  # fmt: skip
+    spec = TrialSpec(
+        workload=name,
+        scale=scale,
+        submission="adamw",
+        hparams_json=TrialSpec.canonical_hparams(point),
+        seed=0,
+        data_dir=str(data_dir),
+        max_steps=4,
+    )
     row = run_trial(spec).row
     config = cls.configs[scale]
     assert row["status"] in FINISHED, row["error"]
@@ -113,7 +135,9 @@ def test_a_rung_trial_records_its_parameters_and_batch(name: str, scale: str, da
 def test_unknown_rungs_and_missing_ladders_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"no scale 'smoke-xxl' \(known: .*smoke-l.*smoke-xs"):
         workloads.get_workload("nanogpt", "smoke-xxl", tmp_path)
-    with pytest.raises(UsageError, match=r"'digits' has no ladder at scale 'smoke' \(its ladders: none\)"):
+    with pytest.raises(
+        UsageError, match=r"'digits' has no ladder at scale 'smoke' \(its ladders: none\)"
+    ):
         workloads.Digits.ladder_scales("smoke")
     with pytest.raises(UsageError, match=r"no ladder at scale 'huge' \(its ladders: nanogpt@smoke"):
         workloads.NanoGPT.ladder_scales("huge")

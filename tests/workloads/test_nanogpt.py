@@ -46,8 +46,10 @@ def test_smoke_shards_have_the_speedrun_header(smoke_dir: Path) -> None:
     assert manifest["val_tokens"] == 64 * 1024
     assert manifest["train_tokens"] > 1_000_000
     assert sorted(p.name for p in folder.iterdir()) == [
-        "bytes_train_000000.bin", "bytes_val_000000.bin", "manifest.json",
-    ]  # fmt: skip
+        "bytes_train_000000.bin",
+        "bytes_val_000000.bin",
+        "manifest.json",
+    ]
 
 
 def test_smoke_data_is_reused_and_checked(smoke_dir: Path, tmp_path: Path) -> None:

@@ -70,9 +70,14 @@ def test_smoke_trial_reaches_the_target_with_the_reference_adamw(name: str, data
     """The calibration's promise, checked on seed 0: the target by the step hint, in under 30 s."""
     config = workloads.WORKLOADS[name].configs["smoke"]
     point = workloads.WORKLOADS[name].reference_hparams["smoke"]
-    spec = TrialSpec(workload=name, scale="smoke", submission="adamw",
-                     hparams_json=TrialSpec.canonical_hparams(point), seed=0,
-                     data_dir=str(data_dir))  # fmt: skip
+    spec = TrialSpec(
+        workload=name,
+        scale="smoke",
+        submission="adamw",
+        hparams_json=TrialSpec.canonical_hparams(point),
+        seed=0,
+        data_dir=str(data_dir),
+    )
     outcome = run_trial(spec)
     assert outcome.status is TrialStatus.TARGET_REACHED, outcome.row["error"]
     assert outcome.row["steps_to_target"] <= config.budget.step_hint

@@ -60,8 +60,9 @@ def test_roles_by_kind_of_parameter(scale: str, data_dir: Path, fake_cifar_dir: 
 
 
 @pytest.mark.parametrize("scale", ["smoke", "full"])
-def test_batches_are_a_pure_function_of_seed_and_step(scale: str, data_dir: Path,
-                                                      fake_cifar_dir: Path) -> None:  # fmt: skip
+def test_batches_are_a_pure_function_of_seed_and_step(
+    scale: str, data_dir: Path, fake_cifar_dir: Path
+) -> None:
     folder = data_dir if scale == "smoke" else fake_cifar_dir
     a, b, other = (_workload(folder, scale, seed) for seed in (1, 1, 2))
     batch_size = a.config.batch_size
@@ -86,8 +87,9 @@ def test_augmentation_flips_translates_with_zeros_and_cuts_out_12x12(data_dir: P
     count = 64
     # Pixel (r, c) of image i holds the distinct value 1 + r * 32 + c + 1024 * i, in all channels.
     codes = 1 + torch.arange(count * 32 * 32, dtype=torch.float32).view(count, 1, 32, 32)
-    out = workload.augment(codes.expand(-1, 3, -1, -1), step=7, epoch=0,
-                           index=torch.arange(count))[:, 0].numpy()  # fmt: skip
+    out = workload.augment(codes.expand(-1, 3, -1, -1), step=7, epoch=0, index=torch.arange(count))[
+        :, 0
+    ].numpy()
     views = [(f, dy, dx) for f in (False, True) for dy in range(-4, 5) for dx in range(-4, 5)]
     found, cut_sides = [], []
     for i in range(count):
@@ -106,8 +108,9 @@ def test_augmentation_flips_translates_with_zeros_and_cuts_out_12x12(data_dir: P
     assert 16 < sum(flips) < 48
     assert len({(dy, dx) for _, dy, dx in found}) > 20
     assert cut_sides.count(12) > count // 2 and min(cut_sides) < 12  # some squares clipped
-    assert not np.array_equal(out, workload.augment(codes.expand(-1, 3, -1, -1), 8, 0,
-                                                    torch.arange(count))[:, 0].numpy())  # fmt: skip
+    assert not np.array_equal(
+        out, workload.augment(codes.expand(-1, 3, -1, -1), 8, 0, torch.arange(count))[:, 0].numpy()
+    )
 
 
 def test_eval_reports_the_target_metric_with_flip_tta(data_dir: Path) -> None:

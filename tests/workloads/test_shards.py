@@ -59,7 +59,9 @@ def _rewrite_header(path: Path, index: int, value: int) -> None:
         (1, 7, r"unsupported version 7 \(expected 1\)"),
     ],
 )
-def test_bad_header_names_file_and_field(tmp_path: Path, field: int, value: int, message: str) -> None:
+def test_bad_header_names_file_and_field(
+    tmp_path: Path, field: int, value: int, message: str
+) -> None:
     path = tmp_path / "header.bin"
     write_shard(path, [1, 2, 3])
     _rewrite_header(path, field, value)
@@ -178,8 +180,9 @@ def test_stream_rejects_too_little_data(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sampling", list(Sampling))
-def test_memory_mapped_and_staged_streams_give_the_same_batches(tmp_path: Path,
-                                                                 sampling: Sampling) -> None:  # fmt: skip
+def test_memory_mapped_and_staged_streams_give_the_same_batches(
+    tmp_path: Path, sampling: Sampling
+) -> None:
     paths = [tmp_path / "a.bin", tmp_path / "b.bin"]
     write_shard(paths[0], np.arange(0, 700) % 65536)
     write_shard(paths[1], np.arange(700, 1000) % 65536)
@@ -188,5 +191,7 @@ def test_memory_mapped_and_staged_streams_give_the_same_batches(tmp_path: Path,
     for step in (0, 3, 4, 11):  # batches that cross the shard boundary and wrap around the end
         for a, b in zip(staged.batch(7, step), mapped.batch(7, step), strict=True):
             assert torch.equal(a, b) and b.dtype == torch.int64
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(staged.fixed_batches(3),
-                                                         mapped.fixed_batches(3), strict=True))  # fmt: skip
+    assert all(
+        torch.equal(a[0], b[0])
+        for a, b in zip(staged.fixed_batches(3), mapped.fixed_batches(3), strict=True)
+    )

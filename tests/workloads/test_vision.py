@@ -37,13 +37,16 @@ def test_flip_translate_and_cutout_move_pixels_as_stated() -> None:
     images = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
     flipped = flip(images, torch.tensor([True, False]))
     assert torch.equal(flipped[0], images[0].flip(-1)) and torch.equal(flipped[1], images[1])
-    shifted = translate(images, torch.tensor([1, 0]), torch.tensor([0, -1]), pad=1,
-                        mode="constant")  # fmt: skip
+    shifted = translate(images, torch.tensor([1, 0]), torch.tensor([0, -1]), pad=1, mode="constant")
     assert torch.equal(shifted[0, 0, :3], images[0, 0, 1:])  # content moves up by one row
     assert torch.equal(shifted[0, 0, 3], torch.zeros(4))  # the zero padding comes in
     assert torch.equal(shifted[1, 0, :, 1:], images[1, 0, :, :3])  # content moves right
-    assert torch.equal(translate(images, torch.zeros(2, dtype=torch.long),
-                                 torch.zeros(2, dtype=torch.long), pad=2), images)  # fmt: skip
+    assert torch.equal(
+        translate(
+            images, torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long), pad=2
+        ),
+        images,
+    )
     holed = cutout(torch.ones(1, 3, 8, 8), torch.tensor([0]), torch.tensor([4]), size=4)
     assert holed[0, 0].sum() == 64 - 2 * 4  # a 4x4 square centred on row 0: clipped to 2 rows
     assert torch.equal(holed[0, 0, :2, 2:6], torch.zeros(2, 4))

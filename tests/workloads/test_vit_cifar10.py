@@ -26,8 +26,13 @@ def test_full_model_has_3_7m_parameters_and_65_positions(fake_cifar_dir: Path) -
     workload = _workload(fake_cifar_dir, "full")
     model = workload.build_model(seed=0)
     assert isinstance(model, ViT)
-    assert dict(workload.config.model) == {"width": 256, "depth": 7, "heads": 8,
-                                           "mlp_width": 512, "patch": 4}  # fmt: skip
+    assert dict(workload.config.model) == {
+        "width": 256,
+        "depth": 7,
+        "heads": 8,
+        "mlp_width": 512,
+        "patch": 4,
+    }
     # patch conv 3*4*4*256 + 256; class token 256; positions 65*256; 7 blocks of 2 LayerNorms
     # (2*256 each) + qkv 256*768+768 + proj 256*256+256 + fc1 256*512+512 + fc2 512*256+256;
     # final LayerNorm 512; head 256*10+10.
@@ -84,8 +89,9 @@ def test_roles_by_kind_of_parameter(scale: str, data_dir: Path, fake_cifar_dir: 
 
 
 @pytest.mark.parametrize("scale", ["smoke", "full"])
-def test_batches_are_a_pure_function_of_seed_and_step(scale: str, data_dir: Path,
-                                                      fake_cifar_dir: Path) -> None:  # fmt: skip
+def test_batches_are_a_pure_function_of_seed_and_step(
+    scale: str, data_dir: Path, fake_cifar_dir: Path
+) -> None:
     folder = data_dir if scale == "smoke" else fake_cifar_dir
     a, b, other = (_workload(folder, scale, seed) for seed in (1, 1, 2))
     batch_size = a.config.batch_size
@@ -109,8 +115,9 @@ def test_augmentation_flips_and_translates_with_reflection(data_dir: Path) -> No
     workload = _workload(data_dir, seed=4)
     count = 64
     codes = torch.arange(count * 32 * 32, dtype=torch.float32).view(count, 1, 32, 32)
-    out = workload.augment(codes.expand(-1, 3, -1, -1), step=7, epoch=0,
-                           index=torch.arange(count)).numpy()  # fmt: skip
+    out = workload.augment(
+        codes.expand(-1, 3, -1, -1), step=7, epoch=0, index=torch.arange(count)
+    ).numpy()
     assert np.array_equal(out[:, 0], out[:, 2])
     views = [(f, dy, dx) for f in (False, True) for dy in range(-4, 5) for dx in range(-4, 5)]
     found = []
