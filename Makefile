@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy harness sweeps reports
+	$(BIN)/lint-imports --no-cache
 
 # The whole suite, with what it needs beyond Python (headless Chromium, a local SLURM cluster)
 # installed and started by tests/with-services.sh when it can be (root), named when it cannot.

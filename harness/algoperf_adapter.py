@@ -53,7 +53,8 @@ _SPLITS = (("train_", "train/"), ("test_", "validation/"), ("val_", "validation/
 
 
 def algoperf_metric_name(name: str) -> str:
-    """`test_accuracy` -> `validation/accuracy`, `train_loss` -> `train/loss`, else `validation/…`."""
+    """`test_accuracy` -> `validation/accuracy`, `train_loss` -> `train/loss`,
+    else `validation/…`."""
     for prefix, split in _SPLITS:
         if name.startswith(prefix):
             return split + name[len(prefix) :]
@@ -109,7 +110,8 @@ def _batch_norm_frozen(model: torch.nn.Module, is_frozen: bool) -> Iterator[None
 
 
 class AlgoPerfWorkload:
-    """What an AlgoPerf submission may use on `workload`: every member of AlgoPerf's `spec.Workload`.
+    """What an AlgoPerf submission may use on `workload`: every member of AlgoPerf's
+    `spec.Workload`.
 
     Each member has optbench's value, or raises `ContractError` naming it and why optbench has none
     (never AttributeError). Values:
@@ -331,7 +333,8 @@ class AlgoPerfWorkload:
         mask_batch: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
     ) -> dict[str, torch.Tensor]:
-        """`summed`, `n_valid_examples` and `per_example` losses (equations in the module docstring).
+        """`summed`, `n_valid_examples` and `per_example` losses (equations in the module
+        docstring).
 
         The first call of each training step also records the step's loss for the runner.
         """

@@ -1,6 +1,7 @@
 """Level 3: an AlgoPerf submission's functions, driven through one optbench trial.
 
-Once, untimed: `optimizer_state = init_optimizer_state(workload, model, None, hyperparameters, rng)`.
+Once, untimed:
+`optimizer_state = init_optimizer_state(workload, model, None, hyperparameters, rng)`.
 Per step, timed (AlgoPerf's order and argument names):
 
     queue.put(workload.algoperf_batch(batch))          the step's fixed batch as AlgoPerf's dict
@@ -203,7 +204,8 @@ class AlgoPerfStepper(Stepper):
         self._steps_done = 0
 
     def _call(self, fn: Callable[..., Any], names: frozenset[str] | None, **specific: Any) -> Any:
-        """Calls `fn` with AlgoPerf's keyword arguments, those its signature names (all for None)."""
+        """Calls `fn` with AlgoPerf's keyword arguments, those its signature names
+        (all for None)."""
         arguments = {
             "workload": self._workload,
             "current_param_container": self._model,

@@ -2,10 +2,11 @@
 
 A checkpoint is everything the rest of the trial depends on, replaced atomically at each eval:
 the model's state (parameters and buffers), the optimizer's (`Stepper.snapshot`), the workload's
-own (an EMA of the weights), the RNG states, the clock's accumulated seconds and the record so far. Batches are pure functions of (seed, step), so a trial resumed from the checkpoint of
-step k trains on the batches an uninterrupted one would have: a preempted or killed trial loses at
-most the steps since its last eval, and its training time and step count continue where they were.
-Checkpointing is untimed.
+own (an EMA of the weights), the RNG states, the clock's accumulated seconds and the record so far.
+Batches are pure functions of (seed, step), so a trial resumed from the checkpoint of step k trains
+on the batches an uninterrupted one would have: a preempted or killed trial loses at most the steps
+since its last eval, and its training time and step count continue where they were. Checkpointing is
+untimed.
 """
 
 from __future__ import annotations

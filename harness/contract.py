@@ -104,7 +104,8 @@ class ParamGroups:
         return [r not in NO_DECAY_ROLES for r in self.roles]
 
     def torch_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """torch.optim param groups: `weight_decay` on decayed roles, 0 on norms, biases, scalars."""
+        """torch.optim param groups: `weight_decay` on decayed roles, 0 on norms, biases,
+        scalars."""
         decayed = [p for p, d in zip(self.params, self.decay_mask(), strict=True) if d]
         undecayed = [p for p, d in zip(self.params, self.decay_mask(), strict=True) if not d]
         groups = [{"params": decayed, "weight_decay": weight_decay}]

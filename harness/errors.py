@@ -18,7 +18,8 @@ class UsageError(OptbenchError):
 
 
 class ContractError(OptbenchError):
-    """A submission or workload does not honour its contract (missing function, bad point, roles)."""
+    """A submission or workload does not honour its contract
+    (missing function, bad point, roles)."""
 
 
 class ResultsSchemaError(OptbenchError):

@@ -16,13 +16,15 @@ from typing import Any
 
 from harness.results import ResultsStore
 from harness.trial import TrialSpec
+from harness.workload import BuildWorkload
 
 __all__ = ["TrialSummary", "execute_trial", "run_isolated", "start_isolated", "summarize"]
 
 TrialSummary = dict[str, Any]
-# Imported once by the fork server; torch._dynamo is what torch.optim imports on its first step.
-# JAX and optax (about 1.8 s more per server) only where an optax submission may run.
-_PRELOAD = ["torch", "torch._dynamo", "harness.runner", "workloads"]
+# Imported once by the fork server, with the module of the workload builder the caller passes;
+# torch._dynamo is what torch.optim imports on its first step. JAX and optax (about 1.8 s more
+# per server) only where an optax submission may run.
+_PRELOAD = ["torch", "torch._dynamo", "harness.runner"]
 _JAX_PRELOAD = ["jax", "optax"]
 _SUMMARY_KEYS = (
     "trial_id",
@@ -44,7 +46,11 @@ def summarize(row: dict[str, Any]) -> TrialSummary:
 
 
 def execute_trial(
-    spec: TrialSpec, results_root: str, checkpoints: bool = False, attempt: int = 1
+    spec: TrialSpec,
+    results_root: str,
+    build_workload: BuildWorkload,
+    checkpoints: bool = False,
+    attempt: int = 1,
 ) -> TrialSummary:
     """Runs `spec` in this process and writes its trial and eval rows to `results_root`.
 
@@ -55,7 +61,7 @@ def execute_trial(
     from harness.runner import run_trial
 
     store = ResultsStore(results_root)
-    outcome = run_trial(spec, store.live_root if checkpoints else None, attempt)
+    outcome = run_trial(spec, build_workload, store.live_root if checkpoints else None, attempt)
     store.write_trial(outcome.row, outcome.evals)
     if checkpoints:
         store.remove_live(outcome.row["trial_id"])
@@ -65,30 +71,39 @@ def execute_trial(
 def _child(
     spec_dict: dict[str, Any],
     results_root: str,
+    build_workload: BuildWorkload,
     conn: Connection | None,
     checkpoints: bool = False,
     attempt: int = 1,
 ) -> None:
-    summary = execute_trial(TrialSpec.from_dict(spec_dict), results_root, checkpoints, attempt)
+    spec = TrialSpec.from_dict(spec_dict)
+    summary = execute_trial(spec, results_root, build_workload, checkpoints, attempt)
     if conn is not None:
         conn.send(summary)
         conn.close()
 
 
-def _forkserver(preload_jax: bool = True) -> Any:
+def _forkserver(build_workload: BuildWorkload, preload_jax: bool = True) -> Any:
     """This process's fork server context. What it preloads is fixed when it first starts."""
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD + (_JAX_PRELOAD if preload_jax else []))
+    jax = _JAX_PRELOAD if preload_jax else []
+    ctx.set_forkserver_preload([*_PRELOAD, build_workload.__module__, *jax])
     return ctx
 
 
-def start_isolated(spec: TrialSpec, results_root: str, attempt: int, preload_jax: bool) -> Any:
+def start_isolated(
+    spec: TrialSpec,
+    results_root: str,
+    build_workload: BuildWorkload,
+    attempt: int,
+    preload_jax: bool,
+) -> Any:
     """Starts `spec` in a fresh process (see `run_isolated`) that checkpoints as it goes; returns
     the started `multiprocessing.Process`. Its exit code says how it ended: 0 once its rows are
     stored, negative when a signal killed it. Without `preload_jax` the fork server is spared
     JAX's import, and a trial that needs it imports it itself (inside its wall time)."""
-    proc = _forkserver(preload_jax).Process(
-        target=_child, args=(spec.to_dict(), results_root, None, True, attempt)
+    proc = _forkserver(build_workload, preload_jax).Process(
+        target=_child, args=(spec.to_dict(), results_root, build_workload, None, True, attempt)
     )
     proc.start()
     return proc
@@ -97,6 +112,7 @@ def start_isolated(spec: TrialSpec, results_root: str, attempt: int, preload_jax
 def run_isolated(
     specs: Sequence[TrialSpec],
     results_root: str,
+    build_workload: BuildWorkload,
     max_parallel: int = 1,
     on_done: Callable[[TrialSummary], None] | None = None,
 ) -> list[TrialSummary]:
@@ -106,7 +122,7 @@ def run_isolated(
     else: no model, no thread pool), so a trial's process starts in milliseconds instead of the
     ~6 s those imports take, and still shares no state with any other trial.
     """
-    ctx = _forkserver()
+    ctx = _forkserver(build_workload)
     pending = list(specs)
     running: dict[int, tuple[Any, TrialSpec, Connection]] = {}
     summaries: list[TrialSummary] = []
@@ -114,20 +130,27 @@ def run_isolated(
         while pending and len(running) < max_parallel:
             spec = pending.pop(0)
             receiver, sender = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(spec.to_dict(), results_root, sender))
+            args = (spec.to_dict(), results_root, build_workload, sender)
+            proc = ctx.Process(target=_child, args=args)
             proc.start()
             sender.close()
             running[proc.sentinel] = (proc, spec, receiver)
         for sentinel in multiprocessing.connection.wait(list(running)):
             proc, spec, receiver = running.pop(sentinel)  # type: ignore[arg-type]
-            summary = _collect(proc, spec, receiver, results_root)
+            summary = _collect(proc, spec, receiver, results_root, build_workload)
             summaries.append(summary)
             if on_done is not None:
                 on_done(summary)
     return summaries
 
 
-def _collect(proc: Any, spec: TrialSpec, receiver: Connection, results_root: str) -> TrialSummary:
+def _collect(
+    proc: Any,
+    spec: TrialSpec,
+    receiver: Connection,
+    results_root: str,
+    build_workload: BuildWorkload,
+) -> TrialSummary:
     proc.join()
     if receiver.poll():
         try:
@@ -137,6 +160,7 @@ def _collect(proc: Any, spec: TrialSpec, receiver: Connection, results_root: str
             pass
     from harness.runner import failed_outcome
 
-    outcome = failed_outcome(spec, f"trial process died with exit code {proc.exitcode}")
+    error = f"trial process died with exit code {proc.exitcode}"
+    outcome = failed_outcome(spec, error, build_workload)
     ResultsStore(results_root).write_trial(outcome.row, outcome.evals)
     return summarize(outcome.row)

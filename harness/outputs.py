@@ -8,9 +8,9 @@ optbench replaces only what it wrote itself, and every output it writes carries 
                                                                 naming every file written there
     leaderboard.md, .html       leaderboard, sweep, submit      the first line `# optbench
                                                                 leaderboard`; the HTML's <title>
-    FILE.md and FILE.json       bench optimizers,               the first line `# optbench bench
-                                bench-overhead                  optimizers` (`bench-overhead`);
-                                                                the JSON's "schema"
+    FILE.md and FILE.json       bench optimizers, overhead,     the first line `# optbench bench
+                                launchers                       optimizers` (`overhead`,
+                                                                `launchers`); the JSON's "schema"
     DIR/cifar10/                data prepare                    its manifest.json naming its files
                                                                 (`workloads.datasets`)
 
@@ -42,6 +42,8 @@ from pathlib import Path
 from harness.errors import UsageError
 
 __all__ = [
+    "BENCH_LAUNCHERS_JSON",
+    "BENCH_LAUNCHERS_MD",
     "BENCH_OPTIMIZERS_JSON",
     "BENCH_OPTIMIZERS_MD",
     "BENCH_OVERHEAD_JSON",
@@ -245,7 +247,8 @@ def _is_empty(path: Path) -> bool:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Writes `text` to `path` through a temporary file in the same folder and a rename: a reader
-    sees the old file or the new one, never part of one, and a failure leaves no temporary behind."""
+    sees the old file or the new one, never part of one, and a failure leaves no temporary
+    behind."""
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -379,7 +382,7 @@ def _file_kind(name: str, owns: Callable[[Path], bool]) -> OutputKind:
     return OutputKind(name, is_folder=False, strangers=lambda p: [] if owns(p) else [p.name])
 
 
-def _first_line(prefix: str) -> Callable[[Path], bool]:
+def _first_line(prefix: str | tuple[str, ...]) -> Callable[[Path], bool]:
     return lambda path: _head(path).startswith(prefix)
 
 
@@ -391,13 +394,20 @@ def _html_titled(title: str) -> Callable[[Path], bool]:
     return owns
 
 
-def _json_schema(schema: str) -> Callable[[Path], bool]:
+def _json_schema(schema: str, old_keys: tuple[str, ...] = ()) -> Callable[[Path], bool]:
+    """Owns a JSON object whose `schema` is `schema`, or, with `old_keys`, one without a schema
+    that holds them all (what optbench wrote before it named the schema)."""
+
     def owns(path: Path) -> bool:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             return False
-        return isinstance(data, dict) and data.get("schema") == schema
+        if not isinstance(data, dict):
+            return False
+        if old_keys and "schema" not in data and all(key in data for key in old_keys):
+            return True
+        return data.get("schema") == schema
 
     return owns
 
@@ -415,5 +425,16 @@ BENCH_OPTIMIZERS_MD = _file_kind(
 BENCH_OPTIMIZERS_JSON = _file_kind(
     "bench optimizers report", _json_schema("optbench.bench_optimizers")
 )
-BENCH_OVERHEAD_MD = _file_kind("bench-overhead report", _first_line("# optbench bench-overhead"))
-BENCH_OVERHEAD_JSON = _file_kind("bench-overhead report", _json_schema("optbench.bench_overhead"))
+# "bench-overhead" and "Launch overhead": the first lines these reports had before `optbench bench`
+# grouped them; their JSON had no schema then.
+BENCH_OVERHEAD_MD = _file_kind(
+    "bench overhead report", _first_line(("# optbench bench overhead", "# optbench bench-overhead"))
+)
+BENCH_OVERHEAD_JSON = _file_kind("bench overhead report", _json_schema("optbench.bench_overhead"))
+BENCH_LAUNCHERS_MD = _file_kind(
+    "bench launchers report", _first_line(("# optbench bench launchers", "# Launch overhead ("))
+)
+BENCH_LAUNCHERS_JSON = _file_kind(
+    "bench launchers report",
+    _json_schema("optbench.bench_launchers", old_keys=("direct_s", "ray_init_s", "ray_s")),
+)

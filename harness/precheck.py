@@ -19,7 +19,6 @@ the `optbench data prepare` command, and stages nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -50,18 +49,16 @@ def shape_only_params(workload: Workload, seed: int = 0) -> ParamGroups:
     return workload.param_groups(model)
 
 
-def check_trial(spec: TrialSpec) -> None:
-    """Everything about `spec` that can be checked without training, as its trial would check it.
+def check_trial(spec: TrialSpec, workload: Workload) -> None:
+    """Everything about `spec` that can be checked without training, as its trial would check it,
+    given the workload it names (built by the caller, as `workloads.get_workload` builds it).
 
     Raises:
-      UsageError: unknown workload, scale or submission; the workload's data is not prepared.
+      UsageError: unknown submission; the workload's data is not prepared.
       ContractError: the point is outside the search space, or a level-1 submission's
         `optimizer()` raises or returns what the runner would refuse.
     """
-    from workloads import get_workload  # workloads import harness: resolve at call time
-
     submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
-    workload = get_workload(spec.workload, spec.scale, Path(spec.data_dir))
     hp = Hyperparameters(spec.hparams)
     submission.search_space.validate_point(hp)
     groups = shape_only_params(workload, spec.seed)

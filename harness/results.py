@@ -299,7 +299,8 @@ def _to_table(rows: list[dict[str, Any]], schema: pa.Schema, name: str) -> pa.Ta
             problem = _type_problem(column, row[column.name])
             if problem:
                 raise ResultsSchemaError(
-                    f"{name} row {index}: column {column.name!r} {problem} (schema v{SCHEMA_VERSION})"
+                    f"{name} row {index}: column {column.name!r} {problem} "
+                    f"(schema v{SCHEMA_VERSION})"
                 )
     try:
         return pa.Table.from_pylist(rows, schema=schema)

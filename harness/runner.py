@@ -33,8 +33,8 @@ from harness.provenance import collect_provenance, cpu_model
 from harness.results import PROVENANCE_FIELDS, TRIALS_SCHEMA
 from harness.stepper import Stepper, TrainingComplete, TrialContext, make_stepper
 from harness.submission import load_submission
-from harness.trial import TrialSpec, TrialStatus
-from harness.workload import Workload
+from harness.trial import ResolvedTrial, TrialSpec, TrialStatus
+from harness.workload import BuildWorkload, Workload
 
 __all__ = ["TrialOutcome", "failed_outcome", "hardware_class", "run_rank", "run_trial"]
 
@@ -62,36 +62,42 @@ def hardware_class(device: torch.device, num_threads: int, world_size: int = 1) 
 
 
 def run_trial(
-    spec: TrialSpec, live_root: str | Path | None = None, attempt: int = 1
+    spec: TrialSpec,
+    build_workload: BuildWorkload,
+    live_root: str | Path | None = None,
+    attempt: int = 1,
 ) -> TrialOutcome:
     """Runs one trial to its target, budget, divergence or error and returns its record.
 
+    `build_workload` makes the workload `spec` names (`workloads.get_workload`).
     With `spec.world_size` > 1 this process is rank 0 and starts ranks 1.. as child processes
     (`harness.parallel`); rank 0's record is the trial's. With `live_root`, the trial checkpoints
     at every eval point into `live_root/<trial_id>/` and resumes from a checkpoint it finds there
     (`harness.checkpoint`). `attempt` counts the launcher's runs of this trial (retries).
     """
     if spec.world_size == 1:
-        return run_rank(spec, Collective(), live_root, attempt)
-    return _run_data_parallel(spec, live_root, attempt)
+        return run_rank(spec, build_workload, Collective(), live_root, attempt)
+    return _run_data_parallel(spec, build_workload, live_root, attempt)
 
 
 def run_rank(
-    spec: TrialSpec, collective: Collective, live_root: str | Path | None = None, attempt: int = 1
+    spec: TrialSpec,
+    build_workload: BuildWorkload,
+    collective: Collective,
+    live_root: str | Path | None = None,
+    attempt: int = 1,
 ) -> TrialOutcome:
     """One process's part of a trial: setup, warm-up, the step loop, the record. With
     `collective.world_size` > 1 the process group must be initialised already (rank 0 records)."""
-    from workloads import get_workload  # workloads import harness: resolve at call time
-
     wall_start = time.perf_counter()
     torch.set_num_threads(spec.num_threads)
     device = _rank_device(spec.device, collective.rank)
-    record = _Record(spec, device)
-    record.row["attempts"] = attempt
+    record: _Record | None = None
     try:
         submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
-        workload = get_workload(spec.workload, spec.scale, Path(spec.data_dir))
-        record.describe(workload, submission.name, submission.source_hash)
+        workload = build_workload(spec.workload, spec.scale, Path(spec.data_dir))
+        trial = ResolvedTrial(spec, workload.version, submission.name, submission.source_hash)
+        record = _Record(trial, device, attempt, workload)
         hp = Hyperparameters(spec.hparams)
         submission.search_space.validate_point(hp)
         workload.setup(device, spec.seed)
@@ -101,16 +107,17 @@ def run_rank(
         groups = workload.param_groups(model)
         info = workload.info(str(device), spec.max_steps, spec.max_time_s, spec.memory_cap_bytes)
         grads = GradientPass(model, workload.loss, workload.config.micro_batch_size, collective)
-        trial = TrialContext(model, workload, spec.seed, collective.world_size, record.clock)
-        stepper = make_stepper(submission, groups, hp, info, grads.loss, grads, trial)
+        context = TrialContext(model, workload, spec.seed, collective.world_size, record.clock)
+        stepper = make_stepper(submission, groups, hp, info, grads.loss, grads, context)
         _compile_warmup(stepper, model, workload, record.clock)
-        live = LiveTrial.under(live_root, record.row["trial_id"]) if live_root else None
+        live = LiveTrial.under(live_root, trial.trial_id) if live_root else None
         start_step = _resume(live, model, stepper, workload, record) if live else 0
         peak.reset()  # the peak of the training steps, not of one-time warm-up work
         _train(workload, model, stepper, info, spec, record, collective, start_step, live)
         record.memory(model, groups, stepper, peak.read())
         record.check_memory_cap()
     except Exception as exc:  # the trial boundary: the one place where failures become data
+        record = record or _Record(ResolvedTrial.unresolved(spec), device, attempt)
         capped_oom = isinstance(exc, torch.OutOfMemoryError) and spec.memory_cap_bytes is not None
         cuda_line = needs_cuda(exc, Path(spec.submission), device.type)  # first, on one line
         error = "\n\n".join(filter(None, [cuda_line, traceback.format_exc()]))
@@ -219,22 +226,28 @@ def _eval_point(
     return record.reached_target and record.spec.stop_at_target
 
 
-def _run_data_parallel(spec: TrialSpec, live_root: str | Path | None, attempt: int) -> TrialOutcome:
+def _run_data_parallel(
+    spec: TrialSpec, build_workload: BuildWorkload, live_root: str | Path | None, attempt: int
+) -> TrialOutcome:
     """Rank 0 here, ranks 1.. in fresh child processes, meeting over a loopback rendezvous."""
     port = parallel.free_port()
     ctx = mp.get_context("spawn")
     live = str(live_root) if live_root else None
     ranks = [
-        ctx.Process(target=_rank_process, args=(spec.to_dict(), rank, port, live), daemon=True)
+        ctx.Process(
+            target=_rank_process,
+            args=(spec.to_dict(), build_workload, rank, port, live),
+            daemon=True,
+        )
         for rank in range(1, spec.world_size)
     ]
     for process in ranks:
         process.start()
     try:
         parallel.init_process_group(0, spec.world_size, port, _rank_device(spec.device, 0))
-        outcome = run_rank(spec, Collective(0, spec.world_size), live_root, attempt)
+        outcome = run_rank(spec, build_workload, Collective(0, spec.world_size), live_root, attempt)
     except Exception:
-        outcome = failed_outcome(spec, traceback.format_exc())
+        outcome = failed_outcome(spec, traceback.format_exc(), build_workload)
     finally:
         if dist.is_initialized():
             parallel.leave_process_group()
@@ -251,13 +264,19 @@ def _run_data_parallel(spec: TrialSpec, live_root: str | Path | None, attempt: i
     return outcome
 
 
-def _rank_process(spec_dict: dict[str, Any], rank: int, port: int, live_root: str | None) -> None:
+def _rank_process(
+    spec_dict: dict[str, Any],
+    build_workload: BuildWorkload,
+    rank: int,
+    port: int,
+    live_root: str | None,
+) -> None:
     """Rank `rank` (>= 1) of a data-parallel trial; its record is dropped, its failure is not."""
     spec = TrialSpec.from_dict(spec_dict)
     torch.set_num_threads(spec.num_threads)
     parallel.init_process_group(rank, spec.world_size, port, _rank_device(spec.device, rank))
     try:
-        outcome = run_rank(spec, Collective(rank, spec.world_size), live_root)
+        outcome = run_rank(spec, build_workload, Collective(rank, spec.world_size), live_root)
     finally:
         parallel.leave_process_group()
     if outcome.row.get("error"):
@@ -355,8 +374,14 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 class _Record:
     """Accumulates a trial's row and eval rows as the trial runs (all untimed)."""
 
-    def __init__(self, spec: TrialSpec, device: torch.device) -> None:
-        self.spec = spec
+    def __init__(
+        self,
+        trial: ResolvedTrial,
+        device: torch.device,
+        attempts: int,
+        workload: Workload | None = None,
+    ) -> None:
+        spec = self.spec = trial.spec
         self.device = device
         self.train_losses: list[float] = []  # every step's global mean training loss
         self.clock = Clock.for_device(device)
@@ -366,10 +391,10 @@ class _Record:
         self._tokens_per_step = 0
         self._eval_points: list[tuple[int, float]] = []
         self.row: dict[str, Any] = {
-            "trial_id": spec.trial_id(0, spec.submission, ""),
+            "trial_id": trial.trial_id,
             "workload": spec.workload,
             "scale": spec.scale,
-            "submission": spec.submission,
+            "submission": trial.submission_name,
             "hparams_json": spec.hparams_json,
             "seed": spec.seed,
             "ruleset": spec.ruleset,
@@ -381,22 +406,22 @@ class _Record:
             "steps": 0,
             "tokens": 0,
             "error": None,
-            "attempts": 1,
+            "attempts": attempts,
             "restarts": 0,
             "memory_cap_bytes": spec.memory_cap_bytes,
         }
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         self.row.update(collect_provenance(name, spec.command_line or None))
+        if workload is not None:
+            self._describe(trial, workload)
 
-    def describe(self, workload: Workload, submission_name: str, submission_hash: str) -> None:
+    def _describe(self, trial: ResolvedTrial, workload: Workload) -> None:
         config = workload.config
         self._target = config.target
         self._tokens_per_step = config.tokens_per_step
         self.row.update(
-            trial_id=self.spec.trial_id(workload.version, submission_name, submission_hash),
-            workload_version=workload.version,
-            submission=submission_name,
-            submission_hash=submission_hash,
+            workload_version=trial.workload_version,
+            submission_hash=trial.submission_hash,
             precision=workload.precision(self.device),
             throughput_unit=config.throughput_unit,
             target_metric=config.target.metric,
@@ -522,8 +547,6 @@ class _Record:
             compile_time_s=self.clock.compile_s,
             eval_time_s=self.clock.eval_s,
         )
-        for row in self.evals:
-            row["trial_id"] = self.row["trial_id"]
         provenance = {f.name: self.row[f.name] for f in PROVENANCE_FIELDS}
         evals = [{**row, **provenance} for row in self.evals]
         full = {name: self.row.get(name) for name in TRIALS_SCHEMA.names}
@@ -533,6 +556,7 @@ class _Record:
 def failed_outcome(
     spec: TrialSpec,
     error: str,
+    build_workload: BuildWorkload,
     status: TrialStatus = TrialStatus.FAILED,
     attempts: int = 1,
     evals: Sequence[Mapping[str, Any]] = (),
@@ -540,20 +564,18 @@ def failed_outcome(
     """The record of a trial that ended outside `run_trial`: its process killed or crashed,
     its SLURM job cancelled or out of time, or stopped early by the search's scheduler. `evals`
     are the eval points it reported (`LiveTrial.read_progress`), kept in the record."""
-    from workloads import get_workload
-
-    record = _Record(spec, torch.device(spec.device))
-    record.row["attempts"] = attempts
+    trial, workload = ResolvedTrial.unresolved(spec), None
     try:
         submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
-        workload = get_workload(spec.workload, spec.scale, Path(spec.data_dir))
-        record.describe(workload, submission.name, submission.source_hash)
+        workload = build_workload(spec.workload, spec.scale, Path(spec.data_dir))
+        trial = ResolvedTrial(spec, workload.version, submission.name, submission.source_hash)
     except Exception as exc:  # describing is best effort: the failure itself is what matters
+        trial, workload = ResolvedTrial.unresolved(spec), None
         error += f"\n(while describing the trial: {exc})"
-    if record._target is not None:
+    record = _Record(trial, torch.device(spec.device), attempts, workload)
+    if workload is not None:
         for point in evals:
             record.clock.train_s = point["train_time_s"]
             record.eval_point(point["step"], dict(point["metrics"]))
-    record.fail(error)
-    record.row["status"] = str(status)
+    record.fail(error, status)
     return record.outcome()

@@ -85,7 +85,8 @@ class SearchSpace:
         return {d.name: d.from_unit(float(x)) for d, x in zip(self.dims, u, strict=True)}
 
     def center(self) -> dict[str, Any]:
-        """The space's centre: geometric middle of log ranges, middle of linear ones, first choice."""
+        """The space's centre: geometric middle of log ranges, middle of linear ones,
+        first choice."""
         if self.fixed_points:
             return dict(self.fixed_points[0])
         point: dict[str, Any] = {}

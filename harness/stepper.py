@@ -286,7 +286,8 @@ def make_stepper(
     """Builds the submission's optimizer(s) for this model and wraps them in a `Stepper`.
 
     Args:
-      loss_fn: the forward pass on a batch with autograd on (a full-control submission's `ctx.loss`).
+      loss_fn: the forward pass on a batch with autograd on (a full-control submission's
+        `ctx.loss`).
       forward_backward: the step's forward and backward, accumulating the batch's mean gradient.
       trial: the model, workload, seed, world size and clock; required for level 3 only.
 

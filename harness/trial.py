@@ -1,4 +1,4 @@
-"""What identifies a trial, and how a trial can end."""
+"""What identifies a trial (its spec, resolved into an id), and how a trial can end."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["FAULTS", "FINISHED", "TrialSpec", "TrialStatus", "search_algorithm"]
+__all__ = ["FAULTS", "FINISHED", "ResolvedTrial", "TrialSpec", "TrialStatus", "search_algorithm"]
 
 
 class TrialStatus(StrEnum):
@@ -93,33 +93,66 @@ class TrialSpec:
     def hparams(self) -> dict[str, Any]:
         return dict(json.loads(self.hparams_json))
 
-    def trial_id(self, workload_version: int, submission_name: str, submission_hash: str) -> str:
-        """A stable id: re-running a sweep skips trials whose id is already in the store."""
-        key = [
-            self.workload,
-            workload_version,
-            self.scale,
-            submission_name,
-            submission_hash,
-            self.hparams_json,
-            self.seed,
-            self.ruleset,
-            self.ruleset_json,
-            self.study,
-            self.trial_index,
-            self.max_steps,
-            self.max_time_s,
-            self.stop_at_target,
-        ]
-        if self.world_size != 1:  # appended only when set, so single-process ids stay as they were
-            key.append(["world_size", self.world_size])
-        if self.memory_cap_bytes is not None:  # likewise: uncapped ids stay as they were
-            key.append(["memory_cap_bytes", self.memory_cap_bytes])
-        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrialSpec:
         return cls(**values)
+
+
+# Spec fields that joined the id after it was first defined, with the value every trial had
+# before: a field at that value is left out of the key, so the ids of those trials stay as they were.
+_LATER_ID_FIELDS = (("world_size", 1), ("memory_cap_bytes", None))
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTrial:
+    """A spec with what else its result depends on: the workload's version and the submission's
+    name and source hash. Its `trial_id` is computed here and nowhere else.
+
+    A trial whose submission or workload cannot be loaded keeps the id `unresolved` gives it.
+
+    Attributes:
+      spec: the trial.
+      workload_version: the `version` of the workload `spec.workload` names.
+      submission_name: the submission's name (its folder's name).
+      submission_hash: sha256 of the submission's files (`harness.submission`).
+      trial_id: the id: stable across runs, so a sweep skips trials already in the store.
+    """
+
+    spec: TrialSpec
+    workload_version: int
+    submission_name: str
+    submission_hash: str
+    trial_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.spec
+        key: list[Any] = [
+            s.workload,
+            self.workload_version,
+            s.scale,
+            self.submission_name,
+            self.submission_hash,
+            s.hparams_json,
+            s.seed,
+            s.ruleset,
+            s.ruleset_json,
+            s.study,
+            s.trial_index,
+            s.max_steps,
+            s.max_time_s,
+            s.stop_at_target,
+        ]
+        for name, earlier in _LATER_ID_FIELDS:
+            if getattr(s, name) != earlier:
+                key.append([name, getattr(s, name)])
+        digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+        object.__setattr__(self, "trial_id", digest)
+
+    @classmethod
+    def unresolved(cls, spec: TrialSpec) -> ResolvedTrial:
+        """The trial of a spec whose submission or workload could not be loaded: version 0, the
+        submission as the spec names it, no hash."""
+        return cls(spec, 0, spec.submission, "")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Budget",
+    "BuildWorkload",
     "Direction",
     "Target",
     "Workload",
@@ -33,6 +34,11 @@ __all__ = [
     "ladder_configs",
     "roles_by_module",
 ]
+
+
+BuildWorkload = Callable[[str, str, Path], "Workload"]
+"""Builds the workload a trial names, at its scale, over its data folder (`workloads.get_workload`).
+The layers above pass it down: the harness itself knows no workload by name."""
 
 
 class Direction(StrEnum):

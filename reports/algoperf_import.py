@@ -213,7 +213,8 @@ def _default_ruleset(log_dir: Path, ruleset: str | None) -> str:
 def _scan(
     log_dir: Path, targets: AlgoPerfTargets, default_ruleset: str, asked: str | None
 ) -> tuple[list[_TrialKey], list[Path]]:
-    """Every eval CSV under `log_dir`: the keys of those in the layout, and the paths of the rest."""
+    """Every eval CSV under `log_dir`: the keys of those in the layout,
+    and the paths of the rest."""
     keys, outside = [], []
     for path in sorted(log_dir.rglob(_CSV_NAME)):
         match = _LAYOUT.match(path.relative_to(log_dir).as_posix())

@@ -69,9 +69,10 @@ def edge_in_most_studies(trials: pd.DataFrame, selected: pd.DataFrame, name: str
     studies selected their trial.
 
     Per study k: e_k = edge_of_range(values the study tried, value of its selected trial). An end
-    counts when |{k : e_k = end}| > |studies| / 2 (both of two studies, two of three). With a handful of trials per study, the best
-    one is an end draw of its own study about half the time by chance alone (a flat optimum); the
-    same end in most studies is evidence the optimum lies beyond the values tried.
+    counts when |{k : e_k = end}| > |studies| / 2 (both of two studies, two of three).
+    With a handful of trials per study, the best one is an end draw of its own study about half the
+    time by chance alone (a flat optimum); the same end in most studies is evidence the optimum lies
+    beyond the values tried.
 
     Args:
       trials: every trial of the submission on one workload (with `study`, `hparams_json`).

@@ -1,4 +1,5 @@
-"""AlgoPerf's held-out workload rule (v0.5): a base workload counts only if its variant is solved too.
+"""AlgoPerf's held-out workload rule (v0.5): a base workload counts only if its variant
+is solved too.
 
 An AlgoPerf variant (`fastmri_tanh`, `ogbg_gelu`, ...) is imported under its base workload's name
 with `{"variant": <name>, "held_out": <on the round's held-out list>}` in `ruleset_json`, so a
@@ -53,7 +54,8 @@ def _per_row(trials: pd.DataFrame, held_out_only: bool) -> pd.Series:
 
 @lru_cache(maxsize=8192)
 def _variant_of(ruleset_json: object, held_out_only: bool) -> str:
-    """The variant one `ruleset_json` value names (held out, if asked); `""` when none, or not JSON."""
+    """The variant one `ruleset_json` value names (held out, if asked); `""` when none,
+    or not JSON."""
     if not isinstance(ruleset_json, str):
         return ""
     try:

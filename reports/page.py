@@ -98,7 +98,8 @@ class Report:
 
 
 def format_cell(value: Any) -> str:
-    """A table cell for reading: `—` missing, `∞` infinite, 4 significant digits, ints with commas."""
+    """A table cell for reading: `—` missing, `∞` infinite, 4 significant digits,
+    ints with commas."""
     if value is None or value is pd.NA:
         return "—"
     if isinstance(value, bool):
@@ -158,7 +159,8 @@ def write_report(
 
 
 def _check_idents(sections: Sequence[Section]) -> None:
-    """Figure ids (figures/ID.png) and table ids (tables/ID.csv) are file-safe and unique per kind."""
+    """Figure ids (figures/ID.png) and table ids (tables/ID.csv) are file-safe and
+    unique per kind."""
     for kind in ("figures", "tables"):
         seen: set[str] = set()
         for section in sections:

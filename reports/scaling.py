@@ -100,7 +100,8 @@ def scaling_section(
     reference: str,
     n_boot: int = 2000,
 ) -> Section:
-    """Optimal LR vs size (power-law fits) and speedup vs size for one ladder, one hardware class."""
+    """Optimal LR vs size (power-law fits) and speedup vs size for one ladder,
+    one hardware class."""
     rungs = ladder_trials(trials, workload, base_scale)
     if rungs["scale"].nunique() < 2:
         raise UsageError(

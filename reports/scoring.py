@@ -5,7 +5,8 @@ Network Training Algorithms", section 4.5; as scored by mlcommons/submissions_al
 
     t[s, w, k]  = min_i time_to_target_s[s, w, k, i]         (never reached: inf)
     t[s, w]     = median_k t[s, w, k]                         (np.median: an inf in the middle wins)
-    r[s, w]     = t[s, w] / min_s' t[s', w]                   (nobody reached w: r = nan, never <= tau)
+    r[s, w]     = t[s, w] / min_s' t[s', w]                   (nobody reached w: r = nan,
+                                                               never <= tau)
     rho[s](tau) = |{w : r[s, w] <= tau}| / |W|                W = every workload in the trials
     score[s]    = (1 / (tau_max - 1)) * integral_1^tau_max rho[s](tau) dtau
 

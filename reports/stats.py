@@ -335,7 +335,8 @@ class PowerLaw:
         return self.a * tokens**-self.b + self.c
 
     def tokens_for(self, loss: float) -> float:
-        """The data the curve needs to reach `loss`: D = ((loss - c) / a)**(-1 / b); inf if loss <= c."""
+        """The data the curve needs to reach `loss`: D = ((loss - c) / a)**(-1 / b);
+        inf if loss <= c."""
         if loss <= self.c:
             return math.inf
         return float(((loss - self.c) / self.a) ** (-1.0 / self.b))

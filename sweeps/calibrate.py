@@ -23,6 +23,8 @@ from harness.isolation import run_isolated
 from harness.trial import TrialSpec
 from harness.workload import Direction, Target
 from sweeps.driver import pending_specs
+from sweeps.identity import spec_trial_id
+from workloads import WORKLOADS, get_workload
 
 __all__ = ["CalibrationReport", "calibrate", "calibration_specs", "read_calibration"]
 
@@ -40,8 +42,6 @@ def calibration_specs(
     command_line: str = "",
 ) -> list[TrialSpec]:
     """One full-budget reference trial per seed."""
-    from workloads import WORKLOADS
-
     point = hparams or WORKLOADS[workload].reference_hparams[scale]
     return [
         TrialSpec(
@@ -109,8 +109,6 @@ class CalibrationReport:
 def read_calibration(results_root: str | Path, specs: list[TrialSpec]) -> CalibrationReport:
     """The report of the calibration trials of `specs` found under `results_root` (pandas)."""
     from harness.results import ResultsStore
-    from sweeps.driver import spec_trial_id
-    from workloads import WORKLOADS
 
     store = ResultsStore(results_root)
     ids = {spec_trial_id(spec): spec.seed for spec in specs}
@@ -162,5 +160,6 @@ def calibrate(
 ) -> CalibrationReport:
     """Runs the specs' trials not yet in the store, then reads the report."""
     root = str(Path(results_root).resolve())
-    run_isolated(pending_specs(specs, root), root, max_parallel=parallel, on_done=on_done)
+    todo = pending_specs(specs, root)
+    run_isolated(todo, root, get_workload, max_parallel=parallel, on_done=on_done)
     return read_calibration(root, specs)

@@ -18,7 +18,6 @@ address nobody answers at.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -37,8 +36,8 @@ from ray.tune import Callback
 from harness.errors import UsageError
 from harness.isolation import TrialSummary, summarize
 from harness.results import ResultsStore, write_text_atomic
-from harness.submission import load_submission
 from harness.trial import TrialSpec, search_algorithm
+from sweeps.identity import spec_trial_id, submission_name
 from sweeps.launchers import Launcher, LocalLauncher
 from sweeps.rulesets import Lane, lanes_of_specs
 from sweeps.search import LaneScheduler, LaneSearcher
@@ -60,21 +59,8 @@ __all__ = [
     "read_manifest",
     "run_lanes",
     "run_sweep",
-    "spec_trial_id",
     "write_manifest",
 ]
-
-
-@functools.cache
-def _submission_identity(submission: str, is_self_ruleset: bool = False) -> tuple[str, str]:
-    loaded = load_submission(submission, allow_self_tuning=is_self_ruleset)
-    return loaded.name, loaded.source_hash
-
-
-def spec_trial_id(spec: TrialSpec) -> str:
-    """The id the runner will give this spec's trial (workload version + submission source)."""
-    name, source_hash = _submission_identity(spec.submission, spec.ruleset == "self")
-    return spec.trial_id(WORKLOADS[spec.workload].version, name, source_hash)
 
 
 def pending_specs(specs: Sequence[TrialSpec], results_root: str | Path) -> list[TrialSpec]:
@@ -116,7 +102,7 @@ def run_sweep(
     show_progress: bool = True,
 ) -> list[TrialSummary]:
     """Runs exactly `specs` (those not stored yet) on this machine; returns their summaries."""
-    lanes = lanes_of_specs(list(specs), lambda folder: _submission_identity(folder, True)[0])
+    lanes = lanes_of_specs(list(specs), submission_name)
     return run_lanes(
         lanes,
         results_root,

@@ -38,6 +38,8 @@ from harness.results import ResultsStore, write_text_atomic
 # Ray moves on before it is written (a first import of torch there took seconds).
 from harness.runner import failed_outcome  # imports torch
 from harness.trial import TrialSpec, TrialStatus
+from sweeps.identity import spec_trial_id
+from workloads import get_workload
 
 __all__ = [
     "Ending",
@@ -160,7 +162,8 @@ class LocalLauncher:
         self.preload_jax = preload_jax
 
     def start(self, spec: TrialSpec, results_root: str, attempt: int) -> LocalHandle:
-        return LocalHandle(start_isolated(spec, results_root, attempt, self.preload_jax))
+        process = start_isolated(spec, results_root, get_workload, attempt, self.preload_jax)
+        return LocalHandle(process)
 
     def attach(self, launch: dict[str, Any]) -> LocalHandle:
         if launch.get("host") != socket.gethostname():
@@ -312,8 +315,6 @@ class SlurmLauncher:
 
 def job_name(spec: TrialSpec) -> str:
     """A trial's SLURM job name: unique to the trial, so a lost launch record can be recovered."""
-    from sweeps.driver import spec_trial_id
-
     return f"optbench-{spec_trial_id(spec)}"
 
 
@@ -433,7 +434,8 @@ def _record(
 ) -> None:
     """Stores the row of a trial that could not store its own."""
     assert ending.status is not None
-    outcome = failed_outcome(spec, ending.detail, ending.status, attempts, live.read_progress())
+    progress = live.read_progress()
+    outcome = failed_outcome(spec, ending.detail, get_workload, ending.status, attempts, progress)
     outcome.row["wall_time_s"] = elapsed_s  # the supervisor's clock: the process could not say
     if job_ids:
         outcome.row["slurm_job_id"] = ",".join(job_ids)

@@ -50,6 +50,7 @@ from harness.search_space import Range
 from harness.submission import load_submission, resolve_submission
 from harness.trial import TrialSpec
 from harness.workload import Direction
+from workloads import WORKLOADS, get_workload
 
 __all__ = [
     "LR_SWEEP_BOUNDS",
@@ -287,7 +288,6 @@ def sweep_rows(
 
 def read_sweeps(rows: pd.DataFrame, names: list[str], workloads: list[str]) -> list[PairSweep]:
     """One sweep per (reference, workload) with rows in `rows` (`sweep_rows`), in that order."""
-    from workloads import WORKLOADS
 
     sweeps = []
     for name in names:
@@ -490,11 +490,11 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     from tqdm import tqdm
 
-    from harness.cli import DEFAULT_WORKLOADS, REFERENCES, default_data_dir
+    from harness.commandline import default_data_dir
     from harness.isolation import run_isolated
     from harness.results import ResultsStore, write_text_atomic
     from sweeps.driver import pending_specs
-    from workloads import WORKLOADS
+    from sweeps.rulesets import DEFAULT_WORKLOADS, REFERENCES
 
     parser = argparse.ArgumentParser(
         prog="python -m sweeps.lr_sweep",
@@ -561,7 +561,13 @@ def _main(argv: list[str] | None) -> int:
                 desc="lr-sweep trials",
                 unit="trial",
             ) as bar:
-                run_isolated(todo, root, max_parallel=args.parallel, on_done=lambda _: bar.update())
+                run_isolated(
+                    todo,
+                    root,
+                    get_workload,
+                    max_parallel=args.parallel,
+                    on_done=lambda _: bar.update(),
+                )
         rows = sweep_rows(ResultsStore(root).read_trials(), copies, workloads, args.max_steps)
         sweeps = read_sweeps(rows, names, workloads)
     if not sweeps:

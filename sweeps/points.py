@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from scipy.stats import qmc
-
 from harness.search_space import SearchSpace
 
 __all__ = ["quasi_random_points"]
@@ -20,5 +18,7 @@ def quasi_random_points(space: SearchSpace, seed: int, count: int) -> list[dict[
     """The first `count` points of the space's scrambled Halton sequence seeded by `seed`."""
     if space.fixed_points or space.num_dims == 0:
         return [space.unit_to_point((), i) for i in range(count)]
+    from scipy.stats import qmc  # here: the command line reads the rulesets before any point
+
     unit = qmc.Halton(d=space.num_dims, scramble=True, seed=seed).random(count)
     return [space.unit_to_point(row, i) for i, row in enumerate(unit)]

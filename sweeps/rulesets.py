@@ -46,10 +46,16 @@ __all__ = [
     "WorkloadAtScale",
     "lanes_of_specs",
     "make_ruleset",
+    "DEFAULT_WORKLOADS",
+    "REFERENCES",
     "RUNG_KEY",
     "SEARCH_ALGORITHMS",
 ]
 
+# The references a submission is compared against (`optbench submit`), and the suite a sweep
+# runs on unless told otherwise (`--workloads`).
+REFERENCES = ("adamw", "sgd-nesterov", "muon", "adamw-optax")
+DEFAULT_WORKLOADS = "digits,nanogpt"
 SEARCH_ALGORITHMS = ("quasi-random", "tpe", "asha")
 RUNG_KEY = "workload_scale"  # the fixed-resource track's extra search dimension
 
@@ -124,7 +130,8 @@ class Lane:
         return quasi_random_points(self.space, self.points_seed, index + 1)[index]
 
     def spec(self, point: dict[str, Any], index: int) -> TrialSpec:
-        """Trial `index` at `point` (whose `RUNG_KEY`, on the fixed-resource track, is its scale)."""
+        """Trial `index` at `point` (whose `RUNG_KEY`, on the fixed-resource track,
+        is its scale)."""
         hparams = dict(point)
         scale = hparams.pop(RUNG_KEY) if self.ladder else self.workload.scale
         return TrialSpec(

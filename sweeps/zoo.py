@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.search_space import Choice, Range
 from harness.submission import load_submission, reference_dir
 from harness.trial import TrialSpec
 from sweeps.rulesets import ExternalRuleset, WorkloadAtScale
@@ -28,7 +27,6 @@ __all__ = [
     "RULESET",
     "missed_pairs",
     "reference_names",
-    "search_space_table",
     "tuning_specs",
     "zoo_specs",
     "zoo_table",
@@ -68,35 +66,6 @@ def zoo_specs(
                 )
             )
     return specs
-
-
-def search_space_table(names: list[str]) -> str:
-    """Markdown: every reference's four tuned hyperparameters, centre first (the defaults)."""
-    lines = [
-        "| submission | level | lr range (centre) | weight decay | momentum-like knob | warmup_frac |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in names:
-        loaded = load_submission(name)
-        dims = {dim.name: dim for dim in loaded.search_space.dims}
-        centre = loaded.search_space.center()
-        knob = next(key for key in dims if key not in ("lr", "weight_decay", "warmup_frac"))
-        cells = [
-            f"[{name}]({name}/README.md)",
-            str(loaded.level),
-            f"{_bounds(dims['lr'])} ({centre['lr']:.3g})",
-            _bounds(dims["weight_decay"]),
-            f"`{knob}` {_bounds(dims[knob])}",
-            _bounds(dims["warmup_frac"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _bounds(dim: Range | Choice) -> str:
-    if isinstance(dim, Choice):
-        return "{" + ", ".join(f"{v:g}" for v in dim.values) + "}"
-    return f"[{dim.low:.3g}, {dim.high:.3g}]"
 
 
 def missed_pairs(trials: pd.DataFrame) -> list[tuple[str, str]]:
@@ -193,7 +162,7 @@ def _header(trials: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.cli import default_data_dir
+    from harness.commandline import default_data_dir
     from harness.results import ResultsStore, write_text_atomic
     from sweeps.driver import run_sweep
     from workloads import WORKLOADS

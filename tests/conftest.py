@@ -53,10 +53,12 @@ def run_in_fresh_process(spec: Any, live_root: Path | None = None) -> Any:
     """`run_trial(spec, live_root)` in a process forked from a clean server, as sweeps run trials:
     the measured peak is the trial's, not hidden by what this test process allocated before."""
     from harness.runner import run_trial  # pickled by reference: conftest modules cannot be
+    from workloads import get_workload
 
     context = mp.get_context("forkserver")
     with ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(run_trial, spec, str(live_root) if live_root else None).result()
+        live = str(live_root) if live_root else None
+        return pool.submit(run_trial, spec, get_workload, live).result()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Bad paths never cost data: every command that writes refuses, in one line and with exit status
 2, a target that is not its own to replace, before anything runs or is written.
 
-Each case runs `harness.cli.main` in this process; the work a refused command must never reach
+Each case runs `sweeps.cli.main` in this process; the work a refused command must never reach
 (training, a sweep, a benchmark) is replaced by a function that fails the test. The committed
 example store is copied into the test's folder, never written in place.
 """
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from harness import outputs
-from harness.cli import main
 from harness.outputs import MARK
+from sweeps.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_STORE = REPO / "results" / "smoke-suite" / "fixed-model"
@@ -45,8 +45,9 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         "harness.isolation.run_isolated",
         "sweeps.driver.run_lanes",
         "sweeps.calibrate.calibrate",
-        "harness.bench_optimizers.run_benchmark",
-        "harness.overhead.measure_overhead",
+        "sweeps.bench.optimizers.run_benchmark",
+        "sweeps.bench.overhead.measure_overhead",
+        "sweeps.bench.launchers.measure",
     ):
         monkeypatch.setattr(target, _never)
 
@@ -351,9 +352,14 @@ def test_bench_outputs_are_checked_before_measuring(
         "notes.md: exists and is not a bench optimizers report",
     )
     _refused(
-        ["bench-overhead", "--data-dir", str(data_dir), "--output", str(tmp_path / "notes.md")],
+        ["bench", "overhead", "--data-dir", str(data_dir), "--output", str(tmp_path / "notes.md")],
         capsys,
-        "notes.md: exists and is not a bench-overhead",
+        "notes.md: exists and is not a bench overhead",
+    )
+    _refused(
+        ["bench", "launchers", "--output", str(tmp_path / "notes.md")],
+        capsys,
+        "notes.md: exists and is not a bench launchers report",
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "notes.md"]
     assert (tmp_path / "notes.md").read_text() == "# my notes\n"

@@ -1,6 +1,6 @@
 """Every command the README's `## Commands` block and each `--help` example show runs.
 
-The commands are read from the README and from the epilogs of `harness.cli.build_parser()` (every
+The commands are read from the README and from the epilogs of `sweeps.cli.build_parser()` (every
 subcommand's `example:` lines), so the test follows them: a command with no entry in `CASES` fails
 with a message saying to add one, and an entry no longer shown anywhere fails too.
 
@@ -13,7 +13,7 @@ machine lacks (CUDA, a SLURM cluster with a `gpu` partition) must parse and be r
 `optbench: error:` line, exit status 2, no trial started and nothing written. A command run end to
 end at this size by another test names that test (`elsewhere`) instead of running again.
 
-Every command runs in-process through `harness.cli.main` in one work folder (`_work`): the README's
+Every command runs in-process through `sweeps.cli.main` in one work folder (`_work`): the README's
 `my-optimizer` (its own example files), `submissions/` (a link to the references), a synthetic
 results store with known answers (`tests/reports/synthetic.py`) at `results/bench` and, linked, at
 the help's `results/smoke`, `results/resource` and `results/scaling`, which the score,
@@ -38,7 +38,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.cli import build_parser, main
+from sweeps.cli import build_parser, main
 from tests.reports.synthetic import write_synthetic_store
 from tests.workloads.loopback import make_cifar, serve, serve_cifar, serve_fineweb, shard_bytes
 
@@ -103,6 +103,7 @@ SCALING_TEST = (
     "tests/sweeps/test_scaling_sweep.py::test_every_submission_runs_on_every_rung_and_reruns_skip"
 )
 
+# One case a line or two, aligned as a table: the formatter would spread each over ten.
 # fmt: off
 CASES: dict[str, Case] = {
     # -- the README's `## Commands` block ----------------------------------------------------
@@ -130,14 +131,19 @@ CASES: dict[str, Case] = {
     "import-algoperf LOGS --results algoperf": Case(
         swap={"LOGS": "{algoperf}/previous_leaderboards/algoperf_v06/logs/external_tuning"},
         expect=(r"\(AlgoPerf 0\.6\)", r"imported \d+ new trial\(s\) \(\d+ external found, 0 already")),
-    "bench-overhead --workload digits --output results/bench-overhead/digits.md": Case(
+    "bench overhead --workload digits --output results/bench-overhead/digits.md": Case(
         extra=SMALL_OVERHEAD, stdout_file="results/bench-overhead/digits.md",
-        expect=("^# optbench bench-overhead$", r"^digits@smoke, 2 steps", r"^\| optbench runner \|",
+        expect=("^# optbench bench overhead$", r"^digits@smoke, 2 steps", r"^\| optbench runner \|",
                 r"^- clock ratio \(runner/loop\): \d+\.\d{3}",
                 "wrote results/bench-overhead/digits.md and results/bench-overhead/digits.json")),
     "bench optimizers --output results/bench-optimizers/cpu.md": Case(
         extra=(*TINY_BENCH, "--submissions", "lion"), stdout_file="results/bench-optimizers/cpu.md",
         expect=("^# optbench bench optimizers$", r"^\| adamw \| 1 \| [\d.]+ \|", r"^\| lion \| 1 \|")),
+    "bench launchers --output results/bench-launchers/local.md": Case(  # SLURM's part: if it answers
+        extra=("--trials", "1", "--steps", "3", "--probes", "1"),
+        stdout_file="results/bench-launchers/local.md",
+        expect=("^# optbench bench launchers$", r"^\| Ray per-trial overhead \| -?\d+\.\d{3} \|$",
+                "wrote results/bench-launchers/local.md and results/bench-launchers/local.json")),
     "calibrate nanogpt --seeds 5": Case(
         elsewhere="tests/sweeps/test_calibrate.py::test_calibrate_runs_the_reference_per_seed_and_resumes",
         why="this command on digits with 2 seeds: calibrate trains each seed's whole smoke budget "
@@ -146,7 +152,7 @@ CASES: dict[str, Case] = {
         extra=("--dir", "prepared/cifar", "--mirror", "{url}"),
         expect=("^cifar10: prepared in prepared/cifar/cifar10$",),
         files=("prepared/cifar/cifar10/train_images.npy", "prepared/cifar/cifar10/manifest.json")),
-    # -- `--help` examples (harness/cli.py's _EXAMPLES, reports/cli.py's REPORT_EXAMPLE) -------
+    # -- `--help` examples (each package's `register`) ---------------------------------------
     "submit submissions/example-nadamw --trials 4 --studies 2": Case(
         extra=SMALL_SUBMIT, expect=(r"^example-nadamw: score \d\.\d{4}$", *LEADERBOARD)),
     "validate submissions/adamw": Case(expect=(r"adamw: ok \(factory; search space of 4 dims",)),
@@ -196,7 +202,7 @@ CASES: dict[str, Case] = {
         extra=("--results", "algoperf-self"),
         expect=(r"\(from --held-out ", r"imported \d+ new trial\(s\) \(\d+ self found")),
     "sysinfo": Case(expect=("^torch_version: ", "^cpu_count: ", "^cuda_available: ")),
-    "bench-overhead --workload nanogpt --steps 200 --repeats 5": Case(
+    "bench overhead --workload nanogpt --steps 200 --repeats 5": Case(
         extra=SMALL_OVERHEAD, expect=(r"^nanogpt@smoke, 2 steps", r"^- wall ratio  \(runner/loop\): ")),
     "bench optimizers --device cuda --output bench/optimizers.md": Case(
         status=2, expect=("--device cuda: no CUDA device",), why=NO_CUDA),
@@ -295,7 +301,7 @@ def _argv(command: str, case: Case, url: str = "") -> list[str]:
 
 
 def _main(argv: list[str]) -> Ran:
-    """`harness.cli.main(argv)` with its output captured and torch's thread count kept."""
+    """`sweeps.cli.main(argv)` with its output captured and torch's thread count kept."""
     out, err, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -1,17 +1,14 @@
-"""The fixed benchmark problems, by name: `WORKLOADS` and `get_workload`."""
+"""The fixed benchmark problems: one file per workload, each a `harness.workload.Workload`.
+
+Offers `WORKLOADS` (name to class), `get_workload(name, scale, data_dir)` and the workload classes.
+Names are loaded on first use, so the command line registers `workloads.commands` without
+importing torch.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from harness.errors import UsageError
-from harness.workload import Workload
-from workloads.cifar10_94 import Cifar10At94
-from workloads.diffusion import Diffusion
-from workloads.digits import Digits
-from workloads.nanogpt import NanoGPT
-from workloads.resnet18_cifar10 import ResNet18Cifar10
-from workloads.vit_cifar10 import VitCifar10
+import importlib
+from typing import Any
 
 __all__ = [
     "WORKLOADS",
@@ -24,22 +21,19 @@ __all__ = [
     "get_workload",
 ]
 
-WORKLOADS: dict[str, type[Workload]] = {
-    cls.name: cls for cls in (Digits, NanoGPT, Cifar10At94, Diffusion, ResNet18Cifar10, VitCifar10)
+_HOME = {
+    "WORKLOADS": "registry",
+    "get_workload": "registry",
+    "Cifar10At94": "cifar10_94",
+    "Diffusion": "diffusion",
+    "Digits": "digits",
+    "NanoGPT": "nanogpt",
+    "ResNet18Cifar10": "resnet18_cifar10",
+    "VitCifar10": "vit_cifar10",
 }
 
 
-def get_workload(name: str, scale: str, data_dir: Path) -> Workload:
-    """The workload `name` at `scale`, reading (and building smoke) data under `data_dir`.
-
-    Raises:
-      UsageError: for an unknown workload name or a scale the workload does not declare.
-    """
-    if name not in WORKLOADS:
-        known = ", ".join(sorted(WORKLOADS))
-        raise UsageError(f"unknown workload {name!r} (known: {known})")
-    cls = WORKLOADS[name]
-    if scale not in cls.configs:
-        known = ", ".join(sorted(cls.configs))
-        raise UsageError(f"workload {name!r} has no scale {scale!r} (known: {known})")
-    return cls(scale, Path(data_dir))
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'workloads' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"workloads.{_HOME[name]}"), name)

@@ -93,7 +93,8 @@ class AirbenchNet(nn.Module):
 
     @torch.no_grad()
     def init_whitening(self, train_images: torch.Tensor) -> None:
-        """Sets the frozen 2x2 filters from the patch covariance of `train_images` (B, 3, 32, 32)."""
+        """Sets the frozen 2x2 filters from the patch covariance of
+        `train_images` (B, 3, 32, 32)."""
         patches = train_images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # B, 3, 31, 31, 2, 2
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
         patches = patches - patches.mean(dim=0)

@@ -99,7 +99,8 @@ def eval_timesteps(num_timesteps: int = NUM_TIMESTEPS, levels: int = EVAL_LEVELS
 
 
 def _seeded_generator(device: torch.device, *entropy: int) -> torch.Generator:
-    """A generator on `device` seeded by a hash of `entropy` (distinct tuples, unrelated streams)."""
+    """A generator on `device` seeded by a hash of `entropy`
+    (distinct tuples, unrelated streams)."""
     state = np.random.SeedSequence(list(entropy)).generate_state(2, dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
 

@@ -173,7 +173,8 @@ class Digits(Workload):
         return roles_by_module(model, role_of, self.name)
 
     def _order(self, epoch: int) -> torch.Tensor:
-        """The training-set order of `epoch` for this trial's seed (cached for the current epoch)."""
+        """The training-set order of `epoch` for this trial's seed
+        (cached for the current epoch)."""
         if self._epoch_order is None or self._epoch_order[0] != epoch:
             perm = np.random.default_rng([self.seed, epoch]).permutation(len(self._train_labels))
             self._epoch_order = (epoch, torch.as_tensor(perm).to(self.device))

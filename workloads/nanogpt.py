@@ -4,13 +4,15 @@ Model (modded-nanogpt's optimizer-track baseline, in its plain form)::
 
     x = rms_norm(embed(idx))                                   untied token embedding
     per block:  x = x + attn(rms_norm(x));  x = x + mlp(rms_norm(x))
-      attn:  q, k, v = x W_q, x W_k, x W_v  (H heads of D);  q, k = rms_norm(q), rms_norm(k)  (QK-norm)
+      attn:  q, k, v = x W_q, x W_k, x W_v  (H heads of D);
+             q, k = rms_norm(q), rms_norm(k)  (QK-norm)
              q, k = rotary(q), rotary(k);  y = causal softmax(q k^T / sqrt(D)) v;  out = y W_o
       mlp:   out = relu(x W_fc)^2 W_proj                      (ReLU^2, width 4 x model_dim)
     logits = 30 * tanh((rms_norm(x) W_head) / 30)              (soft-cap), loss = cross-entropy
 
 RMSNorm has no learned gain (as in the speedrun), linears have no biases, and `W_o`, `W_proj` and
-`W_head` start at zero. Roles: embedding -> EMBEDDING, lm head -> HEAD, every other weight -> MATRIX.
+`W_head` start at zero. Roles: embedding -> EMBEDDING, lm head -> HEAD, every other weight
+-> MATRIX.
 
 Scales:
   - `full`, the speedrun's optimizer track: 12 layers, width 768, 6 heads of 128, vocab 50,304,
@@ -36,8 +38,8 @@ Scales:
 Smoke data: bytes (vocab 256) of a fixed, sorted list of CPython standard-library modules' source
 (`_SMOKE_MODULES`), concatenated; the last `_SMOKE_VAL_BYTES` bytes are the validation split. Built
 on first use into `<data_dir>/nanogpt-smoke-py3.X/bytes_{train,val}_000000.bin` (speedrun shards,
-written atomically) plus `manifest.json` (sha256 of each split's tokens, checked on every reuse), and
-always read back through `read_shard` and `TokenStream`. The text, so the data, depends on the
+written atomically) plus `manifest.json` (sha256 of each split's tokens, checked on every reuse),
+and always read back through `read_shard` and `TokenStream`. The text, so the data, depends on the
 CPython version's stdlib (even patch releases may edit it): the folder name carries the minor
 version, and the manifest the full one. Training batches use `Sampling.RANDOM_WINDOWS` (the text
 runs file after file, unlike FineWeb's shuffled documents, so a contiguous read would train on one
@@ -327,7 +329,8 @@ def _write_json_atomic(path: Path, payload: dict[str, object]) -> None:
 
 
 def smoke_data_dir(data_dir: Path) -> Path:
-    """Where the smoke shards of this interpreter live: the folder name carries its minor version."""
+    """Where the smoke shards of this interpreter live:
+    the folder name carries its minor version."""
     return Path(data_dir) / f"nanogpt-smoke-py{sys.version_info.major}.{sys.version_info.minor}"
 
 

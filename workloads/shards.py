@@ -22,8 +22,8 @@ end) and draws the batch of a step in one of two ways, both pure functions of (s
   `window[:-1]` and targets `window[1:]`. Right for ordered text (source files one after another),
   where a contiguous read would train on one file at a time.
 
-Validation reads `fixed_batches(n)`: the first n contiguous batches from the stream's start, the same
-for every seed. The smoke and full NanoGPT workloads both read through this module.
+Validation reads `fixed_batches(n)`: the first n contiguous batches from the stream's start, the
+same for every seed. The smoke and full NanoGPT workloads both read through this module.
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def read_shard(path: Path | str) -> np.ndarray:
         raise UsageError(f"token shard {path}: cannot read ({e.strerror})") from None
     if size < HEADER_BYTES:
         raise UsageError(
-            f"token shard {path}: truncated: {size} bytes, shorter than the {HEADER_BYTES}-byte header"
+            f"token shard {path}: truncated: {size} bytes, "
+            f"shorter than the {HEADER_BYTES}-byte header"
         )
     magic, version, count = (int(v) for v in np.frombuffer(raw, dtype="<i4", count=3))
     if magic != SHARD_MAGIC:

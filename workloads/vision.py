@@ -49,7 +49,8 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train x, train
 
 
 def digits32_arrays(data_dir: Path) -> Arrays:
-    """The smoke images: digits' fixed split resized to (N, 3, 32, 32) uint8, cached on first use."""
+    """The smoke images: digits' fixed split resized to (N, 3, 32, 32) uint8,
+    cached on first use."""
     path = Path(data_dir) / "digits32" / "split.npz"
     if not path.is_file():
         from workloads.digits import fixed_split

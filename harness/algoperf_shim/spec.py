@@ -60,7 +60,8 @@ class ForwardPassMode(enum.Enum):
 
 
 class ParameterType(enum.Enum):
-    """What a parameter is (`workload.model_params_types`), AlgoPerf's analogue of optbench roles."""
+    """What a parameter is (`workload.model_params_types`), AlgoPerf's analogue of optbench
+    roles."""
 
     WEIGHT = 0
     BIAS = 1
@@ -103,7 +104,8 @@ class ShapeTuple:
 
 
 class Workload(abc.ABC):
-    """The type submissions annotate `workload` with: AlgoPerf's abstract workload, member for member.
+    """The type submissions annotate `workload` with: AlgoPerf's abstract workload,
+    member for member.
 
     optbench passes `harness.algoperf_adapter.AlgoPerfWorkload` (registered as a virtual subclass),
     which gives each member optbench's value or raises `ContractError` naming the member and why

@@ -16,6 +16,7 @@ from typing import Any
 import submitit
 
 from harness.trial import TrialSpec
+from workloads import get_workload
 
 __all__ = ["TrialJob"]
 
@@ -51,7 +52,9 @@ class TrialJob(submitit.helpers.Checkpointable):
         if env.num_tasks == 1:
             from harness.isolation import execute_trial
 
-            return execute_trial(spec, self.results_root, checkpoints=True, attempt=self.attempt)
+            return execute_trial(
+                spec, self.results_root, get_workload, checkpoints=True, attempt=self.attempt
+            )
         return self._data_parallel(spec, env)
 
     def _data_parallel(self, spec: TrialSpec, env: Any) -> dict[str, Any] | None:
@@ -72,9 +75,9 @@ class TrialJob(submitit.helpers.Checkpointable):
         store = ResultsStore(self.results_root)
         try:
             collective = Collective(distributed.rank, distributed.world_size)
-            outcome = run_rank(spec, collective, store.live_root, self.attempt)
+            outcome = run_rank(spec, get_workload, collective, store.live_root, self.attempt)
         except Exception as exc:  # a rank that cannot even start: the trial fails, as data
-            outcome = failed_outcome(spec, f"rank {distributed.rank}: {exc!r}")
+            outcome = failed_outcome(spec, f"rank {distributed.rank}: {exc!r}", get_workload)
         finally:
             leave_process_group()
         if distributed.rank != 0:

@@ -1,11 +1,13 @@
 """A SLURM cluster profile: what every trial job of a sweep asks SLURM for, in one TOML file.
 
-`optbench sweep --launcher slurm --cluster NAME` reads `sweeps/slurm/profiles/NAME.toml` (or a path):
+`optbench sweep --launcher slurm --cluster NAME` reads
+`sweeps/slurm/profiles/NAME.toml` (or a path):
 
     [job]                     # what each trial's job asks for
     partition = "gpu"
     nodes = 1
-    tasks_per_node = 8        # > 1: a data-parallel trial, torch.distributed from SLURM's environment
+    tasks_per_node = 8        # > 1: a data-parallel trial, torch.distributed from SLURM's
+                              # environment
     cpus_per_task = 8
     gpus_per_node = 8
     mem_gb = 200
@@ -18,7 +20,8 @@
 
     [sweep]
     array_parallelism = 64    # trial jobs in flight at once
-    max_retries = 1           # re-runs of a trial whose process was killed (SIGKILL, OOM, node loss)
+    max_retries = 1           # re-runs of a trial whose process was killed (SIGKILL, OOM,
+                              # node loss)
     poll_s = 5.0              # how often a waiting trial asks SLURM for its job's state
 """
 
@@ -151,7 +154,8 @@ def _checked(path: Path, section: str, key: str, value: Any) -> Any:
     number = (int,) if kind == "int" else (int, float)
     if isinstance(value, bool) or not isinstance(value, number):
         raise UsageError(
-            f"{path}: [{section}] {key} = {value!r} is not a{'n int' if kind == 'int' else ' number'}"
+            f"{path}: [{section}] {key} = {value!r} "
+            f"is not a{'n int' if kind == 'int' else ' number'}"
         )
     may_be_zero = key in ("gpus_per_node", "requeue_on_timeout", "max_retries")
     if value < 0 or (value == 0 and not may_be_zero):

@@ -26,7 +26,7 @@ from harness.submission import Level, load_submission
 from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Workload
 from tests.harness.algoperf_sources import sgd_source
-from workloads import Diffusion, Digits, NanoGPT
+from workloads import Diffusion, Digits, NanoGPT, get_workload
 
 CPU = torch.device("cpu")
 
@@ -125,7 +125,8 @@ def update_params(workload: spec.Workload,
     loss = loss_dict["summed"] / loss_dict["n_valid_examples"]
     loss.backward()
     if hasattr(hyperparameters, "grad_clip"):
-        torch.nn.utils.clip_grad_norm_(current_model.parameters(), max_norm=hyperparameters.grad_clip)
+        torch.nn.utils.clip_grad_norm_(current_model.parameters(), \
+max_norm=hyperparameters.grad_clip)
     optimizer_state["optimizer"].step()
     optimizer_state["scheduler"].step()
     if global_step < 2:
@@ -340,7 +341,9 @@ def test_nadamw_with_warmup_cosine_trains_digits(tmp_path: Path, data_dir: Path)
     folder = _submission(tmp_path, "nadamw-algoperf", NADAMW)
     submission = load_submission(folder)
     assert submission.level is Level.ALGOPERF
-    outcome = run_trial(_spec(folder, data_dir, "digits", DIGITS_POINT, max_steps=120))
+    outcome = run_trial(
+        _spec(folder, data_dir, "digits", DIGITS_POINT, max_steps=120), get_workload
+    )
     row = outcome.row
     assert row["status"] in (TrialStatus.BUDGET_EXHAUSTED, TrialStatus.TARGET_REACHED), row["error"]
     assert row["steps"] == 120
@@ -358,7 +361,9 @@ def test_nadamw_with_warmup_cosine_trains_digits(tmp_path: Path, data_dir: Path)
 def test_schedule_free_prepares_for_every_eval(tmp_path: Path, data_dir: Path) -> None:
     folder = _submission(tmp_path, "schedule-free-algoperf", SCHEDULE_FREE)
     submission = load_submission(folder)
-    outcome = run_trial(_spec(folder, data_dir, "digits", DIGITS_POINT, max_steps=120))
+    outcome = run_trial(
+        _spec(folder, data_dir, "digits", DIGITS_POINT, max_steps=120), get_workload
+    )
     row = outcome.row
     assert row["status"] in (TrialStatus.BUDGET_EXHAUSTED, TrialStatus.TARGET_REACHED), row["error"]
     losses = _losses(outcome.evals)
@@ -373,7 +378,9 @@ def test_schedule_free_prepares_for_every_eval(tmp_path: Path, data_dir: Path) -
 
 def test_nadamw_trains_nanogpt_per_token(tmp_path: Path, data_dir: Path) -> None:
     folder = _submission(tmp_path, "nadamw-algoperf-gpt", NADAMW)
-    outcome = run_trial(_spec(folder, data_dir, "nanogpt", NANOGPT_POINT, max_steps=40))
+    outcome = run_trial(
+        _spec(folder, data_dir, "nanogpt", NANOGPT_POINT, max_steps=40), get_workload
+    )
     row = outcome.row
     assert row["status"] in (TrialStatus.BUDGET_EXHAUSTED, TrialStatus.TARGET_REACHED), row["error"]
     losses = _losses(outcome.evals)
@@ -385,7 +392,9 @@ def test_training_complete_error_ends_the_trial_cleanly(
     tmp_path: Path, data_dir: Path, end_at: int
 ) -> None:
     folder = _submission(tmp_path, f"ends-at-{end_at}", _ends_itself(end_at))
-    outcome = run_trial(_spec(folder, data_dir, "digits", DIGITS_POINT, max_steps=100))
+    outcome = run_trial(
+        _spec(folder, data_dir, "digits", DIGITS_POINT, max_steps=100), get_workload
+    )
     row = outcome.row
     assert row["status"] == TrialStatus.BUDGET_EXHAUSTED and row["error"] is None
     assert row["steps"] == end_at
@@ -471,7 +480,8 @@ def test_update_params_without_loss_fn_is_a_clear_contract_error(
             "digits",
             DIGITS_POINT,
             max_steps=5,
-        )
+        ),
+        get_workload,
     )
     assert outcome.status == TrialStatus.FAILED
     assert "never called workload.loss_fn" in outcome.row["error"]

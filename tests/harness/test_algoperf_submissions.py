@@ -18,22 +18,23 @@ import torch
 
 from harness.algoperf_adapter import AlgoPerfWorkload
 from harness.algoperf_shim import spec as shim_spec
-from harness.cli import main
 from harness.errors import ContractError, UsageError
 from harness.needs_cuda import needs_cuda_line
 from harness.results import ResultsStore
 from harness.runner import run_trial
 from harness.submission import load_submission
-from harness.trial import TrialSpec, TrialStatus
-from sweeps.driver import spec_trial_id
+from harness.trial import ResolvedTrial, TrialSpec, TrialStatus
+from sweeps.cli import main
+from sweeps.identity import spec_trial_id
 from sweeps.rulesets import SelfRuleset, WorkloadAtScale
 from tests.harness.algoperf_sources import SGD_SPACE, sgd_source
-from workloads import Digits, NanoGPT
+from workloads import Digits, NanoGPT, get_workload
 
 CPU = torch.device("cpu")
 
-# The members of AlgoPerf 0.6's `spec.Workload` (algoperf/spec.py of mlcommons/algorithmic-efficiency),
-# other than `__init__`: the stand-in must mirror exactly these.
+# The members of AlgoPerf 0.6's `spec.Workload` (algoperf/spec.py of
+# mlcommons/algorithmic-efficiency), other than `__init__`: the stand-in must mirror exactly
+# these.
 ALGOPERF_WORKLOAD_MEMBERS = {
     "target_metric_name",
     "has_reached_validation_target",
@@ -195,7 +196,7 @@ LAWA_LIKE = dict(
 
 def test_a_lawa_style_submission_trains(tmp_path: Path, data_dir: Path) -> None:
     folder = _write(tmp_path / "lawa", {"submission.py": sgd_source(**LAWA_LIKE)})
-    outcome = run_trial(_spec(folder, data_dir))
+    outcome = run_trial(_spec(folder, data_dir), get_workload)
     _ran(outcome)
     assert load_submission(folder).module.STEPS_PER_EVAL[-2:] == [40, 1437]
 
@@ -217,7 +218,9 @@ HELPERS = {
     ),
     "lawa_utils.py": "FACTOR = 2\n",
     "mypkg/__init__.py": "",
-    "mypkg/core.py": "from . import inner\nimport lawa_utils\nVALUE = inner.X * lawa_utils.FACTOR\n",
+    "mypkg/core.py": (
+        "from . import inner\nimport lawa_utils\nVALUE = inner.X * lawa_utils.FACTOR\n"
+    ),
     "mypkg/inner.py": "X = 21\n",
     "relative.py": "RELATIVE = 'relative'\n",
     "repo_path.py": "REPO_PATH = 'repo path'\n",
@@ -233,7 +236,7 @@ def test_helper_modules_import_at_load_and_inside_functions(tmp_path: Path, data
     assert module.relative_again is module.relative  # the repository-path form, `from a.<folder>`
     for name in ("lawa_utils", "mypkg", "relative", "repo_path", "lazy_helper"):
         assert name not in sys.modules  # only as the submission's own submodules
-    outcome = run_trial(_spec(folder, data_dir, max_steps=2))
+    outcome = run_trial(_spec(folder, data_dir, max_steps=2), get_workload)
     _ran(outcome)
     assert module.SEEN[-2:] == ["lazy", "lazy"]  # imported in update_params, step after step
 
@@ -330,12 +333,11 @@ def test_a_self_tuning_submission_runs_under_the_self_ruleset(
     )
     spec = lane.trial(0)
     assert spec.ruleset == "self" and spec.hparams == {}
-    outcome = run_trial(TrialSpec.from_dict({**spec.to_dict(), "max_steps": 3}))
+    outcome = run_trial(TrialSpec.from_dict({**spec.to_dict(), "max_steps": 3}), get_workload)
     _ran(outcome)
     assert outcome.row["ruleset"] == "self" and submission.module.SEEN[-1] is None
-    assert spec_trial_id(spec) == spec.trial_id(
-        Digits.version, submission.name, submission.source_hash
-    )
+    resolved = ResolvedTrial(spec, Digits.version, submission.name, submission.source_hash)
+    assert spec_trial_id(spec) == resolved.trial_id
 
 
 def test_optbench_run_ruleset_self(tmp_path: Path, data_dir: Path) -> None:
@@ -379,7 +381,7 @@ CUDA_AT_IMPORT = "import torch\nSCALE = torch.ones(1).cuda()\n" + sgd_source()
 
 def test_cuda_at_init_fails_the_trial_with_one_clear_line(tmp_path: Path, data_dir: Path) -> None:
     folder = _write(tmp_path / "cuda_init", {"submission.py": CUDA_AT_INIT})
-    outcome = run_trial(_spec(folder, data_dir))
+    outcome = run_trial(_spec(folder, data_dir), get_workload)
     assert outcome.status == TrialStatus.FAILED
     line = needs_cuda_line(outcome.row["error"])
     assert line is not None, outcome.row["error"]

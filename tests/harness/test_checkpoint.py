@@ -22,6 +22,7 @@ from harness.live import LiveTrial
 from harness.runner import TrialOutcome, run_trial
 from harness.submission import load_submission
 from harness.trial import TrialSpec
+from workloads import get_workload
 
 
 def _spec(submission: str, workload: str, data_dir: Path) -> TrialSpec:
@@ -39,7 +40,7 @@ def _spec(submission: str, workload: str, data_dir: Path) -> TrialSpec:
 
 
 def _run_in_child(spec_dict: dict[str, object], live_root: str) -> None:
-    run_trial(TrialSpec.from_dict(spec_dict), live_root)
+    run_trial(TrialSpec.from_dict(spec_dict), get_workload, live_root)
 
 
 def _kill_after_two_evals(spec: TrialSpec, live_root: Path) -> list[int]:

@@ -1,7 +1,7 @@
 """Bad input: one clear line naming what and where, exit status 2, and nothing written.
 
 `BAD_INPUTS` holds at least one bad input for every subcommand (`test_the_table_covers_every_
-subcommand` keeps it so); each is run in this process through `harness.cli.main` and must end with
+subcommand` keeps it so); each is run in this process through `sweeps.cli.main` and must end with
 exit status 2, exactly one line on stderr (argparse's usage block included), nothing on stdout, no
 trial started, and the test's folder (results, data and output folders) exactly as it was.
 """
@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 import torch
 
-from harness.cli import build_parser, main
 from harness.results import ResultsStore
 from harness.runner import failed_outcome
 from harness.trial import TrialSpec
+from sweeps.cli import build_parser, main
+from workloads import get_workload
 
 SPACE = json.dumps({"lr": {"min": 0.01, "max": 0.1, "scaling": "log"}})
 GOOD_SOURCE = (
@@ -262,12 +263,16 @@ BAD_INPUTS: dict[str, Bad] = {
     ),
     "sysinfo-extra-argument": Bad(("sysinfo", "--gpu"), ("unrecognized arguments: --gpu",)),
     "bench-overhead-unknown-workload": Bad(
-        ("bench-overhead", "--workload", "mnist", "--data-dir", "{data}"),
+        ("bench", "overhead", "--workload", "mnist", "--data-dir", "{data}"),
         ("unknown workload 'mnist'",),
     ),  # and no banner before it
     "bench-optimizers-unknown-submission": Bad(
         ("bench", "optimizers", "--submissions", "nope", "--device", "cpu", "--scale", "tiny"),
         ("unknown submission 'nope'",),
+    ),
+    "bench-launchers-no-trials": Bad(
+        ("bench", "launchers", "--trials", "0"),
+        ("argument --trials: must be an integer >= 1, got '0'",),
     ),
     "calibrate-device-gpu": Bad(
         ("calibrate", "digits", "--device", "gpu", "--results", "{tmp}/results"),
@@ -378,7 +383,7 @@ def _two_hardware_classes(root: Path, data_dir: Path) -> Path:
             seed=seed,
             data_dir=str(data_dir),
         )
-        outcome = failed_outcome(spec, "stored by the test")
+        outcome = failed_outcome(spec, "stored by the test", get_workload)
         outcome.row["hardware_class"] = hardware
         store.write_trial(outcome.row, outcome.evals)
     return results

@@ -1,4 +1,5 @@
-"""A trial's memory cap: a measured peak above it ends the trial `over_budget`, keeping its metrics."""
+"""A trial's memory cap: a measured peak above it ends the trial `over_budget`,
+keeping its metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.runner import TrialOutcome
-from harness.trial import FINISHED, TrialSpec, TrialStatus
+from harness.trial import FINISHED, ResolvedTrial, TrialSpec, TrialStatus
 
 ADAMW_POINT = {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05}
 
@@ -35,9 +36,10 @@ def test_trial_ids_without_a_cap_are_unchanged() -> None:
         seed=1,
         data_dir="/d",
     )
-    assert spec.trial_id(1, "adamw", "abc") == "f407a5a29043ef7ab14e"  # the id before caps existed
+    trial_id = ResolvedTrial(spec, 1, "adamw", "abc").trial_id
+    assert trial_id == "f407a5a29043ef7ab14e"  # the id before caps existed
     capped = TrialSpec(**{**spec.to_dict(), "memory_cap_bytes": 2**30})
-    assert capped.trial_id(1, "adamw", "abc") != spec.trial_id(1, "adamw", "abc")
+    assert ResolvedTrial(capped, 1, "adamw", "abc").trial_id != trial_id
 
 
 def test_a_peak_above_the_cap_is_over_budget_with_its_metrics_kept(

@@ -12,6 +12,7 @@ from harness.errors import ContractError
 from harness.parallel import Collective, GradientPass, shard_batch, split_batch
 from harness.runner import run_trial
 from harness.trial import TrialSpec, TrialStatus
+from workloads import get_workload
 
 ADAMW_POINT = {"lr": 5e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05}
 
@@ -68,8 +69,8 @@ def _nanogpt_spec(data_dir: Path, world_size: int) -> TrialSpec:
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data_dir: Path) -> None:
-    one = run_trial(_nanogpt_spec(data_dir, 1))
-    two = run_trial(_nanogpt_spec(data_dir, 2))
+    one = run_trial(_nanogpt_spec(data_dir, 1), get_workload)
+    two = run_trial(_nanogpt_spec(data_dir, 2), get_workload)
     assert one.status is TrialStatus.BUDGET_EXHAUSTED, one.row["error"]
     assert two.status is TrialStatus.BUDGET_EXHAUSTED, two.row["error"]
     assert len(one.train_losses) == len(two.train_losses) == 20

@@ -101,15 +101,14 @@ def test_check_trial_refuses_unprepared_data_and_passes_a_good_trial(
     )
     prepare = r"FineWeb10B is not prepared .* `optbench data prepare fineweb10B --dir "
     with pytest.raises(UsageError, match=prepare):
-        check_trial(spec)
+        check_trial(spec, get_workload("nanogpt", "full", tmp_path / "empty"))
     assert not (tmp_path / "empty").exists()
-    check_trial(
-        TrialSpec(
-            workload="nanogpt",
-            scale="smoke",
-            submission="muon",
-            hparams_json=point,
-            seed=0,
-            data_dir=str(data_dir),
-        )
+    smoke = TrialSpec(
+        workload="nanogpt",
+        scale="smoke",
+        submission="muon",
+        hparams_json=point,
+        seed=0,
+        data_dir=str(data_dir),
     )
+    check_trial(smoke, get_workload("nanogpt", "smoke", data_dir))

@@ -13,7 +13,7 @@ from harness.isolation import run_isolated
 from harness.results import ResultsStore
 from harness.runner import TrialOutcome, run_trial
 from harness.trial import TrialSpec, TrialStatus
-from workloads import Digits
+from workloads import Digits, get_workload
 
 ADAMW_POINT = {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05}
 
@@ -73,7 +73,7 @@ def test_failures_are_recorded_and_do_not_stop_other_trials(tmp_path: Path, data
         _spec("adamw", data_dir, ADAMW_POINT),  # reaches the target
     ]
     results = str(tmp_path / "results")
-    summaries = run_isolated(specs, results, max_parallel=2)
+    summaries = run_isolated(specs, results, get_workload, max_parallel=2)
     assert len(summaries) == 4
     trials = ResultsStore(results).read_trials().set_index("submission")
     assert trials.loc["raising", "status"] == TrialStatus.FAILED
@@ -113,7 +113,7 @@ def test_trial_record_fields(data_dir: Path, fresh_process: Callable[..., TrialO
 
 
 def test_point_outside_search_space_fails_the_trial(data_dir: Path) -> None:
-    outcome = run_trial(_spec("adamw", data_dir, {**ADAMW_POINT, "lr": 5.0}))
+    outcome = run_trial(_spec("adamw", data_dir, {**ADAMW_POINT, "lr": 5.0}), get_workload)
     assert outcome.status == TrialStatus.FAILED
     assert "lr=5.0 is outside" in outcome.row["error"]
 
@@ -122,7 +122,7 @@ def test_a_contract_error_inside_a_trial_is_its_failed_row(tmp_path: Path, data_
     # `optbench run` refuses this factory before the trial; a sweep's trial records it instead
     returns_none = "def optimizer(params, hp, info):\n    return None\n"
     folder = _submission(tmp_path, "returns-none", returns_none)
-    outcome = run_trial(_spec(folder, data_dir, {"lr": 0.05}))
+    outcome = run_trial(_spec(folder, data_dir, {"lr": 0.05}), get_workload)
     assert outcome.status == TrialStatus.FAILED
     error = outcome.row["error"]
     assert "ContractError" in error and "optimizer() returned None;" in error
@@ -130,7 +130,7 @@ def test_a_contract_error_inside_a_trial_is_its_failed_row(tmp_path: Path, data_
 
 def test_same_spec_gives_same_steps_and_metrics(data_dir: Path) -> None:
     spec = _spec("adamw", data_dir, ADAMW_POINT, max_steps=40)
-    first, second = run_trial(spec), run_trial(spec)
+    first, second = run_trial(spec, get_workload), run_trial(spec, get_workload)
     assert first.row["trial_id"] == second.row["trial_id"]
     assert first.row["final_metric"] == second.row["final_metric"]
 
@@ -164,7 +164,9 @@ class Submission:
 def test_full_control_submission_runs_and_prepares_for_eval(tmp_path: Path, data_dir: Path) -> None:
     folder = _submission(tmp_path, "by-hand", FULL_CONTROL)
     steps = 3 * Digits.configs["smoke"].eval_every_steps
-    outcome = run_trial(_spec(folder, data_dir, {"lr": 0.1}, max_steps=steps, stop_at_target=False))
+    outcome = run_trial(
+        _spec(folder, data_dir, {"lr": 0.1}, max_steps=steps, stop_at_target=False), get_workload
+    )
     assert outcome.status != TrialStatus.FAILED, outcome.row["error"]
     assert outcome.row["steps"] == steps
     losses = [e["value"] for e in outcome.evals if e["metric"] == "train_loss"]
@@ -175,14 +177,14 @@ def test_full_control_submission_runs_and_prepares_for_eval(tmp_path: Path, data
 
 def test_incomplete_algoperf_module_fails_the_trial_clearly(tmp_path: Path, data_dir: Path) -> None:
     folder = _submission(tmp_path, "algoperf-style", "def update_params(*args):\n    pass\n")
-    outcome = run_trial(_spec(folder, data_dir, {"lr": 0.05}))
+    outcome = run_trial(_spec(folder, data_dir, {"lr": 0.05}), get_workload)
     assert outcome.status == TrialStatus.FAILED
     assert "AlgoPerf-style submissions (level 3)" in outcome.row["error"]
     assert "missing: get_batch_size, init_optimizer_state, data_selection" in outcome.row["error"]
 
 
 def test_time_budget_stops_the_trial(data_dir: Path) -> None:
-    outcome = run_trial(_spec("adamw", data_dir, ADAMW_POINT, max_time_s=0.05))
+    outcome = run_trial(_spec("adamw", data_dir, ADAMW_POINT, max_time_s=0.05), get_workload)
     assert outcome.status == TrialStatus.BUDGET_EXHAUSTED
     assert 0 < outcome.row["steps"] < Digits.configs["smoke"].budget.max_steps
     # stopped at the first step past the budget, evaluated there, and no later

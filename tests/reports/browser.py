@@ -1,9 +1,10 @@
 """Opens a local HTML page in headless Chromium and reports what a reader would see broken.
 
 Debian's `chromium` and `chromium-driver` (`/usr/bin/chromium`, `/usr/bin/chromedriver`; `make test`
-installs them when it runs as root: tests/with-services.sh) are driven through selenium with the driver's path given, so selenium-manager never
-downloads a browser or driver. The browser runs with its background networking off (this machine
-has no network) and a fresh profile per page; nothing outside the page's own file is fetched.
+installs them when it runs as root: tests/with-services.sh) are driven through selenium with the
+driver's path given, so selenium-manager never downloads a browser or driver. The browser runs with
+its background networking off (this machine has no network) and a fresh profile per page; nothing
+outside the page's own file is fetched.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def check_page(html_path: Path, screenshot_path: Path | None = None) -> PageChec
         if not binary.is_file():
             pytest.skip(
                 f"{binary} is missing: the browser test needs Debian's chromium and "
-                "chromium-driver (`apt-get install chromium chromium-driver`; make test does as root)"
+                "chromium-driver (`apt-get install chromium chromium-driver`; "
+                "make test does as root)"
             )
     with tempfile.TemporaryDirectory(
         prefix="optbench-chromium-", ignore_cleanup_errors=True

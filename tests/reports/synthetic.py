@@ -151,7 +151,8 @@ def _external(num_trials: int, num_studies: int, **extra: Any) -> dict[str, Any]
 
 
 def _fixed_model(seed: int) -> list[_Trial]:
-    """Per study, lr in its own sixth of the log range 1e-4..1e-1 by trial index; wd in 1e-4..0.3."""
+    """Per study, lr in its own sixth of the log range 1e-4..1e-1 by trial index;
+    wd in 1e-4..0.3."""
     trials = []
     for workload, n in ((NANOGPT, NANOGPT_SMOKE_PARAMS), (DIGITS, DIGITS_SMOKE_PARAMS)):
         for sub in SUBMISSIONS:

@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.cli import main
 from harness.errors import ResultsSchemaError, UsageError
 from harness.results import ResultsStore
 from reports.algoperf_import import import_algoperf
 from reports.algoperf_targets import find_targets_file, load_held_out, load_targets
 from reports.held_out import held_out_variants, workload_variants
 from reports.scoring import benchmark_scores
+from sweeps.cli import main
 from tests.reports.algoperf_logs import SMALL_LOG, write_eval_csv
 
 ALGOPERF = Path(__file__).resolve().parents[1] / "data" / "algoperf"

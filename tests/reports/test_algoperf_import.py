@@ -254,7 +254,7 @@ def test_held_out_rule_on_real_logs(
 def test_score_command_applies_the_held_out_rule_on_request(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from harness.cli import main
+    from sweeps.cli import main
 
     logs = _variant_logs(
         tmp_path, {"baseline": 0.0, "shampoo": 0.0}, {"baseline": 1.0, "shampoo": 6.0}

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.cli import main
 from harness.errors import UsageError
 from harness.outputs import MARK
 from reports.frames import band
 from reports.pareto import pareto_mask
 from reports.report import build_report
+from sweeps.cli import main
 from tests.reports import synthetic
 from tests.reports.synthetic import write_synthetic_store
 
@@ -232,7 +232,7 @@ def test_an_empty_store_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_report_modules_load_no_framework() -> None:
     code = (
-        "import reports.report, reports.cli, sys; "
+        "import reports.report, reports.commands, sys; "
         "assert 'torch' not in sys.modules and 'jax' not in sys.modules"
     )
     done = subprocess.run(

@@ -1,5 +1,6 @@
-"""Every report kind, built from the synthetic store, renders in headless Chromium as a reader needs:
-each figure loads, no script or resource errors, something on screen, nothing fetched from outside."""
+"""Every report kind, built from the synthetic store, renders in headless Chromium as a reader
+needs: each figure loads, no script or resource errors, something on screen, nothing fetched
+from outside."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ _CSS_REMOTE = re.compile(r"""(?:url\(\s*["']?|@import\s+["']?)\s*(?:https?:)?//"
 
 
 class _Resources(HTMLParser):
-    """Collects every resource a page would load: attribute URLs (links to read excepted) and CSS."""
+    """Collects every resource a page would load: attribute URLs (links to read excepted)
+    and CSS."""
 
     URL_ATTRS = {"src", "srcset", "href", "poster", "data", "action", "background"}
 

@@ -69,7 +69,8 @@ def test_score_worked_out_by_hand() -> None:
     )
     ratios = time_ratios(workload_times(trials))
     assert ratios.loc["a"].tolist() == [1.0, 1.5] and ratios.loc["b"].tolist() == [2.5, 1.0]
-    # tau = 1, 2, 3, 4: rho_a = .5, 1, 1, 1 -> area (.75 + 1 + 1) = 2.75; rho_b = .5, .5, 1, 1 -> 2.25.
+    # tau = 1, 2, 3, 4: rho_a = .5, 1, 1, 1 -> area (.75 + 1 + 1) = 2.75;
+    # rho_b = .5, .5, 1, 1 -> 2.25.
     scores = benchmark_scores(trials, num_points=4)
     assert scores["a"] == pytest.approx(2.75 / 3, abs=1e-12)
     assert scores["b"] == pytest.approx(2.25 / 3, abs=1e-12)

@@ -1,4 +1,5 @@
-"""The synthetic store the report tests build from: it reads back, and it holds the truths it claims."""
+"""The synthetic store the report tests build from: it reads back,
+and it holds the truths it claims."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from harness.runner import run_trial
 from harness.submission import Level, load_submission, reference_dir
 from harness.trial import TrialSpec, TrialStatus
 from sweeps.zoo import reference_names, zoo_specs, zoo_table
-from workloads import WORKLOADS
+from workloads import WORKLOADS, get_workload
 
 REFERENCES = reference_names()
 # One of each kind of update on every workload (a factory, a matrix split, two full-control
@@ -36,7 +36,7 @@ def _trial(submission: str, workload: str, data_dir: Path, steps: int) -> dict:
         max_steps=steps,
         stop_at_target=False,
     )
-    return run_trial(spec).row
+    return run_trial(spec, get_workload).row
 
 
 def _assert_trained(row: dict, steps: int) -> None:
@@ -95,7 +95,7 @@ def test_zoo_table_reads_the_store(data_dir: Path, tmp_path: Path) -> None:
 
     specs = zoo_specs(["adamw", "sgd-nesterov"], ["digits"], str(data_dir))
     specs = [dataclasses.replace(spec, max_steps=40) for spec in specs]
-    run_isolated(specs, str(tmp_path))
+    run_isolated(specs, str(tmp_path), get_workload)
     table = zoo_table(ResultsStore(tmp_path).read_trials())
     rows = [
         line

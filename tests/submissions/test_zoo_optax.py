@@ -1,5 +1,6 @@
 """The optax-backed references: each matches a NumPy transcription of its README's equations in
-float64 (through the harness's own stepper and the DLPack bridge), and reports its exact state bytes.
+float64 (through the harness's own stepper and the DLPack bridge), and reports its exact state
+bytes.
 
 The NumPy references below are written from the equations in each submission's README, not from
 optax; they share only the fixed problem (`zoo_check`) and the harness's schedule multipliers.

@@ -1,4 +1,5 @@
-"""The torch.optim reference submissions (and adamw-optax) follow the update rules their READMEs state.
+"""The torch.optim reference submissions (and adamw-optax) follow the update rules their
+READMEs state.
 
 Equations: each reference is stepped through the harness (`run_reference`, float64) on the fixed
 problem and compared with a NumPy implementation of its README's equations, written here from those
@@ -29,7 +30,8 @@ from tests.submissions.zoo_check import (
 )
 
 State = dict[str, Any]
-# One tensor's update: (θ, g, state, η = lr · schedule(t), λ = weight_decay or 0, t from 1, hp) -> θ.
+# One tensor's update: (θ, g, state, η = lr · schedule(t), λ = weight_decay or 0,
+# t from 1, hp) -> θ.
 Rule = Callable[[np.ndarray, np.ndarray, State, float, float, int, dict[str, Any]], np.ndarray]
 
 FP32_BYTES = 4
@@ -227,7 +229,8 @@ def _lbfgs(problem: Problem, hp: dict[str, Any], steps: int) -> tuple[list[np.nd
 
 # --- Equations ----------------------------------------------------------------------------------
 
-# (rule, hp chosen so every term matters: decay on, warmup 0.2 = 2 of 10 steps at multipliers ½ and 1)
+# (rule, hp chosen so every term matters: decay on, warmup 0.2 = 2 of 10 steps at multipliers
+# ½ and 1)
 EQUATIONS: dict[str, tuple[Rule, dict[str, Any]]] = {
     "sgd": (_sgd, {"lr": 0.1, "weight_decay": 0.05, "grad_clip": 1.0}),
     "sgd-momentum": (_heavy_ball, {"lr": 0.05, "weight_decay": 0.05, "momentum": 0.9}),
@@ -339,9 +342,9 @@ def test_adafactor_state_is_sublinear() -> None:
 
 def test_lbfgs_state_memory_is_its_history() -> None:
     """d, the previous gradient and k pairs (s, y), each a flat fp32 vector of all parameters, plus
-    0-d float32 tensors: 1/(yᵀs) and the two-loop coefficient a_i per pair, and γ once a pair exists.
-    After the first step τ is the Python float lr, so it holds no tensor. k comes from the NumPy
-    reference on the same problem (whether yᵀs > 1e-10 depends on the trajectory).
+    0-d float32 tensors: 1/(yᵀs) and the two-loop coefficient a_i per pair, and γ once a pair
+    exists. After the first step τ is the Python float lr, so it holds no tensor. k comes from the
+    NumPy reference on the same problem (whether yᵀs > 1e-10 depends on the trajectory).
     """
     point = load_submission("lbfgs").search_space.center()
     _, pairs = _lbfgs(make_problem(MEMORY_SHAPES), point, steps=3)

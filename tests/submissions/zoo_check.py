@@ -105,7 +105,8 @@ def info_for(problem: Problem) -> WorkloadInfo:
 
 
 def lr_multipliers(name: str, hp: dict[str, Any], steps: int = MAX_STEPS) -> list[float]:
-    """The schedule's multiplier at steps 0.. (the submission's own `schedule`, else the default)."""
+    """The schedule's multiplier at steps 0.. (the submission's own `schedule`,
+    else the default)."""
     module = load_submission(name).module
     factory = getattr(module, "schedule", None) or warmup_cosine
     schedule = factory(Hyperparameters(hp), info_for(make_problem()))

@@ -1,4 +1,5 @@
-"""Sweep fixtures: a real single-node SLURM cluster (sweeps/slurm/local-cluster.sh) for the session."""
+"""Sweep fixtures: a real single-node SLURM cluster
+(sweeps/slurm/local-cluster.sh) for the session."""
 
 from __future__ import annotations
 
@@ -35,14 +36,16 @@ class SlurmCluster:
     def script(
         self, command: str, timeout_s: float = UP_TIMEOUT_S
     ) -> subprocess.CompletedProcess[str]:
-        """Run `local-cluster.sh <command>` (up, down, status, env) without raising on its exit code."""
+        """Run `local-cluster.sh <command>` (up, down, status, env)
+        without raising on its exit code."""
         return run_cluster_script(command, timeout_s)
 
 
 def run_cluster_script(
     command: str, timeout_s: float = UP_TIMEOUT_S
 ) -> subprocess.CompletedProcess[str]:
-    """Run `local-cluster.sh <command>` and return the completed process (never raises on exit code)."""
+    """Run `local-cluster.sh <command>` and return the completed process
+    (never raises on exit code)."""
     return subprocess.run(
         ["bash", str(CLUSTER_SCRIPT), command],
         capture_output=True,
@@ -62,7 +65,8 @@ def _slurm_conf_from_env_command() -> Path:
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[SlurmCluster]:
-    """Start (or reuse) the local SLURM cluster for the session; stop it only if this session started it."""
+    """Start (or reuse) the local SLURM cluster for the session;
+    stop it only if this session started it."""
     if shutil.which("sbatch") is None:
         pytest.skip("SLURM is not installed: sweeps/slurm/local-cluster.sh install")
     was_up = run_cluster_script("status", timeout_s=30).returncode == 0

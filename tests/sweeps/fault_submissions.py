@@ -35,7 +35,8 @@ class Fault(StrEnum):
     KILL_ALWAYS = "kill_always"
 
 
-_SOURCE = '''"""Test submission {name!r}: plain SGD with the injected fault {fault!r} (at step() call
+_SOURCE = '''"""Test submission {name!r}: plain SGD with the injected fault {fault!r} \
+(at step() call
 {at_step}); written by tests/sweeps/fault_submissions.py."""
 
 import hashlib

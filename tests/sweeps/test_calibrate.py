@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.results import ResultsStore
 from harness.workload import Direction, Target
 from sweeps.calibrate import _calibrated_value
+from sweeps.cli import main
 
 
 def test_the_calibrated_value_is_what_95_percent_of_seeds_reach() -> None:

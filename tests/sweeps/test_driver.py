@@ -52,7 +52,7 @@ def test_interrupted_sweep_finishes_on_rerun(tmp_path: Path, data_dir: Path) -> 
     command = [
         sys.executable,
         "-m",
-        "harness.cli",
+        "sweeps.cli",
         "sweep",
         "adamw",
         "--workloads",

@@ -31,7 +31,8 @@ import pytest
 from harness.results import ResultsStore
 from harness.submission import load_submission
 from harness.trial import TrialStatus
-from sweeps.driver import run_lanes, spec_trial_id
+from sweeps.driver import run_lanes
+from sweeps.identity import spec_trial_id
 from sweeps.launchers import LocalLauncher
 from sweeps.rulesets import (
     ComputeRuleset,
@@ -154,7 +155,8 @@ def _kill_session(proc: subprocess.Popen[Any]) -> None:
 
 @contextlib.contextmanager
 def _started(command: Sequence[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
-    """`command` running in its own session; whatever is left of the session is SIGKILLed on exit."""
+    """`command` running in its own session;
+    whatever is left of the session is SIGKILLed on exit."""
     proc = subprocess.Popen(
         list(command), cwd=REPO, env=_env(), start_new_session=True, text=True, **kwargs
     )

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.errors import UsageError
 from harness.results import ResultsStore
 from harness.search_space import Choice, Range, SearchSpace
 from harness.trial import TrialStatus
-from sweeps.cli import parse_bytes
+from sweeps.cli import main
+from sweeps.commands import parse_bytes
 from sweeps.points import quasi_random_points
 from sweeps.rulesets import (
     RUNG_KEY,

@@ -1,4 +1,5 @@
-"""The local SLURM cluster (sweeps/slurm/local-cluster.sh): jobs run, sacct answers, submitit works."""
+"""The local SLURM cluster (sweeps/slurm/local-cluster.sh):
+jobs run, sacct answers, submitit works."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def test_sbatch_job_completes_in_sacct(slurm_cluster: SlurmCluster, tmp_path: Pa
 
 
 def test_submitit_job_returns_result(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
-    # A nested function: cloudpickle ships it by value, since the job cannot import this test module.
+    # A nested function: cloudpickle ships it by value, since the job cannot import this test
+    # module.
     def answer() -> int:
         return 6 * 7
 

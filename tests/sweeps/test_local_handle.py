@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.results import ResultsStore
 from harness.submission import load_submission
 from harness.trial import TrialSpec
-from sweeps.driver import spec_trial_id
+from sweeps.identity import spec_trial_id
 from sweeps.launchers import LocalLauncher
 
 DEADLINE_S = 120

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.errors import UsageError
+from sweeps.cli import main
 from sweeps.slurm.profile import PROFILES_DIR, load_profile
 
 
@@ -74,8 +74,8 @@ def test_slurm_launcher_needs_a_profile(capsys: pytest.CaptureFixture[str]) -> N
     ],
 )
 def test_max_retries_comes_from_the_profile_unless_given(extra: list[str], retries: int) -> None:
-    from harness.cli import build_parser
-    from sweeps.cli import _launcher
+    from sweeps.cli import build_parser
+    from sweeps.commands import _launcher
 
     args = build_parser().parse_args(
         ["sweep", "adamw", "--launcher", "slurm", "--cluster", "gpu-example", *extra]

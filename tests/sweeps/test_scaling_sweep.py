@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.results import ResultsStore
+from sweeps.cli import main
 from workloads import NanoGPT
 
 

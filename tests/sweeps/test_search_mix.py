@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.results import TRIALS_SCHEMA, ResultsStore
+from sweeps.cli import main
 
 
 def _row(trial_id: str, search: str) -> dict[str, object]:

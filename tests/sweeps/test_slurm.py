@@ -35,6 +35,7 @@ from harness.isolation import execute_trial
 from harness.results import ResultsStore
 from harness.runner import run_trial
 from harness.trial import TrialSpec, TrialStatus
+from workloads import get_workload
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -42,8 +43,10 @@ SWEEP_DEADLINE_S = 240  # any sweep here takes well under this; a hang fails ins
 OK = {str(TrialStatus.TARGET_REACHED), str(TrialStatus.BUDGET_EXHAUSTED)}
 SPACE = {"lr": {"min": 0.01, "max": 0.1, "scaling": "log"}}
 
-_SOURCE = '''"""Test submission {name!r}: plain SGD that sleeps in step() (seconds from SLEEP_FILE) and
-SIGKILLs its own process at its third step() call when KILL says so; by tests/sweeps/test_slurm.py."""
+_SOURCE = '''"""Test submission {name!r}: plain SGD that sleeps in step() \
+(seconds from SLEEP_FILE) and
+SIGKILLs its own process at its third step() call when KILL says so; \
+by tests/sweeps/test_slurm.py."""
 
 import os
 import signal
@@ -233,7 +236,7 @@ class Sweeps:
         return proc
 
     def cli(self, *args: str, log: str = "cli.log") -> subprocess.Popen[bytes]:
-        return self._start([sys.executable, "-m", "harness.cli", *args], log)
+        return self._start([sys.executable, "-m", "sweeps.cli", *args], log)
 
     def sweep_cli(
         self, submissions: list[Path], results: Path, trials: int = 1, cluster: str = "local"
@@ -453,7 +456,7 @@ def test_requeued_trial_resumes_exactly(sweeps: Sweeps, tmp_path: Path) -> None:
     assert points["train_time_s"].diff().dropna().gt(0).all()
 
     (tmp_path / "sgd-preempted.sleep_s").write_text("0")  # same source, same trial id: fast
-    local = run_trial(local_spec(launch))
+    local = run_trial(local_spec(launch), get_workload)
     assert local.row["trial_id"] == row["trial_id"] and local.row["restarts"] == 0
     assert local.row["steps"] == row["steps"]
     slurm_curve, local_curve = curve(evals.to_dict("records")), curve(local.evals)
@@ -500,7 +503,7 @@ def test_status_shows_slurm_state_of_running_trials(sweeps: Sweeps, tmp_path: Pa
         assert time.monotonic() < deadline, "no trial was launched"
         time.sleep(0.2)
     status = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "status", "--results", str(results)],
+        [sys.executable, "-m", "sweeps.cli", "status", "--results", str(results)],
         cwd=REPO,
         env=sweeps.env,
         capture_output=True,
@@ -637,13 +640,13 @@ def test_two_task_job_trains_one_data_parallel_trial(sweeps: Sweeps, tmp_path: P
     launch = seen[row["trial_id"]]
 
     # The same two ranks on this machine (harness.runner's own processes): the same numbers.
-    two = run_trial(local_spec(launch))
+    two = run_trial(local_spec(launch), get_workload)
     assert two.row["trial_id"] == row["trial_id"]
     assert curve(two.evals).keys() == slurm_curve.keys()
     for key, value in curve(two.evals).items():
         assert abs(slurm_curve[key] - value) <= 1e-6 * max(1.0, abs(value)), key
     # One process with the same global batch: the same steps, up to float summation order.
-    one = run_trial(local_spec(launch, world_size=1))
+    one = run_trial(local_spec(launch, world_size=1), get_workload)
     assert one.status is TrialStatus.BUDGET_EXHAUSTED, one.row["error"]
     one_curve = curve(one.evals)
     assert one_curve.keys() == slurm_curve.keys()
@@ -690,7 +693,7 @@ def test_killed_driver_is_resumed_by_adopting_its_jobs(sweeps: Sweeps, tmp_path:
 def test_a_profile_partition_the_cluster_lacks_is_refused_before_anything(
     slurm_cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from harness.cli import main
+    from sweeps.cli import main
 
     results = tmp_path / "runs"
     code = main(

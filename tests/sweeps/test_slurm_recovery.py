@@ -10,7 +10,7 @@ from harness.live import LiveTrial
 from harness.results import ResultsStore
 from harness.submission import load_submission
 from harness.trial import TrialSpec
-from sweeps.driver import spec_trial_id
+from sweeps.identity import spec_trial_id
 from sweeps.launchers import SlurmLauncher, read_launch, supervise
 from sweeps.slurm.profile import load_profile
 

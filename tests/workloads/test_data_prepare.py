@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cli import main
 from harness.errors import UsageError
+from sweeps.cli import main
 from tests.workloads.loopback import (
     CIFAR_PATH,
     IMAGES_PER_BATCH,

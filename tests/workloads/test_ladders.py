@@ -17,6 +17,7 @@ from harness.errors import UsageError
 from harness.runner import run_trial
 from harness.trial import FINISHED, TrialSpec
 from harness.workload import WorkloadConfig
+from workloads import get_workload
 from workloads.cifar10_94 import AirbenchNet
 from workloads.nanogpt import GPT, GPTConfig
 
@@ -123,7 +124,7 @@ def test_a_rung_trial_records_its_parameters_and_batch(
         data_dir=str(data_dir),
         max_steps=4,
     )
-    row = run_trial(spec).row
+    row = run_trial(spec, get_workload).row
     config = cls.configs[scale]
     assert row["status"] in FINISHED, row["error"]
     assert row["scale"] == scale and row["steps"] == 4

@@ -14,6 +14,7 @@ from harness.runner import run_trial
 from harness.submission import load_submission
 from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Workload
+from workloads import get_workload
 
 BENCHMARK = ["cifar10-94", "diffusion", "nanogpt", "resnet18-cifar10", "vit-cifar10"]
 
@@ -67,7 +68,9 @@ def test_unknown_name_and_scale(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(workloads.WORKLOADS))
 def test_smoke_trial_reaches_the_target_with_the_reference_adamw(name: str, data_dir: Path) -> None:
-    """The calibration's promise, checked on seed 0: the target by the step hint, in under 30 s."""
+    """The calibration's promise, checked on seed 0: the target by the step hint. (Its wall time,
+    under 30 s on 2 cores, is the calibration's measured figure in workloads/CALIBRATION.md, not a
+    test's: a test's clock measures whatever else the machine runs.)"""
     config = workloads.WORKLOADS[name].configs["smoke"]
     point = workloads.WORKLOADS[name].reference_hparams["smoke"]
     spec = TrialSpec(
@@ -78,10 +81,10 @@ def test_smoke_trial_reaches_the_target_with_the_reference_adamw(name: str, data
         seed=0,
         data_dir=str(data_dir),
     )
-    outcome = run_trial(spec)
+    outcome = run_trial(spec, get_workload)
     assert outcome.status is TrialStatus.TARGET_REACHED, outcome.row["error"]
     assert outcome.row["steps_to_target"] <= config.budget.step_hint
-    assert outcome.row["precision"] == "fp32" and outcome.row["wall_time_s"] < 30
+    assert outcome.row["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("name", sorted(workloads.WORKLOADS))

@@ -1,6 +1,6 @@
 """What launching costs: Ray Tune's per-trial overhead, and SLURM's submit-to-start latency.
 
-    python -m sweeps.bench_launchers --trials 6 --output results/bench-launchers/local.md
+    optbench bench launchers --trials 6 --output results/bench-launchers/local.md
 
 The same K short trials (digits, `--steps` steps each, one at a time) run three ways, timed by
 this process's clock (`time.perf_counter`):
@@ -17,19 +17,24 @@ that minus the time just before `submit`, and submit-to-result the time the driv
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+from harness.outputs import (
+    BENCH_LAUNCHERS_JSON,
+    BENCH_LAUNCHERS_MD,
+    check_output,
+    write_output_text,
+)
+from workloads import get_workload
+
+__all__ = ["check_output_path", "measure", "render", "write_report"]
 
 
 def _specs(trials: int, steps: int, data_dir: str, study: int) -> list[Any]:
@@ -100,10 +105,11 @@ def measure(
 
     work = Path(tempfile.mkdtemp(prefix="optbench-bench-launchers-"))
     try:
-        run_isolated(_specs(1, steps, data_dir, study=99), str(work / "warm"))  # data, imports
+        warm_up = _specs(1, steps, data_dir, study=99)  # the data, the imports
+        run_isolated(warm_up, str(work / "warm"), get_workload)
         out: dict[str, Any] = {"trials": trials, "steps": steps}
         out["direct_s"] = _timed(
-            lambda: run_isolated(_specs(trials, steps, data_dir, 0), str(work / "d"))
+            lambda: run_isolated(_specs(trials, steps, data_dir, 0), str(work / "d"), get_workload)
         )
         out["ray_init_s"] = _timed(
             lambda: (
@@ -151,7 +157,9 @@ def _slurm_answers() -> bool:
 def render(result: dict[str, Any]) -> str:
     k = result["trials"]
     lines = [
-        f"# Launch overhead ({k} trials of digits, {result['steps']} steps, one at a time)",
+        "# optbench bench launchers",
+        "",
+        f"Launch overhead: {k} trials of digits, {result['steps']} steps, one at a time",
         "",
         "| measure | seconds |",
         "|---|---|",
@@ -170,35 +178,23 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from harness.cli import default_data_dir
-    from harness.results import write_text_atomic
-    from sweeps.driver import RAY_ENV
+def check_output_path(path: Path) -> None:
+    """Refuses `--output path` before anything is measured: the Markdown and its JSON may replace
+    only a bench launchers report optbench wrote (`harness.outputs`).
 
-    parser = argparse.ArgumentParser(
-        prog="python -m sweeps.bench_launchers",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--probes", type=int, default=5, help="no-op SLURM jobs for the latency")
-    parser.add_argument("--cluster", default="local", help="SLURM profile ('' to skip SLURM)")
-    parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--output", default=None, metavar="FILE.md")
-    args = parser.parse_args(argv)
-    for key, value in RAY_ENV.items():  # as the driver: no telemetry, no auth token
-        os.environ.setdefault(key, value)
-    result = measure(args.trials, args.steps, args.data_dir, args.cluster or None, args.probes)
-    text = render(result)
-    print(text)
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out, text)
-        write_text_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
-    return 0
+    Raises:
+      UsageError: one line naming `--output` and what is in the way.
+    """
+    check_output(path, BENCH_LAUNCHERS_MD, "--output")
+    check_output(path.with_suffix(".json"), BENCH_LAUNCHERS_JSON, "--output")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def write_report(result: dict[str, Any], path: Path) -> Path:
+    """Writes the Markdown to `path` and the JSON beside it, each atomically; returns the JSON's
+    path."""
+    sidecar = path.with_suffix(".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_output_text(path, render(result), BENCH_LAUNCHERS_MD, "--output")
+    data = {"schema": "optbench.bench_launchers", **result}
+    write_output_text(sidecar, json.dumps(data, indent=1) + "\n", BENCH_LAUNCHERS_JSON, "--output")
+    return sidecar

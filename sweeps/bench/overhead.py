@@ -33,6 +33,7 @@ from harness.runner import run_trial
 from harness.schedules import warmup_cosine
 from harness.submission import Submission, load_submission
 from harness.trial import FINISHED, TrialSpec, TrialStatus
+from workloads import get_workload
 
 __all__ = [
     "POINT_OVERRIDES",
@@ -109,7 +110,7 @@ class OverheadResult:
         return (
             "\n".join(
                 [
-                    "# optbench bench-overhead",
+                    "# optbench bench overhead",
                     "",
                     f"{self.workload}@{SCALE}, {self.steps} steps, seed {self.seed}; {self.repeats} "
                     f"repeat{'s' if self.repeats != 1 else ''}, alternating, medians; 1 torch thread",
@@ -183,8 +184,6 @@ def _hand_written_loop(
     defaults: Mapping[str, float],
 ) -> tuple[float, float]:
     """The minimal loop: returns (seconds in the step loop, seconds including setup)."""
-    from workloads import get_workload
-
     wall_start = time.perf_counter()
     workload = get_workload(workload_name, SCALE, data_dir)
     workload.setup(torch.device("cpu"), seed)
@@ -216,7 +215,7 @@ def _runner_seconds(spec: TrialSpec) -> tuple[float, float]:
     Raises:
       RuntimeError: the trial did not train to its step budget (its error, if any, attached).
     """
-    row = run_trial(spec).row
+    row = run_trial(spec, get_workload).row
     if TrialStatus(row["status"]) not in FINISHED:
         raise RuntimeError(f"the runner's trial ended {row['status']}: {row['error'] or ''}")
     return row["train_time_s"], row["wall_time_s"] - row["eval_time_s"]
@@ -240,8 +239,6 @@ def measure_overhead(
       UsageError: an unknown workload, or one without a smoke scale (before anything runs).
       ContractError: the `adamw` submission no longer holds the benchmark's point.
     """
-    from workloads import get_workload
-
     get_workload(workload, SCALE, data_dir)  # refuses an unknown name; builds nothing
     submission = load_submission(SUBMISSION)
     point = overhead_point(submission)

@@ -1,4 +1,5 @@
-"""`optbench bench optimizers` on the tiny GPT parameter set: ratios, exact state bytes, failures."""
+"""`optbench bench optimizers` on the tiny GPT parameter set: ratios, exact state bytes,
+failures."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from harness.bench_optimizers import BenchConfig, RowStatus, run_benchmark, select_submissions
-from harness.cli import main
+from sweeps.bench.optimizers import BenchConfig, RowStatus, run_benchmark, select_submissions
+from sweeps.cli import main
 
 NAMES = ("adamw", "sgd-nesterov", "muon", "adamw-optax")
 # Enough steps and repeats that forward+backward noise stays below the optimizer time on a busy

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.errors import ContractError
-from harness.overhead import POINT_OVERRIDES, OverheadResult, overhead_point, write_report
 from harness.submission import load_submission, reference_dir
+from sweeps.bench.overhead import POINT_OVERRIDES, OverheadResult, overhead_point, write_report
+from sweeps.cli import main
 
 
 def test_the_point_is_the_adamw_space_centre_with_the_overrides() -> None:
@@ -84,7 +84,7 @@ def test_a_bad_output_path_is_refused_before_measuring(
 ) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit) as exit_info:
-        main(["bench-overhead", "--output", output.format(file=tmp_path / "file")])
+        main(["bench", "overhead", "--output", output.format(file=tmp_path / "file")])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -64,6 +64,7 @@ from harness.submission import (
     reference_dir,
     resolve_submission,
 )
+from workloads.nanogpt import GPT, GPT_CONFIGS, NanoGPT
 
 __all__ = [
     "BASELINE",
@@ -358,15 +359,11 @@ class _Problem:
 
 def gpt_config(scale: str) -> Any:
     """The `workloads.nanogpt.GPTConfig` of a shape set (a key of `SCALES`)."""
-    from workloads.nanogpt import GPT_CONFIGS  # workloads import harness: resolve at call time
-
     return dataclasses.replace(GPT_CONFIGS["full"], **SCALES[scale])
 
 
 def _gpt(config: BenchConfig, device: str) -> torch.nn.Module:
     """The shape set's GPT, initialised from `config.seed`, built directly on `device`."""
-    from workloads.nanogpt import GPT
-
     torch.manual_seed(config.seed)
     with torch.device(device):
         return GPT(gpt_config(config.scale))
@@ -374,8 +371,6 @@ def _gpt(config: BenchConfig, device: str) -> torch.nn.Module:
 
 def _build_problem(config: BenchConfig) -> _Problem:
     """A fresh, seeded GPT parameter set with its roles, and the synthetic loss over it."""
-    from workloads.nanogpt import NanoGPT
-
     model = _gpt(config, config.device)
     groups = NanoGPT("smoke", Path(".")).param_groups(model)  # roles only: no data is read
     loss = SyntheticLoss(groups.params, config.seed)
