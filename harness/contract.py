@@ -19,10 +19,10 @@ which of three levels `submission.py` implements:
 3. AlgoPerf compatibility: an AlgoPerf PyTorch submission module, unmodified: `get_batch_size`,
    `init_optimizer_state`, `update_params`, `data_selection` and optionally `prepare_for_eval`,
    importing `spec` / `pytorch_utils` from `algoperf` or `algorithmic_efficiency` (optbench's
-   stand-in, `harness.algoperf_shim`, unless AlgoPerf is installed). `workload` is an adapter with
+   stand-in, `harness.algoperf.shim`, unless AlgoPerf is installed). `workload` is an adapter with
    `model_fn`, `loss_fn`, `param_shapes`, `model_params_types`, `step_hint`; `hyperparameters` a
    namedtuple of the point. One process only; the workload's fixed batch size (`get_batch_size` is
-   not called). Details: `harness.algoperf_stepper`, `harness.algoperf_adapter`.
+   not called). Details: `harness.algoperf.stepper`, `harness.algoperf.adapter`.
 
 Parameters come labelled with a `Role`; a submission chooses by role, never by name, shape or
 workload. `WorkloadInfo` is all a submission may know about the workload: never its name.

@@ -31,7 +31,8 @@ from harness.needs_cuda import needs_cuda
 from harness.parallel import Collective, GradientPass
 from harness.provenance import collect_provenance, cpu_model
 from harness.results import PROVENANCE_FIELDS, TRIALS_SCHEMA
-from harness.stepper import Stepper, TrainingComplete, TrialContext, make_stepper
+from harness.stepper import make_stepper
+from harness.stepping import Stepper, TrainingComplete, TrialContext
 from harness.submission import load_submission
 from harness.trial import ResolvedTrial, TrialSpec, TrialStatus
 from harness.workload import BuildWorkload, Workload

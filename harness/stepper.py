@@ -10,83 +10,27 @@ The harness owns forward, backward, clipping and the schedule for level-1 submis
     optimizer.step()
 
 Level-2 submissions get the same forward/backward as closures and do the rest themselves.
-Level-3 (AlgoPerf) submissions run their own `update_params` through `harness.algoperf_stepper`.
+Level-3 (AlgoPerf) submissions run their own `update_params` through `harness.algoperf.stepper`.
+`make_stepper` is the one place that tells the levels apart; what a stepper is, the interface the
+runner drives, is `harness.stepping`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
+from harness.algoperf.stepper import make_algoperf_stepper
 from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
 from harness.errors import ContractError
 from harness.schedules import warmup_cosine
+from harness.stepping import ForwardBackward, LossFn, Stepper, TrialContext
 from harness.submission import Level, Submission
 
-if TYPE_CHECKING:
-    from harness.clock import Clock
-    from harness.workload import Workload
-
-__all__ = ["Stepper", "TrainingComplete", "TrialContext", "check_factory", "make_stepper"]
-
-LossFn = Callable[[Any], torch.Tensor]
-# forward + backward of a whole step's batch, returning the detached mean loss (GradientPass)
-ForwardBackward = Callable[[Any], torch.Tensor]
-
-
-class TrainingComplete(Exception):
-    """Raised by `Stepper.step` instead of stepping when the submission declares training done
-    (AlgoPerf's `TrainingCompleteError`): the runner evaluates once more and ends the trial."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrialContext:
-    """The trial's pieces a level-3 (AlgoPerf) submission's adapter needs besides the groups.
-
-    Attributes:
-      model: the model (not a DDP wrapper); `ParamGroups` holds its trainable parameters.
-      workload: the set-up workload the model belongs to.
-      seed: the trial's seed (the submission's `rng` keys derive from it and the step).
-      world_size: processes in the trial.
-      clock: the trial's clock (AlgoPerf's `train_state` reports its times).
-    """
-
-    model: torch.nn.Module
-    workload: Workload
-    seed: int
-    world_size: int
-    clock: Clock
-
-
-class Stepper:
-    """Drives one submission's steps on one model; the runner sees only this interface."""
-
-    optimizer_state: Any  # what the memory accounting walks for optimizer-state bytes
-
-    def step(self, batch: Any, step: int) -> torch.Tensor:
-        """One training step; returns the detached training loss (no host sync).
-
-        Raises:
-          TrainingComplete: the submission ended training instead of taking this step.
-        """
-        raise NotImplementedError
-
-    def prepare_for_eval(self) -> None:
-        """The submission's weight swap before evaluation (schedule-free, EMA); timed."""
-
-    def observe_eval(self, steps: int, metrics: Mapping[str, float]) -> None:
-        """Hears the metrics of the eval after `steps` steps (untimed; AlgoPerf's eval_results)."""
-
-    def snapshot(self) -> Any | None:
-        """Optimizer state to restore after the compile warm-up, or None if it cannot be taken."""
-        return None
-
-    def restore(self, snapshot: Any) -> None:
-        raise NotImplementedError
+__all__ = ["check_factory", "make_stepper"]
 
 
 class FactoryStepper(Stepper):
@@ -302,9 +246,9 @@ def make_stepper(
                 f"{source}: AlgoPerf-style submissions (level 3) need the trial's "
                 "model and workload (make_stepper(..., trial=TrialContext(...)))"
             )
-        from harness.algoperf_stepper import make_algoperf_stepper  # imports this module
-
-        return make_algoperf_stepper(submission, groups, hp, info, trial)
+        return make_algoperf_stepper(
+            module, source, submission.is_self_tuning, groups, hp, info, trial
+        )
     schedule_factory = getattr(module, "schedule", None) or warmup_cosine
     schedule = schedule_factory(hp, info)
     if submission.level is Level.FACTORY:

@@ -4,7 +4,7 @@ A submission is a folder holding `submission.py`, `search_space.json` and a READ
 modules it imports: `harness.submission_imports`). It is named on the command line either by a
 path or by the name of a reference folder under `submissions/`.
 Every `submission.py` is imported with `algoperf` / `algorithmic_efficiency` importable (optbench's
-stand-in unless AlgoPerf is installed: `harness.algoperf_names`), so AlgoPerf submissions load
+stand-in unless AlgoPerf is installed: `harness.algoperf.names`), so AlgoPerf submissions load
 unmodified.
 """
 
@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
 
-from harness.algoperf_names import install_algoperf_names
+from harness.algoperf.names import install_algoperf_names
 from harness.errors import ContractError, UsageError
 from harness.needs_cuda import needs_cuda
 from harness.search_space import SearchSpace, load_search_space

@@ -102,7 +102,8 @@ class TrialSpec:
 
 
 # Spec fields that joined the id after it was first defined, with the value every trial had
-# before: a field at that value is left out of the key, so the ids of those trials stay as they were.
+# before: a field at that value is left out of the key, so the ids of those trials stay as they
+# were.
 _LATER_ID_FIELDS = (("world_size", 1), ("memory_cap_bytes", None))
 
 

@@ -240,23 +240,6 @@ class Workload(abc.ABC):
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Held-out metrics; includes `config.target.metric`. Called under `torch.no_grad()`."""
 
-    # Level 3 (AlgoPerf compatibility): the name of the AlgoPerf `LossType` member whose `loss_fn`,
-    # applied to `algoperf_forward`'s output, gives this workload's training loss (up to the label
-    # smoothing, which AlgoPerf submissions choose); None refuses AlgoPerf-style submissions.
-    algoperf_loss_type: ClassVar[str | None] = None
-
-    def algoperf_batch(self, batch: Any) -> dict[str, Any]:
-        """A training batch as AlgoPerf's dict: `inputs` (what `algoperf_forward` takes) and
-        `targets` (what the loss compares its output with); `weights`, a mask, where some examples
-        do not count. The default serves `(inputs, targets)` batches."""
-        inputs, targets = batch
-        return {"inputs": inputs, "targets": targets}
-
-    def algoperf_forward(self, model: torch.nn.Module, inputs: Any) -> torch.Tensor:
-        """The model's output (logits, or the prediction of a regression) on AlgoPerf `inputs`."""
-        with self.autocast(next(model.parameters()).device):
-            return model(inputs)
-
     def num_train_examples(self) -> int | None:
         """Distinct examples in the training split, after `setup` (None: batches are windows
         drawn from a token stream, with no count of examples)."""

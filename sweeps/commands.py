@@ -179,7 +179,10 @@ def _add_scaling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--report-dir",
         default=None,
-        help="where the scaling report goes (default: RESULTS/report-scaling, as `optbench report scaling`)",
+        help=(
+            "where the scaling report goes "
+            "(default: RESULTS/report-scaling, as `optbench report scaling`)"
+        ),
     )
     _add_trial_options(p)
     # Uncensored final losses: the tuned-LR fit and data equivalence need curves past the target.

@@ -10,7 +10,8 @@ one row for the trial:
 - its process died by a signal or its job failed without a result (SIGKILL, out of memory, node
   failure): `killed`, re-run up to `max_retries` times from its last checkpoint (one row, with the
   number of attempts, so a retry never counts twice);
-- its SLURM job was cancelled (`cancelled`) or hit its time limit (`timed_out`): recorded, not retried;
+- its SLURM job was cancelled (`cancelled`) or hit its time limit (`timed_out`): recorded, not
+  retried;
 - the search's scheduler stopped it early (ASHA): `stopped`, with the eval points it reached.
 """
 

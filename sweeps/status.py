@@ -49,7 +49,10 @@ def sweep_status(results_root: str | Path) -> str:
         lanes_of[lane["submission"], lane["workload"]].append(lane["trials"])
         scales_of[lane["workload"]].update(json.loads(lane["ruleset_json"]).get("ladder", []))
     # a compute lane has no trial count: its pair's total is unknown (None)
-    planned = {key: None if None in counts else sum(counts) for key, counts in lanes_of.items()}  # type: ignore[arg-type]
+    planned = {
+        key: None if None in counts else sum(c or 0 for c in counts)
+        for key, counts in lanes_of.items()
+    }
     rulesets = {lane["ruleset_json"] for lane in manifest["lanes"]}
     rows, remaining, in_flight = [], 0, 0
     mine = trials[trials["ruleset_json"].isin(rulesets)]

@@ -110,7 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     hp = _parse_hparams(args.hp, loaded.search_space.center())
     loaded.search_space.validate_point(hp)
-    # "single" and "{}" are TrialSpec's defaults, so the ids of other `run` trials stay as they were.
+    # "single" and "{}" are TrialSpec's defaults, so the ids of other `run` trials stay as they
+    # were.
     ruleset_json = json.dumps({"name": "self"}) if is_self else "{}"
     spec = TrialSpec(
         workload=workload.name,

@@ -2,9 +2,10 @@
 
 Each reference's search space is centred on its optimizer's literature defaults (its lr range
 where a learning-rate sweep, `sweeps.lr_sweep`, did not place it elsewhere; submissions/README.md),
-so its centre point (`SearchSpace.center()`) is what a user gets without tuning. This trains that point once per
-(reference, workload) under the workload's own budget (the per-trial budget every ruleset grants),
-stopping at the target, through Ray Tune into a results store (resumable: finished trials are kept).
+so its centre point (`SearchSpace.center()`) is what a user gets without tuning. This trains that
+point once per (reference, workload) under the workload's own budget (the per-trial budget every
+ruleset grants), stopping at the target, through Ray Tune into a results store (resumable: finished
+trials are kept).
 `zoo_table` turns the store into the Markdown table `submissions/ZOO-SMOKE.md` commits.
 
     python -m sweeps.zoo --results results/zoo --out submissions/ZOO-SMOKE.md
@@ -156,8 +157,10 @@ def _header(trials: pd.DataFrame) -> str:
         "# Zoo check: every reference at its defaults, then tuned, on every smoke workload\n\n"
         f"{len(trials)} trials, {first} to {last}, commit(s) {commits}, on {machines}; one torch\n"
         "thread per trial, two trials at once. Cell: `✓ step / training s` where the target was\n"
-        "reached at the defaults, else `✗ best metric (steps run)`, then `→ tuned k/N` (k of the N\n"
-        "trials of the external-ruleset study reached it). See README.md for why the misses miss.\n\n"
+        "reached at the defaults, else `✗ best metric (steps run)`, then `→ tuned k/N` "
+        "(k of the N\n"
+        "trials of the external-ruleset study reached it). See README.md for why the misses "
+        "miss.\n\n"
     )
 
 

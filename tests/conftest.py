@@ -19,10 +19,11 @@ except ImportError:
 REPO = Path(__file__).resolve().parent.parent
 
 # `make test` runs the suite in two pytest-xdist workers, each test file whole in one worker. The
-# files that use the one local SLURM cluster run in one worker, one after another (test_local_cluster
-# stops and restarts it; the others submit to it or ask it for its state): `SERIAL_FILES`, one work
-# unit. xdist's `loadgroup` marks cannot do this: its worker rewrites `Item._nodeid`, which pytest 9
-# no longer reads. The longest units go first so that the short ones fill in at the end.
+# files that use the one local SLURM cluster run in one worker, one after another
+# (test_local_cluster stops and restarts it; the others submit to it or ask it for its state):
+# `SERIAL_FILES`, one work unit. xdist's `loadgroup` marks cannot do this: its worker rewrites
+# `Item._nodeid`, which pytest 9 no longer reads. The longest units go first so that the short
+# ones fill in at the end.
 SERIAL_FILES = frozenset(
     {
         "test_local_cluster.py",

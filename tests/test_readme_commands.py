@@ -117,7 +117,8 @@ CASES: dict[str, Case] = {
     "status --results results": Case(expect=STATUS, reads_produced=True),
     "submit my-optimizer": Case(extra=FIRST_SUBMIT, expect=(r"^my-optimizer: score \d\.\d{4}$",)),
     "score --results results/bench": Case(  # the synthetic store: muon is built to be fastest
-        expect=(rf"\Amuon{SCORE_LINE}", *(f"^{s}{SCORE_LINE}" for s in ("adamw", "lion", "sgd-nesterov")))),
+        expect=(rf"\Amuon{SCORE_LINE}",
+                *(f"^{s}{SCORE_LINE}" for s in ("adamw", "lion", "sgd-nesterov")))),
     "leaderboard --results results/bench": Case(
         expect=("wrote results/bench/leaderboard.md and results/bench/leaderboard.html",
                 r"^\| rank \| submission \| score \|"), files=("results/bench/leaderboard.html",)),
@@ -130,7 +131,8 @@ CASES: dict[str, Case] = {
         "defaults), 1 trial x 1 study x 20 steps on every rung, and its report"),
     "import-algoperf LOGS --results algoperf": Case(
         swap={"LOGS": "{algoperf}/previous_leaderboards/algoperf_v06/logs/external_tuning"},
-        expect=(r"\(AlgoPerf 0\.6\)", r"imported \d+ new trial\(s\) \(\d+ external found, 0 already")),
+        expect=(r"\(AlgoPerf 0\.6\)",
+                r"imported \d+ new trial\(s\) \(\d+ external found, 0 already")),
     "bench overhead --workload digits --output results/bench-overhead/digits.md": Case(
         extra=SMALL_OVERHEAD, stdout_file="results/bench-overhead/digits.md",
         expect=("^# optbench bench overhead$", r"^digits@smoke, 2 steps", r"^\| optbench runner \|",
@@ -138,8 +140,10 @@ CASES: dict[str, Case] = {
                 "wrote results/bench-overhead/digits.md and results/bench-overhead/digits.json")),
     "bench optimizers --output results/bench-optimizers/cpu.md": Case(
         extra=(*TINY_BENCH, "--submissions", "lion"), stdout_file="results/bench-optimizers/cpu.md",
-        expect=("^# optbench bench optimizers$", r"^\| adamw \| 1 \| [\d.]+ \|", r"^\| lion \| 1 \|")),
-    "bench launchers --output results/bench-launchers/local.md": Case(  # SLURM's part: if it answers
+        expect=("^# optbench bench optimizers$", r"^\| adamw \| 1 \| [\d.]+ \|",
+                r"^\| lion \| 1 \|")),
+    # SLURM's part: if it answers
+    "bench launchers --output results/bench-launchers/local.md": Case(
         extra=("--trials", "1", "--steps", "3", "--probes", "1"),
         stdout_file="results/bench-launchers/local.md",
         expect=("^# optbench bench launchers$", r"^\| Ray per-trial overhead \| -?\d+\.\d{3} \|$",
@@ -172,10 +176,12 @@ CASES: dict[str, Case] = {
     "sweep --resume --results runs/a": Case(
         expect=("wrote runs/a/leaderboard.md and runs/a/leaderboard.html",
                 r"^my-optimizer: score \d\.\d{4}$"), reads_produced=True),
-    "sweep adamw muon --workloads nanogpt --track fixed-resource --memory-cap 512MiB --time-budget-s 20": Case(
+    ("sweep adamw muon --workloads nanogpt --track fixed-resource "
+     "--memory-cap 512MiB --time-budget-s 20"): Case(
         elsewhere="tests/sweeps/test_fixed_resource.py::test_a_fixed_resource_sweep_under_a_cap_below_every_rung",
         why="this sweep under a 1 KiB cap (every trial over budget), 2 trials x 1 study x 6 steps"),
-    "scaling nanogpt --scale smoke --submissions adamw,muon --trials 4 --studies 2 --results runs/scaling --reference adamw": Case(
+    ("scaling nanogpt --scale smoke --submissions adamw,muon --trials 4 --studies 2 "
+     "--results runs/scaling --reference adamw"): Case(
         elsewhere=SCALING_TEST, why="this command at 1 trial x 1 study x 20 steps, and its report"),
     "status --results runs/a": Case(expect=STATUS, reads_produced=True),
     "submit path/to/my-optimizer --trials 4 --studies 2": Case(
@@ -185,16 +191,20 @@ CASES: dict[str, Case] = {
         expect=(r"^shampoo\t0\.6244$", r"^baseline\t0\.4590$"), reads_produced=True),
     "score --results results --seed-gate": Case(expect=SWEEP_STORE_SCORES, reads_produced=True),
     "leaderboard --results results --out site/": Case(
-        expect=("wrote site/leaderboard.md and site/leaderboard.html", r"^\| \d \| my-optimizer \|"),
+        expect=("wrote site/leaderboard.md and site/leaderboard.html",
+                r"^\| \d \| my-optimizer \|"),
         files=("site/leaderboard.html",), reads_produced=True),
     "import-algoperf logs/external_tuning --results algoperf-results": Case(
-        swap={"logs/external_tuning": "{algoperf}/previous_leaderboards/algoperf_v06/logs/external_tuning"},
+        swap={"logs/external_tuning":
+                  "{algoperf}/previous_leaderboards/algoperf_v06/logs/external_tuning"},
         expect=(r"imported \d+ new trial\(s\) \(\d+ external found",)),
     "import-algoperf previous_leaderboards/algoperf_v05/logs/external_tuning --results v05": Case(
         # The v0.6 logs copied to a v0.5 path beside scoring/: the round named in the path picks
         # workload_targets_v05.json (AlgoPerf's v0.5 logs are not vendored).
-        expect=(r"/scoring/workload_targets_v05\.json \(AlgoPerf 0\.5\)", r"imported \d+ new trial")),
-    "import-algoperf runs/self_tuning --targets workload_targets_v05.json --held-out held_out_workloads.json": Case(
+        expect=(r"/scoring/workload_targets_v05\.json \(AlgoPerf 0\.5\)",
+                r"imported \d+ new trial")),
+    ("import-algoperf runs/self_tuning --targets workload_targets_v05.json "
+     "--held-out held_out_workloads.json"): Case(
         swap={"runs/self_tuning": "{algoperf}/previous_leaderboards/algoperf_v06/logs/self_tuning",
               "workload_targets_v05.json": "{algoperf}/scoring/workload_targets_v05.json",
               "held_out_workloads.json":
@@ -203,7 +213,8 @@ CASES: dict[str, Case] = {
         expect=(r"\(from --held-out ", r"imported \d+ new trial\(s\) \(\d+ self found")),
     "sysinfo": Case(expect=("^torch_version: ", "^cpu_count: ", "^cuda_available: ")),
     "bench overhead --workload nanogpt --steps 200 --repeats 5": Case(
-        extra=SMALL_OVERHEAD, expect=(r"^nanogpt@smoke, 2 steps", r"^- wall ratio  \(runner/loop\): ")),
+        extra=SMALL_OVERHEAD,
+        expect=(r"^nanogpt@smoke, 2 steps", r"^- wall ratio  \(runner/loop\): ")),
     "bench optimizers --device cuda --output bench/optimizers.md": Case(
         status=2, expect=("--device cuda: no CUDA device",), why=NO_CUDA),
     "bench optimizers --submissions muon,lion --output bench.md": Case(
@@ -387,7 +398,8 @@ def _loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _snapshot(folder: Path) -> set[tuple[str, int, int]]:
-    """Every file and folder under `folder` (links not followed), with size and modification time."""
+    """Every file and folder under `folder` (links not followed), with size and modification
+    time."""
     found = set()
     for root, folders, files in os.walk(folder):
         for name in folders + files:

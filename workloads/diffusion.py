@@ -72,6 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.algoperf.view import AlgoPerfView
 from harness.contract import Role
 from harness.workload import Direction, Target, Workload, WorkloadConfig, roles_by_module
 from workloads.vision import EpochBatches, conventional_role, flip, image_arrays, image_config
@@ -301,7 +302,7 @@ _UNET_SETTINGS = (
 )
 
 
-class Diffusion(Workload):
+class Diffusion(AlgoPerfView, Workload):
     """DDPM ε-prediction with a small U-Net and an EMA of its weights (see the module docstring)."""
 
     name: ClassVar[str] = "diffusion"
@@ -332,7 +333,7 @@ class Diffusion(Workload):
         "full": {"lr": 1e-3, "weight_decay": 0.0, "beta1": 0.9, "warmup_frac": 0.1},
         "smoke": {"lr": 5e-3, "weight_decay": 0.0, "beta1": 0.9, "warmup_frac": 0.05},
     }
-    algoperf_loss_type: ClassVar[str | None] = "MEAN_SQUARED_ERROR"  # the ε-MSE, per image
+    algoperf_loss_type: ClassVar[str] = "MEAN_SQUARED_ERROR"  # the ε-MSE, per image
 
     def setup(self, device: torch.device, seed: int) -> None:
         self.device = torch.device(device)

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.algoperf.view import AlgoPerfView
 from harness.contract import Role
 from harness.errors import ContractError
 from harness.workload import (
@@ -101,7 +102,7 @@ def fixed_split(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         return cached["x_train"], cached["x_test"], cached["y_train"], cached["y_test"]
 
 
-class Digits(Workload):
+class Digits(AlgoPerfView, Workload):
     """8x8 digit classification (see the module docstring)."""
 
     name: ClassVar[str] = "digits"
@@ -118,7 +119,7 @@ class Digits(Workload):
             model=(("width", 16), ("hidden", 64)),
         ),
     }
-    algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"
+    algoperf_loss_type: ClassVar[str] = "SOFTMAX_CROSS_ENTROPY"
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "smoke": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
     }

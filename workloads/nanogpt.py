@@ -68,6 +68,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.algoperf.view import AlgoPerfView
 from harness.contract import Role
 from harness.errors import ContractError, UsageError
 from harness.workload import (
@@ -373,7 +374,7 @@ def prepare_smoke_data(data_dir: Path) -> tuple[Path, Path]:
 # The workload.
 
 
-class NanoGPT(Workload):
+class NanoGPT(AlgoPerfView, Workload):
     """GPT language modelling on speedrun-format token shards (see the module docstring)."""
 
     name: ClassVar[str] = "nanogpt"
@@ -422,7 +423,7 @@ class NanoGPT(Workload):
     configs |= ladder_configs(
         configs, ladders, ladder_batches, {k: dataclasses.asdict(v) for k, v in GPT_CONFIGS.items()}
     )
-    algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"  # per token for GPT
+    algoperf_loss_type: ClassVar[str] = "SOFTMAX_CROSS_ENTROPY"  # per token for GPT
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {
         "smoke": {"lr": 1e-2, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},
         "full": {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05},

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.algoperf.view import AlgoPerfView
 from harness.contract import Role
 from harness.workload import Budget, Target, Workload, WorkloadConfig, roles_by_module
 
@@ -200,7 +201,7 @@ def cutout(images: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, size: int) 
     return images.masked_fill(inside.unsqueeze(1), 0.0)
 
 
-class ImageClassification(Workload):
+class ImageClassification(AlgoPerfView, Workload):
     """10-class 32x32 image classification; a subclass gives the model, augmentation and TTA.
 
     Subclasses define `build_net(settings)`, `role_of(model, module, param_name)` and
@@ -210,7 +211,7 @@ class ImageClassification(Workload):
     (the target metric) and `test_loss` (no smoothing) with TTA over the whole test set.
     """
 
-    algoperf_loss_type: ClassVar[str | None] = "SOFTMAX_CROSS_ENTROPY"
+    algoperf_loss_type: ClassVar[str] = "SOFTMAX_CROSS_ENTROPY"
     label_smoothing: ClassVar[float] = 0.0
     tta_views: ClassVar[tuple[tuple[float, bool, int, int], ...]] = ((1.0, False, 0, 0),)
     eval_batch_size: ClassVar[int] = 1000

@@ -112,10 +112,12 @@ class OverheadResult:
                 [
                     "# optbench bench overhead",
                     "",
-                    f"{self.workload}@{SCALE}, {self.steps} steps, seed {self.seed}; {self.repeats} "
-                    f"repeat{'s' if self.repeats != 1 else ''}, alternating, medians; 1 torch thread",
+                    f"{self.workload}@{SCALE}, {self.steps} steps, seed {self.seed}; "
+                    f"{self.repeats} repeat{'s' if self.repeats != 1 else ''}, "
+                    "alternating, medians; 1 torch thread",
                     "",
-                    f"optimizer: `{SUBMISSION}` at {self.hparams_json}, with {self.optimizer_defaults_json}; "
+                    f"optimizer: `{SUBMISSION}` at {self.hparams_json}, "
+                    f"with {self.optimizer_defaults_json}; "
                     "warmup + cosine schedule",
                     "",
                     f"machine: {p.get('cpu_model', '?')}, torch {p.get('torch_version', '?')}, "
@@ -129,9 +131,9 @@ class OverheadResult:
                     f"- clock ratio (runner/loop): {self.clock_ratio:.3f}  (goal <= 1.05)",
                     f"- wall ratio  (runner/loop): {self.wall_ratio:.3f}",
                     "",
-                    "timed s: the loop's step loop; the runner's `train_time_s`, from its clock. whole s: "
-                    "the loop with its setup (workload, model, optimizer); the runner's whole trial "
-                    "minus its evaluations.",
+                    "timed s: the loop's step loop; the runner's `train_time_s`, from its clock. "
+                    "whole s: the loop with its setup (workload, model, optimizer); the runner's "
+                    "whole trial minus its evaluations.",
                 ]
             )
             + "\n"

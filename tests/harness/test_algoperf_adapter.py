@@ -14,14 +14,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.algoperf_adapter import AlgoPerfWorkload, algoperf_eval_result
-from harness.algoperf_names import PACKAGE_NAMES, install_algoperf_names
-from harness.algoperf_shim import spec as shim_spec
+from harness.algoperf.adapter import AlgoPerfWorkload, algoperf_eval_result
+from harness.algoperf.names import PACKAGE_NAMES, install_algoperf_names
+from harness.algoperf.shim import spec as shim_spec
 from harness.clock import Clock
 from harness.contract import Hyperparameters
 from harness.errors import ContractError
 from harness.runner import run_trial
-from harness.stepper import TrialContext, make_stepper
+from harness.stepper import make_stepper
+from harness.stepping import TrialContext
 from harness.submission import Level, load_submission
 from harness.trial import TrialSpec, TrialStatus
 from harness.workload import Workload

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from harness.algoperf_adapter import AlgoPerfWorkload
-from harness.algoperf_shim import spec as shim_spec
+from harness.algoperf.adapter import AlgoPerfWorkload
+from harness.algoperf.shim import spec as shim_spec
 from harness.errors import ContractError, UsageError
 from harness.needs_cuda import needs_cuda_line
 from harness.results import ResultsStore

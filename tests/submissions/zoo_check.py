@@ -25,7 +25,8 @@ import torch
 from harness.contract import Hyperparameters, ParamGroups, Role, WorkloadInfo
 from harness.memory import optimizer_state_bytes
 from harness.schedules import warmup_cosine
-from harness.stepper import Stepper, make_stepper
+from harness.stepper import make_stepper
+from harness.stepping import Stepper
 from harness.submission import load_submission
 
 # One parameter per role; a conv filter (out, in, kh, kw) is a matrix to matrix optimizers.

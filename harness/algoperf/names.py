@@ -3,7 +3,7 @@
 `install_algoperf_names()` appends a finder to the end of `sys.meta_path`. The regular finders run
 first, so an installed AlgoPerf always wins; only a name nothing else can find is answered here:
 `algoperf` and `algorithmic_efficiency` become empty packages whose submodules (`spec`,
-`pytorch_utils`, `param_utils`, `random_utils`) are the modules of `harness.algoperf_shim`, the same
+`pytorch_utils`, `param_utils`, `random_utils`) are the modules of `harness.algoperf.shim`, the same
 objects under both names, so enums compare equal whichever name a submission used.
 
 Why a real installation wins: taking over another package's import name would break code in the
@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from harness import algoperf_shim
+from harness.algoperf import shim as algoperf_shim
 
 __all__ = ["PACKAGE_NAMES", "install_algoperf_names"]
 

@@ -12,7 +12,7 @@ Per step, timed (AlgoPerf's order and argument names):
     loss = summed / n_valid_examples of the step's first `workload.loss_fn` call
 
 and before each eval (timed) `prepare_for_eval(...)` when the module defines it. `workload` is a
-`harness.algoperf_adapter.AlgoPerfWorkload`; `hyperparameters` a namedtuple of the trial's point
+`harness.algoperf.adapter.AlgoPerfWorkload`; `hyperparameters` a namedtuple of the trial's point
 (AlgoPerf's names such as `learning_rate` and `one_minus_beta1` as they are in the search space),
 or None for a self-tuning submission (no search space: AlgoPerf's self-tuning ruleset);
 `rng` a numpy uint32 key of shape (2,) drawn from (seed, purpose, step); `eval_results` the list of
@@ -55,13 +55,12 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from harness.algoperf_adapter import AlgoPerfWorkload, algoperf_eval_result
-from harness.algoperf_names import PACKAGE_NAMES
-from harness.algoperf_shim import spec as shim_spec
+from harness.algoperf.adapter import AlgoPerfWorkload, algoperf_eval_result
+from harness.algoperf.names import PACKAGE_NAMES
+from harness.algoperf.shim import spec as shim_spec
 from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
 from harness.errors import ContractError
-from harness.stepper import Stepper, TrainingComplete, TrialContext
-from harness.submission import Submission
+from harness.stepping import Stepper, TrainingComplete, TrialContext
 
 __all__ = ["AlgoPerfStepper", "make_algoperf_stepper"]
 
@@ -70,31 +69,33 @@ _INIT, _DATA, _UPDATE, _EVAL = range(4)
 
 
 def make_algoperf_stepper(
-    submission: Submission,
+    module: ModuleType,
+    source: str,
+    is_self_tuning: bool,
     groups: ParamGroups,
     hp: Hyperparameters,
     info: WorkloadInfo,
     trial: TrialContext,
 ) -> AlgoPerfStepper:
-    """Wraps a level-3 submission for this trial: the adapter, its optimizer state, the stepper.
+    """Wraps a level-3 submission (its imported `module`, from file `source`) for this trial: the
+    adapter, its optimizer state, the stepper.
 
     Raises:
       ContractError: a data-parallel trial, a workload without AlgoPerf support, or hyperparameter
         names that cannot be namedtuple fields.
     """
-    source = str(submission.folder / "submission.py")
     if trial.world_size > 1:
         raise ContractError(
             f"{source}: AlgoPerf-style submissions (level 3) run in one process; this trial asks "
             f"for {trial.world_size} (run it with world_size 1)"
         )
-    spec = _spec_of(submission.module)
+    spec = _spec_of(module)
     if isinstance(spec.Workload, abc.ABCMeta):  # so isinstance(workload, spec.Workload) holds
         spec.Workload.register(AlgoPerfWorkload)
     adapter = AlgoPerfWorkload(trial.workload, trial.model, groups, info, spec)
     # A self-tuning submission gets no hyperparameters, as in AlgoPerf's self-tuning runner.
-    hyperparameters = None if submission.is_self_tuning else _namedtuple(hp, source)
-    return AlgoPerfStepper(submission.module, adapter, trial, hyperparameters, info, spec)
+    hyperparameters = None if is_self_tuning else _namedtuple(hp, source)
+    return AlgoPerfStepper(module, adapter, trial, hyperparameters, info, spec)
 
 
 class AlgoPerfStepper(Stepper):
@@ -139,7 +140,7 @@ class AlgoPerfStepper(Stepper):
         )
 
     def step(self, batch: Any, step: int) -> torch.Tensor:
-        self._queue.put(self._trial.workload.algoperf_batch(batch), step)
+        self._queue.put(self._workload.view.algoperf_batch(batch), step)
         clock = self._trial.clock
         self._train_state.update(
             accumulated_submission_time=clock.train_s,

@@ -1,6 +1,6 @@
 """A stand-in for AlgoPerf's package, so AlgoPerf submissions import unmodified (contract level 3).
 
-`harness.algoperf_names.install_algoperf_names` makes this package importable as `algoperf` and as
+`harness.algoperf.names.install_algoperf_names` makes this package importable as `algoperf` and as
 `algorithmic_efficiency` (the two names AlgoPerf has shipped under) when neither is installed. It
 holds only what PyTorch submissions import: `spec` (the API types), `pytorch_utils`
 (`pytorch_setup`), `param_utils`, `random_utils`, and `jax_sharding_utils` (which JAX helpers of

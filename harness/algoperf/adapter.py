@@ -9,9 +9,10 @@ An AlgoPerf PyTorch submission trains through the workload object it receives:
                          label_smoothing=...)
     loss = d["summed"] / d["n_valid_examples"]
 
-`AlgoPerfWorkload` provides these from an optbench `Workload` (its `algoperf_forward`,
-`algoperf_loss_type`), the model, and the parameter roles. Losses, per example e (a token for
-language models) with mask w_e (1 without a mask), smoothing ε and C classes:
+`AlgoPerfWorkload` provides these from an optbench `Workload` with an AlgoPerf view (its
+`algoperf_forward`, `algoperf_loss_type`: `harness.algoperf.view`), the model, and the parameter
+roles. Losses, per example e (a token for language models) with mask w_e (1 without a mask),
+smoothing ε and C classes:
 
     SOFTMAX_CROSS_ENTROPY   ℓ_e = −Σ_c q_ec · log softmax(z_e)_c,  q_e = (1 − ε)·onehot(y_e) + ε/C
                             over the last axis: logits (B, T, V) and targets (B, T) give (B, T)
@@ -41,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from harness.algoperf_shim.pytorch_utils import update_batch_norm_fn
+from harness.algoperf.shim.pytorch_utils import update_batch_norm_fn
+from harness.algoperf.view import AlgoPerfView
 from harness.contract import ParamGroups, Role, WorkloadInfo
 from harness.errors import ContractError
 from harness.workload import Workload
@@ -140,7 +142,7 @@ class AlgoPerfWorkload:
     cadence itself.
 
     Raises:
-      ContractError: the workload declares no AlgoPerf loss type (`Workload.algoperf_loss_type`).
+      ContractError: the workload has no AlgoPerf view (`harness.algoperf.view.AlgoPerfView`).
     """
 
     def __init__(
@@ -151,12 +153,13 @@ class AlgoPerfWorkload:
         info: WorkloadInfo,
         spec: ModuleType,
     ) -> None:
-        if workload.algoperf_loss_type is None:
+        if not isinstance(workload, AlgoPerfView):
             raise ContractError(
                 f"workload {workload.name} does not support AlgoPerf-style submissions (level 3): "
                 "its loss is not an AlgoPerf loss_fn of one model output"
             )
         self._workload = workload
+        self.view: AlgoPerfView = workload  # the workload's AlgoPerf side
         self._spec = spec
         self.loss_type = spec.LossType[workload.algoperf_loss_type]
         self.step_hint = info.step_hint
@@ -321,7 +324,7 @@ class AlgoPerfWorkload:
         params.train(is_train)
         grad_mode = contextlib.nullcontext() if is_train else torch.no_grad()
         with grad_mode, _batch_norm_frozen(params, is_train and not update_batch_norm):
-            output = self._workload.algoperf_forward(
+            output = self.view.algoperf_forward(
                 params, augmented_and_preprocessed_input_batch["inputs"]
             )
         return output, model_state

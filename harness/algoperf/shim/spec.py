@@ -4,7 +4,7 @@ Submissions annotate with these aliases, and annotations are evaluated at import
 uses `from __future__ import annotations`, so every alias AlgoPerf defines exists here. As in
 AlgoPerf, most aliases are `Any`: they document, they do not check. `Workload` is the abstract type
 submissions annotate `workload` with, with AlgoPerf's members; optbench passes
-`harness.algoperf_adapter.AlgoPerfWorkload`.
+`harness.algoperf.adapter.AlgoPerfWorkload`.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class Workload(abc.ABC):
     """The type submissions annotate `workload` with: AlgoPerf's abstract workload,
     member for member.
 
-    optbench passes `harness.algoperf_adapter.AlgoPerfWorkload` (registered as a virtual subclass),
+    optbench passes `harness.algoperf.adapter.AlgoPerfWorkload` (registered as a virtual subclass),
     which gives each member optbench's value or raises `ContractError` naming the member and why
     optbench has none. The members are AlgoPerf 0.6's (`algoperf/spec.py`), so a test can walk
     them: properties first, then methods.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.algoperf_shim.spec import ShapeTuple
+from harness.algoperf.shim.spec import ShapeTuple
 
 if TYPE_CHECKING:
     import torch
