@@ -11,13 +11,12 @@ untimed.
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from harness.atomic import atomic_file
 from harness.live import LiveTrial
 
 __all__ = ["TrialCheckpoint", "load_checkpoint", "restore_rng", "rng_state", "save_checkpoint"]
@@ -40,12 +39,8 @@ class TrialCheckpoint:
 def save_checkpoint(live: LiveTrial, checkpoint: TrialCheckpoint) -> None:
     """Writes the checkpoint to a temporary name and renames it over the previous one."""
     live.folder.mkdir(parents=True, exist_ok=True)
-    tmp = live.folder / f".checkpoint.{uuid.uuid4().hex}.tmp"
-    try:
+    with atomic_file(live.checkpoint_path) as tmp:
         torch.save({name: getattr(checkpoint, name) for name in TrialCheckpoint.__slots__}, tmp)
-        os.replace(tmp, live.checkpoint_path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(live: LiveTrial) -> TrialCheckpoint | None:

@@ -34,11 +34,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import write_text_atomic
 from harness.errors import UsageError
 
 __all__ = [
@@ -60,7 +60,6 @@ __all__ = [
     "foreign_files",
     "replace_folder",
     "write_output_text",
-    "write_text_atomic",
 ]
 
 MARK = ".optbench-output"
@@ -243,22 +242,6 @@ def _is_empty(path: Path) -> bool:
 
 
 # -- writing -------------------------------------------------------------------------------------
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Writes `text` to `path` through a temporary file in the same folder and a rename: a reader
-    sees the old file or the new one, never part of one, and a failure leaves no temporary
-    behind."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_output_text(path: str | os.PathLike[str], text: str, kind: OutputKind, flag: str) -> None:

@@ -26,7 +26,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.errors import ResultsSchemaError
-from harness.outputs import write_text_atomic  # re-exported: its home is the outputs module
 
 __all__ = [
     "EVALS_SCHEMA",
@@ -34,7 +33,6 @@ __all__ = [
     "ResultsStore",
     "SCHEMA_VERSION",
     "TRIALS_SCHEMA",
-    "write_text_atomic",
 ]
 
 SCHEMA_VERSION = 3

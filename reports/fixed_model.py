@@ -423,13 +423,11 @@ def _stability(trials: pd.DataFrame, chosen: pd.DataFrame, tag: str, ident: str)
     ).rename_axis("submission")
     final = chosen["final_metric"].astype(float)
     table["seed spread (std of final metric)"] = final.groupby(chosen["submission"]).std()
-    table["clipping events"] = np.nan  # the runner does not see a submission's clipping
     return Section(
         f"{tag}: stability",
         paragraphs=[
             "Seed spread: the standard deviation over studies (each its own seed) of the selected "
-            "trials' final metric. Clipping events are not recorded: clipping happens inside a "
-            "submission's update, which the runner does not observe."
+            "trials' final metric."
         ],
         tables=[Table(f"{ident}-stability", f"{tag}: stability", table)],
     )

@@ -33,9 +33,10 @@ import ray
 from ray import tune
 from ray.tune import Callback
 
+from harness.atomic import write_text_atomic
 from harness.errors import UsageError
 from harness.isolation import TrialSummary, summarize
-from harness.results import ResultsStore, write_text_atomic
+from harness.results import ResultsStore
 from harness.trial import TrialSpec, search_algorithm
 from sweeps.identity import spec_trial_id, submission_name
 from sweeps.launchers import Launcher, LocalLauncher

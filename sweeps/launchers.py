@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.atomic import write_text_atomic
 from harness.errors import UsageError
 from harness.isolation import start_isolated
 from harness.live import LiveTrial
-from harness.results import ResultsStore, write_text_atomic
+from harness.results import ResultsStore
 
 # At import, not when a trial ends: a row stored after Ray Tune stops a trial must be quick, or
 # Ray moves on before it is written (a first import of torch there took seconds).

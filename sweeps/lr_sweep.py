@@ -490,9 +490,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     from tqdm import tqdm
 
+    from harness.atomic import write_text_atomic
     from harness.commandline import default_data_dir
     from harness.isolation import run_isolated
-    from harness.results import ResultsStore, write_text_atomic
+    from harness.results import ResultsStore
     from sweeps.driver import pending_specs
     from sweeps.rulesets import DEFAULT_WORKLOADS, REFERENCES
 

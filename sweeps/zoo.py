@@ -165,8 +165,9 @@ def _header(trials: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.atomic import write_text_atomic
     from harness.commandline import default_data_dir
-    from harness.results import ResultsStore, write_text_atomic
+    from harness.results import ResultsStore
     from sweeps.driver import run_sweep
     from workloads import WORKLOADS
 

@@ -30,7 +30,6 @@ images. Calibration of the target: `workloads/CALIBRATION.md`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.algoperf.view import AlgoPerfView
+from harness.atomic import atomic_file
 from harness.contract import Role
 from harness.errors import ContractError
 from harness.workload import (
@@ -95,9 +95,8 @@ def fixed_split(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
             images / 16.0, labels, test_size=_TEST_SIZE, stratify=labels, random_state=_SPLIT_SEED
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".split.{os.getpid()}.npz")
-        np.savez(tmp, x_train=parts[0], x_test=parts[1], y_train=parts[2], y_test=parts[3])
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:  # a file: savez adds no suffix
+            np.savez(f, x_train=parts[0], x_test=parts[1], y_train=parts[2], y_test=parts[3])
     with np.load(path) as cached:
         return cached["x_train"], cached["x_test"], cached["y_train"], cached["y_test"]
 

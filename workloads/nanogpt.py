@@ -55,10 +55,8 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
 import sysconfig
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -69,6 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.algoperf.view import AlgoPerfView
+from harness.atomic import write_text_atomic
 from harness.contract import Role
 from harness.errors import ContractError, UsageError
 from harness.workload import (
@@ -318,15 +317,7 @@ def _sha256(tokens: np.ndarray) -> str:
 
 
 def _write_json_atomic(path: Path, payload: dict[str, object]) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def smoke_data_dir(data_dir: Path) -> Path:

@@ -28,8 +28,6 @@ same for every seed. The smoke and full NanoGPT workloads both read through this
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -37,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.atomic import atomic_file
 from harness.errors import UsageError
 
 __all__ = [
@@ -76,18 +75,9 @@ def write_shard(path: Path | str, tokens: np.ndarray | Sequence[int]) -> None:
         raise UsageError(f"{path}: {array.size} tokens do not fit one shard (max 2**31 - 1)")
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[:3] = (SHARD_MAGIC, SHARD_VERSION, array.size)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header.tobytes())
-            f.write(array.astype("<u2").tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; shards are shared read-only data
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, fsync=True) as tmp, open(tmp, "wb") as f:  # readable by all: shared
+        f.write(header.tobytes())
+        f.write(array.astype("<u2").tobytes())
 
 
 def read_shard(path: Path | str) -> np.ndarray:

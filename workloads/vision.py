@@ -16,7 +16,6 @@ step, 1])`. Augmentations are tensor code on the device (no torchvision).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.algoperf.view import AlgoPerfView
+from harness.atomic import atomic_file
 from harness.contract import Role
 from harness.workload import Budget, Target, Workload, WorkloadConfig, roles_by_module
 
@@ -64,15 +64,14 @@ def digits32_arrays(data_dir: Path) -> Arrays:
             return (big.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).numpy()
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".split.{os.getpid()}.npz")
-        np.savez(
-            tmp,
-            x_train=to_rgb32(x_train),
-            y_train=y_train.astype(np.uint8),
-            x_test=to_rgb32(x_test),
-            y_test=y_test.astype(np.uint8),
-        )
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:  # a file: savez adds no suffix
+            np.savez(
+                f,
+                x_train=to_rgb32(x_train),
+                y_train=y_train.astype(np.uint8),
+                x_test=to_rgb32(x_test),
+                y_test=y_test.astype(np.uint8),
+            )
     with np.load(path) as cached:
         return cached["x_train"], cached["y_train"], cached["x_test"], cached["y_test"]
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
+from harness.atomic import write_text_atomic
 from harness.contract import Hyperparameters
 from harness.provenance import collect_provenance
-from harness.results import write_text_atomic
 from harness.runner import run_trial
 from harness.schedules import warmup_cosine
 from harness.submission import Submission, load_submission

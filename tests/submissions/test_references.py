@@ -42,13 +42,52 @@ def _trial(submission: str, workload: str, data_dir: Path, steps: int) -> dict:
 def _assert_trained(row: dict, steps: int) -> None:
     assert row["status"] in (TrialStatus.BUDGET_EXHAUSTED, TrialStatus.TARGET_REACHED), row["error"]
     assert row["steps"] == steps
-    assert row["optimizer_state_bytes"] >= 0
     assert all(math.isfinite(v) for v in (row["final_metric"], row["best_metric"]))
+
+
+# The optimizer state each update rule keeps, in parameter-sized buffers (momentum, second moment,
+# ...), read from its README's update rule; the memory accounting must count exactly that, up to
+# scalar counters (a step count or an estimate per tensor: digits@smoke has 10 tensors).
+STATE_BUFFERS = {
+    "sgd": 0,
+    **dict.fromkeys(("sgd-momentum", "sgd-nesterov", "lars", "lion", "signum"), 1),
+    **dict.fromkeys(("adagrad", "rmsprop"), 1),
+    **dict.fromkeys(("adam", "adamw", "adamw-optax", "nadamw", "radam", "adopt", "lamb"), 2),
+    **dict.fromkeys(("sophia", "schedule-free-adamw", "adadelta"), 2),
+    **dict.fromkeys(("amsgrad", "ademamix"), 3),
+    "prodigy": 4,  # x0, s, and the two moments
+}
+SCALAR_SLACK_BYTES = 256
+# Rules whose state is not a whole number of parameter copies: bounds on state / parameter bytes.
+STATE_RATIO_BOUNDS = {
+    "adafactor": (0.0, 0.25),  # factored second moment, no first moment
+    "adamw-8bit": (0.5, 0.6),  # two 8-bit moments plus block scales
+    "galore": (0.0, 1.0),  # moments in a low-rank projection
+    "adam-mini": (1.0, 1.1),  # a full first moment, one second moment per block
+    "muon": (1.0, 1.1),  # momentum on matrices; AdamW's two moments on the few others
+    "shampoo": (2.0, math.inf),  # per-matrix preconditioners
+    "soap": (2.0, math.inf),
+    "lbfgs": (2.0, math.inf),  # its history of (s, y) pairs
+}
+
+
+def test_every_reference_declares_its_state() -> None:
+    assert set(STATE_BUFFERS) | set(STATE_RATIO_BOUNDS) == set(REFERENCES)
 
 
 @pytest.mark.parametrize("submission", REFERENCES)
 def test_reference_trains_digits(submission: str, data_dir: Path) -> None:
-    _assert_trained(_trial(submission, "digits", data_dir, steps=20), steps=20)
+    row = _trial(submission, "digits", data_dir, steps=20)
+    _assert_trained(row, steps=20)
+    state, params = row["optimizer_state_bytes"], row["params_bytes"]
+    if submission in STATE_BUFFERS:
+        assert abs(state - STATE_BUFFERS[submission] * params) <= SCALAR_SLACK_BYTES, (
+            state,
+            params,
+        )
+    else:
+        low, high = STATE_RATIO_BOUNDS[submission]
+        assert low <= state / params <= high, (state, params)
 
 
 @pytest.mark.slow
