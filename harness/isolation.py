@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import multiprocessing.connection
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -41,7 +41,7 @@ _SUMMARY_KEYS = (
 )
 
 
-def summarize(row: dict[str, Any]) -> TrialSummary:
+def summarize(row: Mapping[str, Any]) -> TrialSummary:
     return {key: row.get(key) for key in _SUMMARY_KEYS}
 
 
@@ -158,7 +158,7 @@ def _collect(
             return summary
         except EOFError:
             pass
-    from harness.runner import failed_outcome
+    from harness.recorder import failed_outcome
 
     error = f"trial process died with exit code {proc.exitcode}"
     outcome = failed_outcome(spec, error, build_workload)

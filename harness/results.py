@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.errors import ResultsSchemaError
+from harness.record import EvalRecord, Provenance, TrialRecord, columns
 
 __all__ = [
     "EVALS_SCHEMA",
@@ -38,98 +39,28 @@ __all__ = [
 SCHEMA_VERSION = 3
 _VERSION_KEY = b"optbench_schema_version"
 
-# Every row of both tables carries these, so a row copied anywhere still says where it came from.
-PROVENANCE_FIELDS: list[pa.Field] = [
-    pa.field("git_commit", pa.string()),
-    pa.field("git_dirty", pa.bool_()),
-    pa.field("optbench_version", pa.string()),
-    pa.field("python_version", pa.string()),
-    pa.field("torch_version", pa.string()),
-    pa.field("jax_version", pa.string()),
-    pa.field("optax_version", pa.string()),
-    pa.field("device_name", pa.string()),
-    pa.field("cpu_model", pa.string()),
-    pa.field("hostname", pa.string()),
-    pa.field("slurm_job_id", pa.string()),
-    pa.field("command_line", pa.string()),
-    pa.field("created_utc", pa.string()),
-]
+_PA_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 
-_TRIAL_FIELDS: list[pa.Field] = [
-    pa.field("trial_id", pa.string(), nullable=False),
-    # what ran
-    pa.field("workload", pa.string()),
-    pa.field("workload_version", pa.int64()),
-    pa.field("scale", pa.string()),
-    pa.field("submission", pa.string()),
-    pa.field("submission_hash", pa.string()),
-    pa.field("hparams_json", pa.string()),
-    pa.field("seed", pa.int64()),
-    pa.field("ruleset", pa.string()),
-    pa.field("ruleset_json", pa.string()),
-    pa.field("study", pa.int64()),
-    pa.field("trial_index", pa.int64()),
-    pa.field("hardware_class", pa.string()),
-    pa.field("precision", pa.string()),
-    pa.field("num_threads", pa.int64()),
-    # how it ended
-    pa.field("status", pa.string()),  # harness.runner.TrialStatus
-    pa.field("error", pa.string()),
-    # the target and time / steps / tokens to reach it (null: never reached)
-    pa.field("target_metric", pa.string()),
-    pa.field("target_value", pa.float64()),
-    pa.field("target_direction", pa.string()),
-    pa.field("time_to_target_s", pa.float64()),
-    pa.field("steps_to_target", pa.int64()),
-    pa.field("tokens_to_target", pa.int64()),
-    pa.field("final_metric", pa.float64()),
-    pa.field("best_metric", pa.float64()),
-    pa.field("steps", pa.int64()),
-    pa.field("tokens", pa.int64()),
-    # the clock (seconds)
-    pa.field("train_time_s", pa.float64()),
-    pa.field("compile_time_s", pa.float64()),
-    pa.field("eval_time_s", pa.float64()),
-    pa.field("wall_time_s", pa.float64()),
-    pa.field("throughput_per_s", pa.float64()),
-    pa.field("throughput_unit", pa.string()),
-    # memory accounting (bytes)
-    pa.field("params_bytes", pa.int64()),
-    pa.field("grads_bytes", pa.int64()),
-    pa.field("optimizer_state_bytes", pa.int64()),
-    pa.field("peak_bytes", pa.int64()),
-    pa.field("activations_bytes", pa.int64()),
-    pa.field("peak_source", pa.string()),
-    # how it ran (schema v2): launcher runs of this trial (retries), and resumes from a checkpoint
-    pa.field("attempts", pa.int64()),
-    pa.field("restarts", pa.int64()),
-    # schema v3: the target's seed gate, the model's size and batch (ladder rungs differ), and the
-    # memory cap of a fixed-resource trial (a peak above it is status `over_budget`)
-    pa.field("target_seeds", pa.int64()),
-    pa.field("target_gate_margin", pa.float64()),
-    pa.field("num_params", pa.int64()),
-    pa.field("batch_size", pa.int64()),
-    pa.field("memory_cap_bytes", pa.int64()),
-]
+
+def _fields(record_type: type) -> list[pa.Field]:
+    """The parquet columns of a record type (`harness.record`), in its fields' order."""
+    return [
+        pa.field(name, _PA_TYPES[kind], nullable=nullable)
+        for name, kind, nullable in columns(record_type)
+    ]
+
+
+PROVENANCE_FIELDS: list[pa.Field] = _fields(Provenance)
+
 # Columns each schema version added: older files are read with them null.
 _ADDED_IN = {
     2: {"attempts", "restarts"},
     3: {"target_seeds", "target_gate_margin", "num_params", "batch_size", "memory_cap_bytes"},
 }
 
-_EVAL_FIELDS: list[pa.Field] = [
-    pa.field("trial_id", pa.string(), nullable=False),
-    pa.field("eval_index", pa.int64()),
-    pa.field("step", pa.int64()),
-    pa.field("tokens", pa.int64()),
-    pa.field("train_time_s", pa.float64()),
-    pa.field("metric", pa.string()),
-    pa.field("value", pa.float64()),
-]
-
 _METADATA = {_VERSION_KEY: str(SCHEMA_VERSION).encode()}
-TRIALS_SCHEMA = pa.schema(_TRIAL_FIELDS + PROVENANCE_FIELDS, metadata=_METADATA)
-EVALS_SCHEMA = pa.schema(_EVAL_FIELDS + PROVENANCE_FIELDS, metadata=_METADATA)
+TRIALS_SCHEMA = pa.schema(_fields(TrialRecord), metadata=_METADATA)
+EVALS_SCHEMA = pa.schema(_fields(EvalRecord), metadata=_METADATA)
 _TABLES = {"trials": TRIALS_SCHEMA, "evals": EVALS_SCHEMA}
 
 
@@ -146,7 +77,7 @@ class ResultsStore:
     # -- writing -------------------------------------------------------------------------------
 
     def write_trial(
-        self, trial_row: dict[str, Any], eval_rows: Sequence[dict[str, Any]] | pa.Table
+        self, trial_row: Mapping[str, Any], eval_rows: Sequence[Mapping[str, Any]] | pa.Table
     ) -> bool:
         """Writes one trial and its evals atomically; returns False if the trial id exists already.
 
@@ -159,7 +90,7 @@ class ResultsStore:
         return self.write_trials([(trial_row, eval_rows)]) == 1
 
     def write_trials(
-        self, trials: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]] | pa.Table]]
+        self, trials: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]] | pa.Table]]
     ) -> int:
         """Writes many trials (as `write_trial` does one); returns how many were new.
 
@@ -288,7 +219,7 @@ def _validate_file(path: Path, schema: pa.Schema) -> None:
         )
 
 
-def _to_table(rows: list[dict[str, Any]], schema: pa.Schema, name: str) -> pa.Table:
+def _to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema, name: str) -> pa.Table:
     for index, row in enumerate(rows):
         missing = [f.name for f in schema if f.name not in row]
         if missing:
@@ -301,7 +232,7 @@ def _to_table(rows: list[dict[str, Any]], schema: pa.Schema, name: str) -> pa.Ta
                     f"(schema v{SCHEMA_VERSION})"
                 )
     try:
-        return pa.Table.from_pylist(rows, schema=schema)
+        return pa.Table.from_pylist([dict(row) for row in rows], schema=schema)
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise ResultsSchemaError(
             f"{name} row does not fit schema v{SCHEMA_VERSION}: {exc}"

@@ -14,8 +14,6 @@ import multiprocessing as mp
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,41 +23,18 @@ import torch.distributed as dist
 from harness import checkpoint, memory, parallel
 from harness.checkpoint import TrialCheckpoint
 from harness.clock import Clock
-from harness.contract import Hyperparameters, ParamGroups, WorkloadInfo
+from harness.contract import Hyperparameters, WorkloadInfo
 from harness.live import LiveTrial
 from harness.needs_cuda import needs_cuda
 from harness.parallel import Collective, GradientPass
-from harness.provenance import collect_provenance, cpu_model
-from harness.results import PROVENANCE_FIELDS, TRIALS_SCHEMA
+from harness.recorder import Recorder, TrialOutcome, failed_outcome
 from harness.stepper import make_stepper
 from harness.stepping import Stepper, TrainingComplete, TrialContext
 from harness.submission import load_submission
 from harness.trial import ResolvedTrial, TrialSpec, TrialStatus
 from harness.workload import BuildWorkload, Workload
 
-__all__ = ["TrialOutcome", "failed_outcome", "hardware_class", "run_rank", "run_trial"]
-
-
-@dataclass(slots=True)
-class TrialOutcome:
-    """A finished trial: one `trials` row and its `evals` rows (schemas in `harness.results`)."""
-
-    row: dict[str, Any]
-    evals: list[dict[str, Any]] = field(default_factory=list)
-    train_losses: list[float] = field(default_factory=list)  # per step; not stored
-
-    @property
-    def status(self) -> TrialStatus:
-        return TrialStatus(self.row["status"])
-
-
-def hardware_class(device: torch.device, num_threads: int, world_size: int = 1) -> str:
-    """Wall-clock results compare only within one hardware class."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} x{world_size}"
-    threads = f"{num_threads} thread{'s' if num_threads > 1 else ''}"
-    processes = f" x{world_size}" if world_size > 1 else ""
-    return f"cpu {cpu_model()} ({threads}){processes}"
+__all__ = ["run_rank", "run_trial"]
 
 
 def run_trial(
@@ -93,12 +68,12 @@ def run_rank(
     wall_start = time.perf_counter()
     torch.set_num_threads(spec.num_threads)
     device = _rank_device(spec.device, collective.rank)
-    record: _Record | None = None
+    record: Recorder | None = None
     try:
         submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
         workload = build_workload(spec.workload, spec.scale, Path(spec.data_dir))
         trial = ResolvedTrial(spec, workload.version, submission.name, submission.source_hash)
-        record = _Record(trial, device, attempt, workload)
+        record = Recorder(trial, device, attempt, workload)
         hp = Hyperparameters(spec.hparams)
         submission.search_space.validate_point(hp)
         workload.setup(device, spec.seed)
@@ -118,12 +93,12 @@ def run_rank(
         record.memory(model, groups, stepper, peak.read())
         record.check_memory_cap()
     except Exception as exc:  # the trial boundary: the one place where failures become data
-        record = record or _Record(ResolvedTrial.unresolved(spec), device, attempt)
+        record = record or Recorder(ResolvedTrial.unresolved(spec), device, attempt)
         capped_oom = isinstance(exc, torch.OutOfMemoryError) and spec.memory_cap_bytes is not None
         cuda_line = needs_cuda(exc, Path(spec.submission), device.type)  # first, on one line
         error = "\n\n".join(filter(None, [cuda_line, traceback.format_exc()]))
         record.fail(error, TrialStatus.OVER_BUDGET if capped_oom else TrialStatus.FAILED)
-    record.row["wall_time_s"] = time.perf_counter() - wall_start
+    record.trial.wall_time_s = time.perf_counter() - wall_start
     return record.outcome()
 
 
@@ -131,7 +106,7 @@ def _cap_device_memory(cap_bytes: int | None, device: torch.device, floor_bytes:
     """On CUDA, limits torch's caching allocator to the cap above what is already allocated (the
     staged data), so an allocation past it raises `torch.OutOfMemoryError`. The limit bounds
     reserved memory, which is at least the allocated peak the cap is checked against. On other
-    devices the cap is only checked after training (`_Record.check_memory_cap`)."""
+    devices the cap is only checked after training (`Recorder.check_memory_cap`)."""
     if cap_bytes is None or device.type != "cuda":
         return
     total_bytes = torch.cuda.get_device_properties(device).total_memory
@@ -146,7 +121,7 @@ def _train(
     stepper: Stepper,
     info: WorkloadInfo,
     spec: TrialSpec,
-    record: _Record,
+    record: Recorder,
     collective: Collective,
     start_step: int,
     live: LiveTrial | None,
@@ -156,6 +131,7 @@ def _train(
     Rank 0 evaluates, checkpoints and decides; every rank follows its decision."""
     clock, config, device = record.clock, workload.config, _model_device(model)
     losses: list[torch.Tensor] = []  # global mean losses since the last eval, fetched at evals
+    ending: TrialStatus | None = None  # decided at an eval: diverged, or stopped at the target
     for step in range(start_step, info.max_steps):
         with clock.timed():
             is_complete = _step(stepper, workload, model, step, losses)
@@ -172,19 +148,18 @@ def _train(
             continue
         with clock.timed():
             stepper.prepare_for_eval()
-        stop = collective.rank == 0 and _eval_point(
-            workload, model, stepper, losses, done_steps, record
-        )
-        stop = collective.from_rank0(stop or out_of_time or is_complete, device)
+        if collective.rank == 0:
+            ending = _eval_point(workload, model, stepper, losses, done_steps, record)
+        stop = collective.from_rank0(ending is not None or out_of_time or is_complete, device)
         if live is not None and collective.rank == 0:
             if not stop:  # a finished trial's rows are its record; no resume needed
                 _save_checkpoint(live, done_steps, model, stepper, workload, record)
             live.append_progress(done_steps, clock.train_s, record.last_metrics)
         if stop:
             break
-    if collective.rank == 0 and "status" not in record.row:
-        reached = record.reached_target
-        record.finish(TrialStatus.TARGET_REACHED if reached else TrialStatus.BUDGET_EXHAUSTED)
+    if collective.rank == 0:
+        reached = TrialStatus.TARGET_REACHED if record.reached_target else None
+        record.finish(ending or reached or TrialStatus.BUDGET_EXHAUSTED)
 
 
 def _step(
@@ -210,9 +185,10 @@ def _eval_point(
     stepper: Stepper,
     losses: list[torch.Tensor],
     done_steps: int,
-    record: _Record,
-) -> bool:
-    """Evaluates, records the point and the interval's losses; True when the trial must stop."""
+    record: Recorder,
+) -> TrialStatus | None:
+    """Evaluates, records the point and the interval's losses; returns how the trial ends if it
+    must stop here (diverged, or at its target), else None."""
     metrics = _evaluate(workload, model, record.clock)
     interval = torch.stack(losses).float().cpu() if losses else torch.zeros(0)
     record.train_losses += interval.tolist()
@@ -222,9 +198,10 @@ def _eval_point(
     record.eval_point(done_steps, metrics)
     stepper.observe_eval(done_steps, metrics)
     if not bool(torch.isfinite(interval).all()) or not all(map(math.isfinite, metrics.values())):
-        record.finish(TrialStatus.DIVERGED)
-        return True
-    return record.reached_target and record.spec.stop_at_target
+        return TrialStatus.DIVERGED
+    if record.reached_target and record.spec.stop_at_target:
+        return TrialStatus.TARGET_REACHED
+    return None
 
 
 def _run_data_parallel(
@@ -259,9 +236,8 @@ def _run_data_parallel(
                 process.join()
     failed_ranks = [r for r, p in enumerate(ranks, start=1) if p.exitcode != 0]
     if failed_ranks and outcome.status not in (TrialStatus.FAILED, TrialStatus.OVER_BUDGET):
-        outcome.row.update(
-            status=str(TrialStatus.FAILED), error=f"ranks {failed_ranks} exited with an error"
-        )
+        outcome.record.status = str(TrialStatus.FAILED)
+        outcome.record.error = f"ranks {failed_ranks} exited with an error"
     return outcome
 
 
@@ -325,7 +301,7 @@ def _save_checkpoint(
     model: torch.nn.Module,
     stepper: Stepper,
     workload: Workload,
-    record: _Record,
+    record: Recorder,
 ) -> None:
     """Checkpoints the trial after `step` steps (untimed); skipped when the submission's state
     cannot be taken (a full-control submission without `state_dict`): it would restart afresh."""
@@ -343,13 +319,13 @@ def _save_checkpoint(
             rng=checkpoint.rng_state(_model_device(model)),
             record=record.state(),
             clock={"train_s": clock.train_s, "compile_s": clock.compile_s, "eval_s": clock.eval_s},
-            restarts=record.row["restarts"],
+            restarts=record.trial.restarts or 0,
         ),
     )
 
 
 def _resume(
-    live: LiveTrial, model: torch.nn.Module, stepper: Stepper, workload: Workload, record: _Record
+    live: LiveTrial, model: torch.nn.Module, stepper: Stepper, workload: Workload, record: Recorder
 ) -> int:
     """Restores the trial's last checkpoint, if any; returns the step to continue from."""
     saved = checkpoint.load_checkpoint(live)
@@ -364,219 +340,9 @@ def _resume(
     clock = record.clock
     clock.train_s, clock.eval_s = saved.clock["train_s"], saved.clock["eval_s"]
     clock.compile_s += saved.clock["compile_s"]  # this process compiled again: both count
-    record.row["restarts"] = saved.restarts + 1
+    record.trial.restarts = saved.restarts + 1
     return saved.step
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-class _Record:
-    """Accumulates a trial's row and eval rows as the trial runs (all untimed)."""
-
-    def __init__(
-        self,
-        trial: ResolvedTrial,
-        device: torch.device,
-        attempts: int,
-        workload: Workload | None = None,
-    ) -> None:
-        spec = self.spec = trial.spec
-        self.device = device
-        self.train_losses: list[float] = []  # every step's global mean training loss
-        self.clock = Clock.for_device(device)
-        self.evals: list[dict[str, Any]] = []
-        self.reached_target = False
-        self._target: Any = None
-        self._tokens_per_step = 0
-        self._eval_points: list[tuple[int, float]] = []
-        self.row: dict[str, Any] = {
-            "trial_id": trial.trial_id,
-            "workload": spec.workload,
-            "scale": spec.scale,
-            "submission": trial.submission_name,
-            "hparams_json": spec.hparams_json,
-            "seed": spec.seed,
-            "ruleset": spec.ruleset,
-            "ruleset_json": spec.ruleset_json,
-            "study": spec.study,
-            "trial_index": spec.trial_index,
-            "num_threads": spec.num_threads,
-            "hardware_class": hardware_class(device, spec.num_threads, spec.world_size),
-            "steps": 0,
-            "tokens": 0,
-            "error": None,
-            "attempts": attempts,
-            "restarts": 0,
-            "memory_cap_bytes": spec.memory_cap_bytes,
-        }
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        self.row.update(collect_provenance(name, spec.command_line or None))
-        if workload is not None:
-            self._describe(trial, workload)
-
-    def _describe(self, trial: ResolvedTrial, workload: Workload) -> None:
-        config = workload.config
-        self._target = config.target
-        self._tokens_per_step = config.tokens_per_step
-        self.row.update(
-            workload_version=trial.workload_version,
-            submission_hash=trial.submission_hash,
-            precision=workload.precision(self.device),
-            throughput_unit=config.throughput_unit,
-            target_metric=config.target.metric,
-            target_value=config.target.value,
-            target_direction=str(config.target.direction),
-            target_seeds=config.target.seeds,
-            target_gate_margin=config.target.gate_margin,
-            batch_size=config.batch_size,
-        )
-
-    _RESUMED_FIELDS = (
-        "steps",
-        "tokens",
-        "final_metric",
-        "best_metric",
-        "time_to_target_s",
-        "steps_to_target",
-        "tokens_to_target",
-    )
-
-    def state(self) -> dict[str, Any]:
-        """What a checkpoint keeps of the record (see `load_state`)."""
-        return {
-            "train_losses": list(self.train_losses),
-            "evals": [dict(r) for r in self.evals],
-            "reached_target": self.reached_target,
-            "eval_points": list(self._eval_points),
-            "row": {name: self.row.get(name) for name in self._RESUMED_FIELDS},
-        }
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.train_losses = list(state["train_losses"])
-        self.evals = [dict(r) for r in state["evals"]]
-        self.reached_target = bool(state["reached_target"])
-        self._eval_points = [tuple(p) for p in state["eval_points"]]
-        self.row.update(state["row"])
-
-    @property
-    def last_metrics(self) -> dict[str, float]:
-        """The metrics of the last eval point."""
-        if not self._eval_points:
-            return {}
-        index = len(self._eval_points) - 1
-        return {r["metric"]: r["value"] for r in self.evals if r["eval_index"] == index}
-
-    @property
-    def last_eval_steps(self) -> int | None:
-        """The step count of the last eval point (None before the first)."""
-        return self._eval_points[-1][0] if self._eval_points else None
-
-    def eval_point(self, steps: int, metrics: dict[str, float]) -> None:
-        tokens = steps * self._tokens_per_step
-        index = len(self._eval_points)
-        self._eval_points.append((steps, self.clock.train_s))
-        for name, value in sorted(metrics.items()):
-            self.evals.append(
-                {
-                    "trial_id": self.row["trial_id"],
-                    "eval_index": index,
-                    "step": steps,
-                    "tokens": tokens,
-                    "train_time_s": self.clock.train_s,
-                    "metric": name,
-                    "value": value,
-                }
-            )
-        value = metrics[self._target.metric]
-        best = self.row.get("best_metric")
-        self.row.update(
-            steps=steps,
-            tokens=tokens,
-            final_metric=value,
-            best_metric=value if best is None else self._target.better(best, value),
-        )
-        if not self.reached_target and self._target.is_met(value):
-            self.reached_target = True
-            self.row.update(
-                time_to_target_s=self.clock.train_s, steps_to_target=steps, tokens_to_target=tokens
-            )
-
-    def finish(self, status: TrialStatus) -> None:
-        self.row["status"] = str(status)
-        (first_steps, first_s), (last_steps, last_s) = self._eval_points[0], self._eval_points[-1]
-        if last_s > first_s:  # steady state: after the first eval interval
-            rate = (last_steps - first_steps) / (last_s - first_s)
-        else:
-            rate = last_steps / last_s if last_s > 0 else float("nan")
-        self.row["throughput_per_s"] = rate * self._tokens_per_step
-
-    def memory(
-        self, model: torch.nn.Module, groups: ParamGroups, stepper: Stepper, peak: tuple[int, str]
-    ) -> None:
-        params = list(groups.params)
-        not_state = params + list(model.buffers())  # e.g. BatchNorm statistics
-        static = {
-            "params_bytes": memory.params_bytes(params),
-            "grads_bytes": memory.grads_bytes(params),
-            "optimizer_state_bytes": memory.optimizer_state_bytes(
-                stepper.optimizer_state, not_state
-            ),
-        }
-        peak_bytes, source = peak
-        self.row.update(
-            static,
-            peak_bytes=peak_bytes,
-            peak_source=source,
-            num_params=sum(p.numel() for p in params),
-            activations_bytes=max(0, peak_bytes - sum(static.values())),
-        )
-
-    def check_memory_cap(self) -> None:
-        """Marks the trial `over_budget` when its measured peak exceeds its memory cap."""
-        cap = self.spec.memory_cap_bytes
-        if cap is not None and self.row["peak_bytes"] > cap:
-            self.row["status"] = str(TrialStatus.OVER_BUDGET)
-
-    def fail(self, error: str, status: TrialStatus = TrialStatus.FAILED) -> None:
-        self.row.update(status=str(status), error=error)
-
-    def outcome(self) -> TrialOutcome:
-        self.row.update(
-            train_time_s=self.clock.train_s,
-            compile_time_s=self.clock.compile_s,
-            eval_time_s=self.clock.eval_s,
-        )
-        provenance = {f.name: self.row[f.name] for f in PROVENANCE_FIELDS}
-        evals = [{**row, **provenance} for row in self.evals]
-        full = {name: self.row.get(name) for name in TRIALS_SCHEMA.names}
-        return TrialOutcome(row=full, evals=evals, train_losses=self.train_losses)
-
-
-def failed_outcome(
-    spec: TrialSpec,
-    error: str,
-    build_workload: BuildWorkload,
-    status: TrialStatus = TrialStatus.FAILED,
-    attempts: int = 1,
-    evals: Sequence[Mapping[str, Any]] = (),
-) -> TrialOutcome:
-    """The record of a trial that ended outside `run_trial`: its process killed or crashed,
-    its SLURM job cancelled or out of time, or stopped early by the search's scheduler. `evals`
-    are the eval points it reported (`LiveTrial.read_progress`), kept in the record."""
-    trial, workload = ResolvedTrial.unresolved(spec), None
-    try:
-        submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
-        workload = build_workload(spec.workload, spec.scale, Path(spec.data_dir))
-        trial = ResolvedTrial(spec, workload.version, submission.name, submission.source_hash)
-    except Exception as exc:  # describing is best effort: the failure itself is what matters
-        trial, workload = ResolvedTrial.unresolved(spec), None
-        error += f"\n(while describing the trial: {exc})"
-    record = _Record(trial, torch.device(spec.device), attempts, workload)
-    if workload is not None:
-        for point in evals:
-            record.clock.train_s = point["train_time_s"]
-            record.eval_point(point["step"], dict(point["metrics"]))
-    record.fail(error, status)
-    return record.outcome()

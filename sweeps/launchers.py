@@ -34,11 +34,11 @@ from harness.atomic import write_text_atomic
 from harness.errors import UsageError
 from harness.isolation import start_isolated
 from harness.live import LiveTrial
-from harness.results import ResultsStore
 
 # At import, not when a trial ends: a row stored after Ray Tune stops a trial must be quick, or
 # Ray moves on before it is written (a first import of torch there took seconds).
-from harness.runner import failed_outcome  # imports torch
+from harness.recorder import failed_outcome  # imports torch
+from harness.results import ResultsStore
 from harness.trial import TrialSpec, TrialStatus
 from sweeps.identity import spec_trial_id
 from workloads import get_workload
@@ -438,9 +438,9 @@ def _record(
     assert ending.status is not None
     progress = live.read_progress()
     outcome = failed_outcome(spec, ending.detail, get_workload, ending.status, attempts, progress)
-    outcome.row["wall_time_s"] = elapsed_s  # the supervisor's clock: the process could not say
+    outcome.record.wall_time_s = elapsed_s  # the supervisor's clock: the process could not say
     if job_ids:
-        outcome.row["slurm_job_id"] = ",".join(job_ids)
+        outcome.record.provenance.slurm_job_id = ",".join(job_ids)
         for row in outcome.evals:
-            row["slurm_job_id"] = outcome.row["slurm_job_id"]
+            row["slurm_job_id"] = outcome.record.provenance.slurm_job_id
     store.write_trial(outcome.row, outcome.evals)

@@ -64,8 +64,9 @@ class TrialJob(submitit.helpers.Checkpointable):
 
         from harness.isolation import summarize
         from harness.parallel import Collective, leave_process_group
+        from harness.recorder import failed_outcome
         from harness.results import ResultsStore
-        from harness.runner import failed_outcome, run_rank
+        from harness.runner import run_rank
 
         if spec.world_size != env.num_tasks:
             raise ValueError(f"trial asks for {spec.world_size} processes, job has {env.num_tasks}")

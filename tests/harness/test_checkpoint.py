@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness.live import LiveTrial
-from harness.runner import TrialOutcome, run_trial
+from harness.recorder import TrialOutcome
+from harness.runner import run_trial
 from harness.submission import load_submission
 from harness.trial import TrialSpec
 from workloads import get_workload

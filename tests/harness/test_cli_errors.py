@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import torch
 
+from harness.recorder import failed_outcome
 from harness.results import ResultsStore
-from harness.runner import failed_outcome
 from harness.trial import TrialSpec
 from sweeps.cli import build_parser, main
 from workloads import get_workload
@@ -384,7 +384,7 @@ def _two_hardware_classes(root: Path, data_dir: Path) -> Path:
             data_dir=str(data_dir),
         )
         outcome = failed_outcome(spec, "stored by the test", get_workload)
-        outcome.row["hardware_class"] = hardware
+        outcome.record.hardware_class = hardware
         store.write_trial(outcome.row, outcome.evals)
     return results
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.runner import TrialOutcome
+from harness.recorder import TrialOutcome
 from harness.trial import FINISHED, ResolvedTrial, TrialSpec, TrialStatus
 
 ADAMW_POINT = {"lr": 3e-3, "weight_decay": 0.05, "beta1": 0.9, "warmup_frac": 0.05}

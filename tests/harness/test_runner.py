@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from harness.isolation import run_isolated
+from harness.recorder import TrialOutcome
 from harness.results import ResultsStore
-from harness.runner import TrialOutcome, run_trial
+from harness.runner import run_trial
 from harness.trial import TrialSpec, TrialStatus
 from workloads import Digits, get_workload
 
