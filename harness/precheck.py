@@ -27,7 +27,7 @@ from harness.contract import Hyperparameters, ParamGroups
 from harness.errors import ContractError
 from harness.stepper import check_factory
 from harness.submission import Submission, load_submission
-from harness.trial import TrialSpec
+from harness.trial import RulesetName, TrialSpec
 
 if TYPE_CHECKING:
     from harness.workload import Workload
@@ -58,7 +58,9 @@ def check_trial(spec: TrialSpec, workload: Workload) -> None:
       ContractError: the point is outside the search space, or a level-1 submission's
         `optimizer()` raises or returns what the runner would refuse.
     """
-    submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
+    submission = load_submission(
+        spec.submission, allow_self_tuning=spec.ruleset == RulesetName.SELF
+    )
     hp = Hyperparameters(spec.hparams)
     submission.search_space.validate_point(hp)
     groups = shape_only_params(workload, spec.seed)

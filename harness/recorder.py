@@ -23,7 +23,7 @@ from harness.provenance import collect_provenance, cpu_model
 from harness.record import EvalRecord, Provenance, TrialRecord
 from harness.stepping import Stepper
 from harness.submission import load_submission
-from harness.trial import ResolvedTrial, TrialSpec, TrialStatus
+from harness.trial import ResolvedTrial, RulesetName, TrialSpec, TrialStatus
 from harness.workload import BuildWorkload, Workload
 
 __all__ = ["Recorder", "TrialOutcome", "failed_outcome", "hardware_class"]
@@ -119,8 +119,8 @@ class Recorder:
         self._tokens_per_step = config.tokens_per_step
         record.workload_version = trial.workload_version
         record.submission_hash = trial.submission_hash
-        record.precision = workload.precision(self.device)
-        record.throughput_unit = config.throughput_unit
+        record.precision = str(workload.precision(self.device))
+        record.throughput_unit = str(config.throughput_unit)
         record.target_metric = config.target.metric
         record.target_value = config.target.value
         record.target_direction = str(config.target.direction)
@@ -240,7 +240,9 @@ def failed_outcome(
     are the eval points it reported (`LiveTrial.read_progress`), kept in the record."""
     trial, workload = ResolvedTrial.unresolved(spec), None
     try:
-        submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
+        submission = load_submission(
+            spec.submission, allow_self_tuning=spec.ruleset == RulesetName.SELF
+        )
         workload = build_workload(spec.workload, spec.scale, Path(spec.data_dir))
         trial = ResolvedTrial(spec, workload.version, submission.name, submission.source_hash)
     except Exception as exc:  # describing is best effort: the failure itself is what matters

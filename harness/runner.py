@@ -31,7 +31,7 @@ from harness.recorder import Recorder, TrialOutcome, failed_outcome
 from harness.stepper import make_stepper
 from harness.stepping import Stepper, TrainingComplete, TrialContext
 from harness.submission import load_submission
-from harness.trial import ResolvedTrial, TrialSpec, TrialStatus
+from harness.trial import ResolvedTrial, RulesetName, TrialSpec, TrialStatus
 from harness.workload import BuildWorkload, Workload
 
 __all__ = ["run_rank", "run_trial"]
@@ -70,7 +70,9 @@ def run_rank(
     device = _rank_device(spec.device, collective.rank)
     record: Recorder | None = None
     try:
-        submission = load_submission(spec.submission, allow_self_tuning=spec.ruleset == "self")
+        submission = load_submission(
+            spec.submission, allow_self_tuning=spec.ruleset == RulesetName.SELF
+        )
         workload = build_workload(spec.workload, spec.scale, Path(spec.data_dir))
         trial = ResolvedTrial(spec, workload.version, submission.name, submission.source_hash)
         record = Recorder(trial, device, attempt, workload)

@@ -9,7 +9,41 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["FAULTS", "FINISHED", "ResolvedTrial", "TrialSpec", "TrialStatus", "search_algorithm"]
+__all__ = [
+    "FAULTS",
+    "FINISHED",
+    "ResolvedTrial",
+    "RulesetName",
+    "SearchAlgorithm",
+    "Track",
+    "TrialSpec",
+    "TrialStatus",
+    "search_algorithm",
+]
+
+
+class RulesetName(StrEnum):
+    """The tuning budget a trial was run under (`TrialSpec.ruleset`)."""
+
+    SINGLE = "single"  # one trial asked for by `optbench run`
+    EXTERNAL = "external"  # N trials x S studies from the submission's search space
+    SELF = "self"  # 1 trial x S studies at the defaults, for self-tuning submissions
+    COMPUTE = "compute"  # trial-seconds per study, spent trial after trial
+
+
+class SearchAlgorithm(StrEnum):
+    """How an external-ruleset study picks its points."""
+
+    QUASI_RANDOM = "quasi-random"
+    TPE = "tpe"  # Optuna's TPE through Ray Tune
+    ASHA = "asha"  # quasi-random points, stopped early by ASHA
+
+
+class Track(StrEnum):
+    """What is held fixed across submissions."""
+
+    FIXED_MODEL = "fixed-model"  # the model, data, batch and precision
+    FIXED_RESOURCE = "fixed-resource"  # a memory cap and a time budget; the model size is searched
 
 
 class TrialStatus(StrEnum):
@@ -41,7 +75,7 @@ FAULTS = frozenset(
 
 def search_algorithm(ruleset_json: str) -> str:
     """The search algorithm a trial's recorded ruleset names (quasi-random where none is named)."""
-    return str(json.loads(ruleset_json).get("search", "quasi-random"))
+    return str(json.loads(ruleset_json).get("search", SearchAlgorithm.QUASI_RANDOM))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +106,7 @@ class TrialSpec:
     hparams_json: str
     seed: int
     data_dir: str
-    ruleset: str = "single"
+    ruleset: str = RulesetName.SINGLE
     ruleset_json: str = "{}"
     study: int = 0
     trial_index: int = 0

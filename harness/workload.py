@@ -28,6 +28,8 @@ __all__ = [
     "Budget",
     "BuildWorkload",
     "Direction",
+    "Precision",
+    "ThroughputUnit",
     "Target",
     "Workload",
     "WorkloadConfig",
@@ -39,6 +41,20 @@ __all__ = [
 BuildWorkload = Callable[[str, str, Path], "Workload"]
 """Builds the workload a trial names, at its scale, over its data folder (`workloads.get_workload`).
 The layers above pass it down: the harness itself knows no workload by name."""
+
+
+class Precision(StrEnum):
+    """How a trial's forward passes run on a GPU (a CPU trial always runs `fp32`)."""
+
+    FP32 = "fp32"
+    BF16_AUTOCAST = "bf16-autocast"  # bfloat16 under torch.autocast; weights and optimizer fp32
+
+
+class ThroughputUnit(StrEnum):
+    """What a workload's `tokens_per_step` counts."""
+
+    TOKENS = "tokens"
+    EXAMPLES = "examples"
 
 
 class Direction(StrEnum):
@@ -140,9 +156,9 @@ class WorkloadConfig:
     budget: Budget
     batch_size: int
     tokens_per_step: int
-    throughput_unit: str
+    throughput_unit: ThroughputUnit
     eval_every_steps: int
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     model: tuple[tuple[str, Any], ...] = ()
     micro_batch_size: int | None = None
     eval_every_steps_late: int | None = None
@@ -261,15 +277,15 @@ class Workload(abc.ABC):
         """Restores `state_dict()`'s state (after `setup` and `build_model`)."""
         return None
 
-    def precision(self, device: torch.device) -> str:
+    def precision(self, device: torch.device) -> Precision:
         """The precision a trial on `device` runs: `config.precision` on a GPU, else `fp32`."""
-        return self.config.precision if device.type == "cuda" else "fp32"
+        return self.config.precision if device.type == "cuda" else Precision.FP32
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
         """The autocast region for forward passes under `precision(device)`."""
         import torch
 
-        if self.precision(device).startswith("bf16"):
+        if self.precision(device) is Precision.BF16_AUTOCAST:
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

@@ -14,7 +14,6 @@ import io
 import os
 import re
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,22 @@ from harness.commandline import (
     seconds,
 )
 from harness.errors import OptbenchError, UsageError
-from reports.commands import leaderboard_folder, write_leaderboard
-from sweeps.rulesets import DEFAULT_WORKLOADS, REFERENCES
+from harness.submission import load_submission
+from harness.trial import RulesetName, SearchAlgorithm, Track
+from sweeps.plan import (
+    DEFAULT_RETRIES,
+    LaunchChoice,
+    LauncherKind,
+    RulesetChoice,
+    SweepCommand,
+    SweepPlan,
+    read_manifest,
+    read_plan,
+)
+from sweeps.rulesets import DEFAULT_WORKLOADS, REFERENCES, WorkloadAtScale
 from sweeps.trial_commands import parse_workloads
 
-__all__ = ["parse_bytes", "register"]
-
-
-_DEFAULT_RETRIES = 1
+__all__ = ["parse_bytes", "plan_of", "register"]
 
 
 _BYTE_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -93,7 +100,7 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
         type=nonnegative,
         default=None,
         help="re-runs of a trial whose process was killed (default: the cluster "
-        f"profile's, or {_DEFAULT_RETRIES} locally)",
+        f"profile's, or {DEFAULT_RETRIES} locally)",
     )
     p.add_argument(
         "--train-to-budget",
@@ -198,219 +205,106 @@ def _add_scaling_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _resource_caps(args: argparse.Namespace) -> Any:
-    """The fixed-resource track's caps from the command line (None on the fixed-model track)."""
-    from sweeps.rulesets import ResourceCaps
+def _ruleset_choice(args: argparse.Namespace) -> RulesetChoice:
+    """The options' tuning budget.
 
+    Raises:
+      UsageError: caps given off the fixed-resource track, or missing on it.
+    """
+    track = Track(args.track)
     given = [
         f"--{n}"
         for n, v in (("memory-cap", args.memory_cap), ("time-budget-s", args.time_budget_s))
         if v is not None
     ]
-    if args.track == "fixed-model":
-        if given:
-            raise UsageError(f"{', '.join(given)}: only for --track fixed-resource")
-        return None
-    if len(given) < 2:
+    if track is Track.FIXED_MODEL and given:
+        raise UsageError(f"{', '.join(given)}: only for --track fixed-resource")
+    if track is Track.FIXED_RESOURCE and len(given) < 2:
         raise UsageError(
             "--track fixed-resource needs --memory-cap SIZE and --time-budget-s "
             "SECONDS (the same for every submission)"
         )
-    return ResourceCaps(memory_cap_bytes=args.memory_cap, time_budget_s=args.time_budget_s)
-
-
-def _precheck_workloads(workloads: list[Any], args: argparse.Namespace) -> list[Any]:
-    """The workloads whose parameters a sweep builds each submission's optimizer on before any
-    trial: all of them when trials run here (so unprepared data is refused too); on SLURM or an
-    existing Ray cluster, whose nodes may see data this machine does not, the smoke-scale ones
-    (data every machine has), or digits@smoke when there are none."""
-    from workloads import WORKLOADS, get_workload
-
-    chosen = workloads
-    if args.launcher != "local" or args.ray_address:
-        chosen = [w for w in workloads if WORKLOADS[w.name].base_scale_of(w.scale) == "smoke"]
-    pairs = [(w.name, w.scale) for w in chosen] or [("digits", "smoke")]
-    return [get_workload(name, scale, Path(args.data_dir)) for name, scale in pairs]
-
-
-def _launcher(args: argparse.Namespace) -> tuple[Any, int, dict[str, Any]]:
-    """The launcher, the trials in flight at once, and the spec fields the launcher fixes."""
-    from sweeps.launchers import LocalLauncher, SlurmLauncher
-    from sweeps.slurm.profile import load_profile
-
-    if args.launcher == "local":
-        if args.cluster:
-            raise UsageError("--cluster needs --launcher slurm")
-        retries = _DEFAULT_RETRIES if args.max_retries is None else args.max_retries
-        return LocalLauncher(max_retries=retries), args.cpus, {}
-    if not args.cluster:
-        raise UsageError("--launcher slurm needs --cluster PROFILE (e.g. --cluster local)")
-    profile = load_profile(args.cluster)
-    if args.max_retries is not None:  # the command line overrides the profile
-        profile = dataclasses.replace(profile, max_retries=args.max_retries)
-    fields = {
-        "device": profile.device,
-        "num_threads": profile.cpus_per_task,
-        "world_size": profile.world_size,
-    }
-    launcher = SlurmLauncher(profile, str(Path(args.results).resolve()))
-    return launcher, profile.array_parallelism, fields
-
-
-def _sweep(
-    args: argparse.Namespace, submissions: list[str], workloads: list[Any] | None = None
-) -> None:
-    """Runs the sweep the options describe (on `workloads`, default: --workloads at --scale)."""
-    from harness.outputs import check_results_root
-    from harness.precheck import check_submission
-    from harness.submission import load_submission
-    from sweeps.driver import (
-        SweepInterrupted,
-        check_ray_address,
-        check_search,
-        run_lanes,
-        write_manifest,
-    )
-    from sweeps.rulesets import make_ruleset
-
-    workloads = workloads or parse_workloads(args.workloads, args.scale)
-    ruleset = make_ruleset(
-        args.ruleset,
+    return RulesetChoice(
+        name=RulesetName(args.ruleset),
         trials=args.trials,
         studies=args.studies,
         seed=args.seed,
-        search=args.search,
+        search=SearchAlgorithm(args.search),
         budget_s=args.budget_s,
         budget_factor=args.budget_factor,
-        caps=_resource_caps(args),
+        track=track,
+        memory_cap_bytes=args.memory_cap,
+        time_budget_s=args.time_budget_s,
     )
-    launcher, concurrency, fields = _launcher(args)
-    launcher.check_cluster()  # before anything is written: a missing SLURM partition would hang it
-    check_results_root(args.results)  # before any trial: a cluster job may take hours
-    if args.ray_address:  # before anything is written: Ray would wait for it without end
-        check_ray_address(args.ray_address)
-    if args.max_steps is not None:
-        fields = {**fields, "max_steps": args.max_steps}
-    if args.train_to_budget:
-        fields = {**fields, "stop_at_target": False}
-    lanes = []
-    checked = _precheck_workloads(workloads, args)
-    for name in submissions:  # load all first: a bad submission stops the sweep before any trial
-        loaded = load_submission(name, allow_self_tuning=args.ruleset == "self")
-        for workload in checked:  # its optimizer too, on each workload's parameters
-            check_submission(loaded, workload, fields.get("device", "cpu"))
-        lanes += ruleset.lanes(
-            str(loaded.folder),
-            loaded.name,
-            loaded.search_space,
-            workloads,
-            args.data_dir,
-            args.command_line,
-            fields,
-        )
-    check_search(lanes, args.results)
-    if (
-        launcher.name == "local"
-    ):  # the prechecks built each optimizer: JAX is loaded iff one is optax
-        launcher.preload_jax = "jax" in sys.modules
-    per_lane = (
-        f"{lanes[0].trials} trial(s)"
-        if lanes[0].trials is not None
-        else f"{lanes[0].budget_s:g} trial-seconds"
-    )
-    track = "" if ruleset.caps is None else ", fixed-resource track"
-
-    def start() -> None:  # once Ray answers: an unreachable cluster leaves nothing behind
-        write_manifest(args.results, args.argv, lanes, launcher.name)
-        print(
-            f"sweep ({ruleset.name} ruleset, {ruleset.search} search{track}, {launcher.name} "
-            f"launcher): {len(submissions)} submission(s) x "
-            f"{', '.join(f'{w.name}@{w.scale}' for w in workloads)} x {ruleset.num_studies} "
-            f"studies x {per_lane} -> {args.results}",
-            file=sys.stderr,
-        )
-
-    try:
-        run_lanes(
-            lanes,
-            args.results,
-            launcher,
-            max_concurrent=concurrency,
-            num_cpus=args.cpus,
-            ray_address=args.ray_address,
-            show_progress=not args.quiet,
-            on_connected=start,
-        )
-    except (SweepInterrupted, KeyboardInterrupt) as exc:
-        print(f"optbench: {exc or 'interrupted'}", file=sys.stderr)
-        raise SystemExit(130) from None
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    if args.resume:
-        resumed = _resumed_args(args)
-        try:
-            return int(resumed.func(resumed) or 0)
-        except OptbenchError as exc:  # its options came from the manifest: say so
-            manifest = Path(args.results) / "_sweep" / "manifest.json"
-            raise type(exc)(f"in {manifest} (the sweep being resumed): {exc}") from None
-    if not args.submissions:
-        raise UsageError("sweep: name at least one submission (or --resume --results DIR)")
-    leaderboard_folder(args.results, None)  # the leaderboard written at the end may replace it
-    _sweep(args, args.submissions)
-    return write_leaderboard(args.results, None, args.ruleset, args.hardware_class)
-
-
-def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The options of the sweep recorded in `--results`, to finish it."""
-    from sweeps.driver import read_manifest
-
-    if args.submissions or args.launcher != "local" or args.cluster:
-        raise UsageError(
-            "sweep --resume takes the sweep's options from --results; name no submissions"
-        )
-    argv = read_manifest(args.results)["argv"]
-    manifest = Path(args.results) / "_sweep" / "manifest.json"
-    resumed = _parse_recorded(args.parser, argv, manifest)
-    resumed.argv = argv
-    resumed.command_line = args.command_line
-    resumed.results = args.results
-    resumed.quiet = args.quiet
-    resumed.parser = args.parser
-    return resumed
-
-
-def _parse_recorded(
-    parser: argparse.ArgumentParser, argv: list[str], manifest: Path
-) -> argparse.Namespace:
-    """`argv`, the command line recorded in `manifest`, parsed as the command line is.
+def _launch_choice(args: argparse.Namespace) -> LaunchChoice:
+    """The options' launcher.
 
     Raises:
-      UsageError: it does not parse (a manifest edited by hand, or written by another version).
+      UsageError: a profile without the SLURM launcher, or the SLURM launcher without one.
     """
-    messages = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(messages), contextlib.redirect_stdout(messages):
-            return parser.parse_args(argv)
-    except SystemExit:
-        lines = messages.getvalue().strip().splitlines() or ["it asks for help"]
-        reason = lines[-1].split(": error: ", 1)[-1]
-        raise UsageError(
-            f"in {manifest}: the recorded command line `optbench {shlex.join(argv)}` does not "
-            f"parse: {reason}"
-        ) from None
+    kind = LauncherKind(args.launcher)
+    if kind is LauncherKind.LOCAL and args.cluster:
+        raise UsageError("--cluster needs --launcher slurm")
+    if kind is LauncherKind.SLURM and not args.cluster:
+        raise UsageError("--launcher slurm needs --cluster PROFILE (e.g. --cluster local)")
+    return LaunchChoice(kind, args.cluster, args.ray_address, args.max_retries, args.cpus)
 
 
-def _scaling_sweep(args: argparse.Namespace) -> str:
+def _plan(
+    args: argparse.Namespace,
+    command: SweepCommand,
+    submissions: list[str],
+    workloads: list[WorkloadAtScale],
+    **extra: Any,
+) -> SweepPlan:
+    """The plan of `sweep`, `submit` or `scaling` from its options."""
+    return SweepPlan(
+        command=command,
+        submissions=tuple(submissions),
+        workloads=tuple(workloads),
+        ruleset=_ruleset_choice(args),
+        launch=_launch_choice(args),
+        results=args.results,
+        data_dir=args.data_dir,
+        max_steps=args.max_steps,
+        train_to_budget=args.train_to_budget,
+        hardware_class=args.hardware_class,
+        argv=tuple(args.argv),
+        **extra,
+    )
+
+
+def plan_of(args: argparse.Namespace) -> SweepPlan:
+    """The sweep that the parsed options of `sweep`, `submit` or `scaling` describe.
+
+    Raises:
+      UsageError: what the options name does not exist or does not go together.
+    """
+    command = SweepCommand(args.command)
+    if command is SweepCommand.SWEEP:
+        if not args.submissions:
+            raise UsageError("sweep: name at least one submission (or --resume --results DIR)")
+        workloads = parse_workloads(args.workloads, args.scale)
+        return _plan(args, command, args.submissions, workloads)
+    if command is SweepCommand.SUBMIT:
+        is_self = args.ruleset == RulesetName.SELF
+        name = load_submission(args.submission, allow_self_tuning=is_self).name
+        references = [r for r in args.references.split(",") if r and r != name]
+        workloads = parse_workloads(args.workloads, args.scale)
+        return _plan(args, command, [args.submission, *references], workloads, highlight=name)
+    return _scaling_plan(args)
+
+
+def _scaling_plan(args: argparse.Namespace) -> SweepPlan:
     """`optbench scaling`'s sweep: the external ruleset on every rung of the workload's ladder at
-    --scale, one lane per (submission, rung, study). Returns the workload's name.
+    --scale, one lane per (submission, rung, study).
 
     Raises:
       UsageError: unknown workload, no ladder at --scale, no submissions, or a --reference that
         is not among them.
     """
-    from harness.submission import load_submission
-    from sweeps.rulesets import WorkloadAtScale
     from workloads import WORKLOADS
 
     found = parse_workloads(args.workload, args.scale)
@@ -427,30 +321,66 @@ def _scaling_sweep(args: argparse.Namespace) -> str:
             f"scaling: --reference {args.reference!r} is not one of --submissions "
             f"({', '.join(names)})"
         )
-    _sweep(args, submissions, [WorkloadAtScale(name, rung) for rung in rungs])
-    return name
+    return _plan(
+        args,
+        SweepCommand.SCALING,
+        submissions,
+        [WorkloadAtScale(name, rung) for rung in rungs],
+        reference=args.reference,
+        report_dir=args.report_dir,
+        scale=args.scale,
+    )
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from sweeps.execute import run_plan  # Ray, torch: only for a sweep
+
+    if not args.resume:
+        return run_plan(plan_of(args), args.quiet, args.command_line)
+    if args.submissions or args.launcher != LauncherKind.LOCAL or args.cluster:
+        raise UsageError(
+            "sweep --resume takes the sweep's options from --results; name no submissions"
+        )
+    manifest = Path(args.results) / "_sweep" / "manifest.json"
+    plan = read_plan(args.results) or _plan_of_recorded(args.parser, args.results, manifest)
+    plan = dataclasses.replace(plan, results=args.results)  # the folder may have moved
+    try:
+        return run_plan(plan, args.quiet, args.command_line)
+    except OptbenchError as exc:  # its options came from the manifest: say so
+        raise type(exc)(f"in {manifest} (the sweep being resumed): {exc}") from None
+
+
+def _plan_of_recorded(parser: argparse.ArgumentParser, results: str, manifest: Path) -> SweepPlan:
+    """The plan of a manifest written before plans were saved: its recorded command line,
+    parsed as the command line is (once).
+
+    Raises:
+      UsageError: it does not parse (a manifest edited by hand, or written by another version),
+        or names what does not exist.
+    """
+    argv = read_manifest(results)["argv"]
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages), contextlib.redirect_stdout(messages):
+            recorded = parser.parse_args(argv)
+    except SystemExit:
+        lines = messages.getvalue().strip().splitlines() or ["it asks for help"]
+        reason = lines[-1].split(": error: ", 1)[-1]
+        raise UsageError(
+            f"in {manifest}: the recorded command line `optbench {shlex.join(argv)}` does not "
+            f"parse: {reason}"
+        ) from None
+    recorded.argv, recorded.results = argv, results
+    try:
+        return plan_of(recorded)
+    except OptbenchError as exc:
+        raise type(exc)(f"in {manifest} (the sweep being resumed): {exc}") from None
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:
-    from harness.outputs import REPORT_FOLDER, check_output
-    from reports.report import build_report
+    from sweeps.execute import run_plan  # Ray, torch: only for a sweep
 
-    out_dir = Path(args.report_dir) if args.report_dir else Path(args.results) / "report-scaling"
-    out_flag = "--report-dir" if args.report_dir else "report folder"
-    check_output(out_dir, REPORT_FOLDER, out_flag, results_root=args.results)  # before the sweep
-    name = _scaling_sweep(args)
-    report = build_report(
-        "scaling",
-        args.results,
-        out_dir,
-        reference=args.reference,
-        workload=name,
-        scale=args.scale,
-        command_line=args.command_line,
-        out_flag=out_flag,
-    )
-    print(f"wrote {report.html}", file=sys.stderr)
-    return 0
+    return run_plan(plan_of(args), args.quiet, args.command_line)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -461,13 +391,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from harness.submission import load_submission
+    from sweeps.execute import run_plan  # Ray, torch: only for a sweep
 
-    name = load_submission(args.submission, allow_self_tuning=args.ruleset == "self").name
-    references = [r for r in args.references.split(",") if r and r != name]
-    leaderboard_folder(args.results, None)  # the leaderboard written at the end may replace it
-    _sweep(args, [args.submission, *references])
-    return write_leaderboard(args.results, None, args.ruleset, args.hardware_class, name)
+    return run_plan(plan_of(args), args.quiet, args.command_line)
 
 
 def register(commands: Commands) -> None:

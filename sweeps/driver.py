@@ -8,23 +8,20 @@ cancelled, timed out, stopped) and relays eval points to Ray Tune as they appear
 
 The results store is the sweep's state. A re-run (or `optbench sweep --resume`) skips stored
 trials, adopts trials a killed driver left running (their launch records name the process or job),
-and runs the rest, so no trial is lost or run twice. The sweep's manifest
-(`_sweep/manifest.json`, written first) tells `optbench status` what the sweep will run;
-`read_manifest` checks every field it reads and names the file in its message. A `--ray-address`
-is checked (`check_ray_address`) before anything is written, since Ray waits without end for an
-address nobody answers at.
+and runs the rest, so no trial is lost or run twice. The sweep's manifest (`sweeps.plan`,
+written once Ray answers) tells `optbench status` and `sweep --resume` what the sweep runs. A
+`--ray-address` is checked (`check_ray_address`) before anything is written, since Ray waits
+without end for an address nobody answers at.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,13 +30,13 @@ import ray
 from ray import tune
 from ray.tune import Callback
 
-from harness.atomic import write_text_atomic
 from harness.errors import UsageError
 from harness.isolation import TrialSummary, summarize
 from harness.results import ResultsStore
-from harness.trial import TrialSpec, search_algorithm
+from harness.trial import SearchAlgorithm, TrialSpec, search_algorithm
 from sweeps.identity import spec_trial_id, submission_name
 from sweeps.launchers import Launcher, LocalLauncher
+from sweeps.plan import LauncherKind
 from sweeps.rulesets import Lane, lanes_of_specs
 from sweeps.search import LaneScheduler, LaneSearcher
 from sweeps.trainable import trainable
@@ -52,15 +49,12 @@ RAY_ENV = {
 }
 
 __all__ = [
-    "SWEEP_COMMANDS",
     "SweepInterrupted",
     "check_ray_address",
     "check_search",
     "pending_specs",
-    "read_manifest",
     "run_lanes",
     "run_sweep",
-    "write_manifest",
 ]
 
 
@@ -156,8 +150,8 @@ def run_lanes(
         )
     progress = _Progress(searcher, show_progress)
     # A local trial occupies a CPU; a SLURM trial's Ray side only waits on its job.
-    resources = {"cpu": 1.0 if launcher.name == "local" else 0.01}
-    uses_asha = any(lane.ruleset.search == "asha" for lane in lanes)
+    resources = {"cpu": 1.0 if launcher.name == LauncherKind.LOCAL else 0.01}
+    uses_asha = any(lane.ruleset.search == SearchAlgorithm.ASHA for lane in lanes)
     try:
         if on_connected is not None:
             on_connected()
@@ -240,119 +234,6 @@ def _target_metrics(lanes: Sequence[Lane]) -> dict[str, str]:
         lane.key: str(WORKLOADS[lane.workload.name].configs[lane.workload.scale].target.metric)
         for lane in lanes
     }
-
-
-def write_manifest(
-    results_root: str | Path, argv: Sequence[str], lanes: Sequence[Lane], launcher: str
-) -> None:
-    """The sweep's plan and command, for `optbench status` and `optbench sweep --resume`."""
-    folder = Path(results_root) / "_sweep"
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "argv": list(argv),
-        "launcher": launcher,
-        "started_unix": time.time(),
-        "lanes": [
-            {
-                "key": lane.key,
-                "submission": lane.submission_name,
-                "workload": f"{lane.workload.name}@{lane.workload.scale}",
-                "study": lane.study,
-                "ruleset_json": lane.ruleset_json,
-                "trials": lane.trials,
-                "budget_s": lane.budget_s,
-            }
-            for lane in lanes
-        ],
-    }
-    write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1))
-
-
-# The commands whose sweeps write a manifest (`sweep --resume` runs the recorded one again).
-SWEEP_COMMANDS = ("sweep", "submit", "scaling")
-
-
-def read_manifest(results_root: str | Path) -> dict[str, Any]:
-    """The manifest of the sweep in `results_root`, checked field by field.
-
-    Raises:
-      UsageError: there is none (no sweep was started there), or it is not JSON or lacks or
-        mistypes a field; such a message starts "in RESULTS/_sweep/manifest.json:".
-    """
-    path = Path(results_root) / "_sweep" / "manifest.json"
-    if not path.is_file():
-        raise UsageError(f"{results_root}: no sweep was started here (no {path.name})")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-        problem: str | None = f"not readable as JSON ({exc})"
-    else:
-        problem = _manifest_problem(manifest)
-    if problem is not None:
-        raise UsageError(
-            f"in {path}: {problem}; running the sweep's own command again (not "
-            "--resume) writes it anew and keeps every stored trial"
-        )
-    return dict(manifest)
-
-
-def _manifest_problem(manifest: Any) -> str | None:
-    """What makes `manifest` unusable by `status` and `sweep --resume`, or None."""
-    if not isinstance(manifest, dict):
-        return f"expected a JSON object, got {type(manifest).__name__}"
-    missing = [key for key in ("argv", "launcher", "lanes") if key not in manifest]
-    if missing:
-        return f"{', '.join(map(repr, missing))} missing (an incomplete manifest)"
-    argv, lanes = manifest["argv"], manifest["lanes"]
-    if (
-        not isinstance(argv, list)
-        or not argv
-        or not all(isinstance(a, str) for a in argv)
-        or argv[0] not in SWEEP_COMMANDS
-    ):
-        return (
-            f"'argv' must be the command line that started the sweep (a list of strings "
-            f"starting with {', '.join(SWEEP_COMMANDS)}), got {argv!r:.80}"
-        )
-    if "--resume" in argv:
-        return f"'argv' records a --resume, not the sweep's own command: {argv!r:.80}"
-    if not isinstance(manifest["launcher"], str):
-        return f"'launcher' must be a string, got {manifest['launcher']!r:.40}"
-    if not isinstance(lanes, list):
-        return f"'lanes' must be a list, got {type(lanes).__name__}"
-    for index, lane in enumerate(lanes):
-        problem = _lane_problem(lane)
-        if problem is not None:
-            return f"lanes[{index}]: {problem}"
-    return None
-
-
-def _lane_problem(lane: Any) -> str | None:
-    if not isinstance(lane, dict):
-        return f"expected a JSON object, got {type(lane).__name__}"
-    for key in ("submission", "workload", "ruleset_json", "trials"):
-        if key not in lane:
-            return f"{key!r} missing"
-    if not isinstance(lane["submission"], str):
-        return f"'submission' must be a string, got {lane['submission']!r:.40}"
-    workload = lane["workload"]
-    if not isinstance(workload, str) or workload.count("@") != 1 or workload.startswith("@"):
-        return f"'workload' must be NAME@SCALE, got {workload!r:.40}"
-    trials = lane["trials"]
-    if trials is not None and (
-        isinstance(trials, bool) or not isinstance(trials, int) or trials < 0
-    ):
-        return f"'trials' must be a count >= 0 or null, got {trials!r:.40}"
-    try:
-        ruleset = json.loads(lane["ruleset_json"])
-    except (TypeError, ValueError):
-        ruleset = None
-    if not isinstance(ruleset, dict):
-        return f"'ruleset_json' must hold a JSON object, got {lane['ruleset_json']!r:.60}"
-    ladder = ruleset.get("ladder", [])
-    if not isinstance(ladder, list) or not all(isinstance(s, str) for s in ladder):
-        return f"'ruleset_json': 'ladder' must be a list of scales, got {ladder!r:.60}"
-    return None
 
 
 def check_ray_address(address: str, timeout_s: float = 3.0) -> None:

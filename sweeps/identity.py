@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from harness.submission import load_submission
-from harness.trial import ResolvedTrial, TrialSpec
+from harness.trial import ResolvedTrial, RulesetName, TrialSpec
 from workloads import WORKLOADS
 
 __all__ = ["resolve_trial", "spec_trial_id", "submission_name"]
@@ -21,7 +21,7 @@ def _submission_identity(submission: str, is_self_ruleset: bool) -> tuple[str, s
 def resolve_trial(spec: TrialSpec) -> ResolvedTrial:
     """`spec` with its workload's version and its submission's name and source hash (each
     submission folder is read once per process)."""
-    name, source_hash = _submission_identity(spec.submission, spec.ruleset == "self")
+    name, source_hash = _submission_identity(spec.submission, spec.ruleset == RulesetName.SELF)
     return ResolvedTrial(spec, WORKLOADS[spec.workload].version, name, source_hash)
 
 

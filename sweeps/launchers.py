@@ -41,6 +41,7 @@ from harness.recorder import failed_outcome  # imports torch
 from harness.results import ResultsStore
 from harness.trial import TrialSpec, TrialStatus
 from sweeps.identity import spec_trial_id
+from sweeps.plan import LauncherKind
 from workloads import get_workload
 
 __all__ = [
@@ -77,7 +78,7 @@ class TrialHandle(Protocol):
 
 
 class Launcher(Protocol):
-    name: str
+    name: LauncherKind
     poll_s: float
     max_retries: int
 
@@ -154,7 +155,7 @@ class LocalLauncher:
     with `preload_jax`: a sweep with an optax submission asks for that, so that no trial's wall
     time (a compute ruleset's budget) holds an import the others were spared."""
 
-    name = "local"
+    name: LauncherKind = LauncherKind.LOCAL
 
     def __init__(
         self, poll_s: float = 0.1, max_retries: int = 1, preload_jax: bool = False
@@ -224,7 +225,7 @@ class SlurmHandle:
 class SlurmLauncher:
     """Each trial a SLURM job submitted with submitit, as the cluster profile asks."""
 
-    name = "slurm"
+    name: LauncherKind = LauncherKind.SLURM
 
     def __init__(self, profile: Any, results_root: str) -> None:
         self.profile = profile
@@ -419,7 +420,7 @@ def supervise(
             ending = Ending(TrialStatus.STOPPED, "stopped early by the search's scheduler")
             _record(store, live, spec, ending, attempt, job_ids, time.monotonic() - started)
             store.remove_live(trial_id)
-        elif launcher.name == "local":
+        elif launcher.name == LauncherKind.LOCAL:
             handle.cancel()  # its checkpoint stays: a resumed sweep continues it
         raise
     store.remove_live(trial_id)

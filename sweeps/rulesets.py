@@ -33,7 +33,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.search_space import Choice, SearchSpace
-from harness.trial import TrialSpec
+from harness.trial import RulesetName, SearchAlgorithm, Track, TrialSpec
 from sweeps.points import quasi_random_points
 
 __all__ = [
@@ -56,7 +56,7 @@ __all__ = [
 # runs on unless told otherwise (`--workloads`).
 REFERENCES = ("adamw", "sgd-nesterov", "muon", "adamw-optax")
 DEFAULT_WORKLOADS = "digits,nanogpt"
-SEARCH_ALGORITHMS = ("quasi-random", "tpe", "asha")
+SEARCH_ALGORITHMS = tuple(str(a) for a in SearchAlgorithm)
 RUNG_KEY = "workload_scale"  # the fixed-resource track's extra search dimension
 
 
@@ -125,7 +125,7 @@ class Lane:
 
     def point(self, index: int) -> dict[str, Any]:
         """Quasi-random point `index` of the lane (the space's centre under `self`)."""
-        if self.ruleset.name == "self":
+        if self.ruleset.name == RulesetName.SELF:
             return self.space.center()
         return quasi_random_points(self.space, self.points_seed, index + 1)[index]
 
@@ -157,7 +157,7 @@ class Ruleset:
 
     num_studies: int = 3
     seed: int = 0
-    search: str = "quasi-random"
+    search: str = SearchAlgorithm.QUASI_RANDOM
     caps: ResourceCaps | None = None
 
     name = "ruleset"
@@ -167,7 +167,7 @@ class Ruleset:
         record = {"name": self.name, **{k: v for k, v in asdict(self).items() if k != "caps"}}
         if self.caps is not None:  # absent otherwise, so fixed-model trial ids stay as they were
             record.update(
-                track="fixed-resource",
+                track=str(Track.FIXED_RESOURCE),
                 memory_cap_bytes=self.caps.memory_cap_bytes,
                 time_budget_s=self.caps.time_budget_s,
                 ladder=list(ladder),
@@ -219,18 +219,20 @@ class Ruleset:
         )
         return [
             Lane(
-                submission,
-                name,
-                spaces[workload],
-                workload,
-                study,
-                self,
-                trials,
-                budget_s,
-                self.point_seed(study),
-                data_dir,
-                command_line,
-                tuple(sorted({**self.overrides(workload), **caps, **(overrides or {})}.items())),
+                submission=submission,
+                submission_name=name,
+                space=spaces[workload],
+                workload=workload,
+                study=study,
+                ruleset=self,
+                trials=trials,
+                budget_s=budget_s,
+                points_seed=self.point_seed(study),
+                data_dir=data_dir,
+                command_line=command_line,
+                overrides=tuple(
+                    sorted({**self.overrides(workload), **caps, **(overrides or {})}.items())
+                ),
                 ladder=ladders[workload],
             )
             for study in range(self.num_studies)
@@ -266,7 +268,7 @@ class ExternalRuleset(Ruleset):
     """N trials x S studies per (submission, workload)."""
 
     num_trials: int = 5
-    name = "external"
+    name = RulesetName.EXTERNAL
 
     def lane_budget(self) -> tuple[int | None, float | None]:
         return self.num_trials, None
@@ -277,7 +279,7 @@ class SelfRuleset(Ruleset):
     """One trial x S studies at the defaults, with `budget_factor` x the workload's budgets."""
 
     budget_factor: float = 3.0
-    name = "self"
+    name = RulesetName.SELF
 
     def lane_budget(self) -> tuple[int | None, float | None]:
         return 1, None
@@ -297,7 +299,7 @@ class ComputeRuleset(Ruleset):
     """`budget_s` trial-seconds per (submission, workload, study), spent trial after trial."""
 
     budget_s: float = 600.0
-    name = "compute"
+    name = RulesetName.COMPUTE
 
     def lane_budget(self) -> tuple[int | None, float | None]:
         return None, self.budget_s
@@ -332,16 +334,16 @@ def lanes_of_specs(specs: list[TrialSpec], name_of: Any) -> list[Lane]:
     for (submission, workload, scale, study, _), group in groups.items():
         lanes.append(
             Lane(
-                submission,
-                name_of(submission),
-                SearchSpace(dims=()),
-                WorkloadAtScale(workload, scale),
-                study,
-                ExternalRuleset(),
-                len(group),
-                None,
-                0,
-                group[0].data_dir,
+                submission=submission,
+                submission_name=name_of(submission),
+                space=SearchSpace(dims=()),
+                workload=WorkloadAtScale(workload, scale),
+                study=study,
+                ruleset=ExternalRuleset(),
+                trials=len(group),
+                budget_s=None,
+                points_seed=0,
+                data_dir=group[0].data_dir,
                 explicit=tuple(group),
             )
         )
@@ -364,6 +366,7 @@ def make_ruleset(
     Raises:
       UsageError: unknown ruleset or search algorithm, or a combination that makes no sense.
     """
+    name, search = str(name), str(search)  # the values of `RulesetName`, `SearchAlgorithm`
     if search not in SEARCH_ALGORITHMS:
         raise UsageError(f"--search {search!r}: choose one of {', '.join(SEARCH_ALGORITHMS)}")
     if name == "external":

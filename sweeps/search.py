@@ -32,7 +32,7 @@ from ray.tune.search import Searcher
 
 from harness.results import ResultsStore
 from harness.search_space import Range, SearchSpace
-from harness.trial import FAULTS, TrialSpec, TrialStatus
+from harness.trial import FAULTS, SearchAlgorithm, TrialSpec, TrialStatus
 from sweeps.launchers import STOP_MARKER, unstored_launches
 from sweeps.rulesets import RUNG_KEY, Lane
 from sweeps.trainable import OBJECTIVE
@@ -91,7 +91,7 @@ class _LaneState:
         self.adopted = [s for s in adopted if s.trial_index not in self.done_indices]
         self.running: dict[str, TrialSpec] = {}
         self.tpe: Any = None
-        if lane.ruleset.search == "tpe" and lane.trials is not None:
+        if lane.ruleset.search == SearchAlgorithm.TPE and lane.trials is not None:
             self._start_tpe(stored)
 
     def _start_tpe(self, stored: pd.DataFrame) -> None:

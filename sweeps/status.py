@@ -16,8 +16,8 @@ from typing import Any
 
 from harness.results import ResultsStore
 from harness.trial import FAULTS, FINISHED, TrialStatus
-from sweeps.driver import read_manifest
 from sweeps.launchers import unstored_launches
+from sweeps.plan import read_manifest
 
 __all__ = ["sweep_status"]
 

@@ -26,7 +26,7 @@ from harness.commandline import (
 from harness.errors import UsageError
 from harness.outputs import check_results_root
 from harness.submission import load_submission
-from harness.trial import TrialSpec
+from harness.trial import RulesetName, TrialSpec
 
 if TYPE_CHECKING:  # at run time, imported by the action (it brings scipy)
     from sweeps.rulesets import WorkloadAtScale
@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from workloads import get_workload
 
     workload = parse_workloads(args.workload, args.scale)[0]
-    is_self = args.ruleset == "self"
+    is_self = args.ruleset == RulesetName.SELF
     loaded = load_submission(args.submission, allow_self_tuning=is_self)
     if loaded.is_self_tuning and args.hp:
         raise UsageError(
@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded.search_space.validate_point(hp)
     # "single" and "{}" are TrialSpec's defaults, so the ids of other `run` trials stay as they
     # were.
-    ruleset_json = json.dumps({"name": "self"}) if is_self else "{}"
+    ruleset_json = json.dumps({"name": RulesetName.SELF}) if is_self else "{}"
     spec = TrialSpec(
         workload=workload.name,
         scale=workload.scale,

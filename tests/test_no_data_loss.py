@@ -43,7 +43,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training, sweeping and benchmarking fail the test if a refused command reaches them."""
     for target in (
         "harness.isolation.run_isolated",
-        "sweeps.driver.run_lanes",
+        "sweeps.execute.run_lanes",
         "sweeps.calibrate.calibrate",
         "sweeps.bench.optimizers.run_benchmark",
         "sweeps.bench.overhead.measure_overhead",

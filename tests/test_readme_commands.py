@@ -458,7 +458,7 @@ def test_shown_command_runs(
         url = request.getfixturevalue("_loopback") if "{url}" in case.extra else ""
         before = _snapshot(work)
         if case.status == 2:
-            monkeypatch.setattr("sweeps.driver.run_lanes", _refuse_to_start)
+            monkeypatch.setattr("sweeps.execute.run_lanes", _refuse_to_start)
             monkeypatch.setattr("harness.isolation.run_isolated", _refuse_to_start)
         ran = _main(_argv(command, case, url))
     assert ran.status == case.status, f"`optbench {command}` exited {ran.status}:\n{ran.text}"

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.contract import Role
-from harness.workload import Direction, Target, WorkloadConfig, ladder_configs
+from harness.workload import Direction, Precision, Target, WorkloadConfig, ladder_configs
 from workloads.vision import (
     ImageClassification,
     conventional_role,
@@ -125,7 +125,7 @@ class Cifar10At94(ImageClassification):
             max_time_s=120.0,
             every=48,
             late=8,
-            precision="bf16-autocast",
+            precision=Precision.BF16_AUTOCAST,
         ),
         "smoke": image_config(
             {"widths": (16, 32, 32)},
@@ -135,7 +135,7 @@ class Cifar10At94(ImageClassification):
             max_time_s=30.0,
             every=44,
             late=22,
-            precision="fp32",
+            precision=Precision.FP32,
         ),
     }
     # Width ladders (fixed-resource and scaling studies); trainable parameters in comments.

@@ -74,7 +74,7 @@ from torch import nn
 
 from harness.algoperf.view import AlgoPerfView
 from harness.contract import Role
-from harness.workload import Direction, Target, Workload, WorkloadConfig, roles_by_module
+from harness.workload import Direction, Precision, Target, Workload, WorkloadConfig, roles_by_module
 from workloads.vision import EpochBatches, conventional_role, flip, image_arrays, image_config
 
 __all__ = ["EVAL_CHUNK", "Diffusion", "UNet", "eval_noise", "eval_timesteps", "linear_alpha_bars"]
@@ -316,7 +316,7 @@ class Diffusion(AlgoPerfView, Workload):
             max_time_s=3600.0,
             every=2500,
             late=500,
-            precision="bf16-autocast",
+            precision=Precision.BF16_AUTOCAST,
         ),
         "smoke": image_config(
             _SMOKE_MODEL,
@@ -326,7 +326,7 @@ class Diffusion(AlgoPerfView, Workload):
             max_time_s=30.0,
             every=40,
             late=None,
-            precision="fp32",
+            precision=Precision.FP32,
         ),
     }
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {

@@ -45,7 +45,9 @@ from harness.errors import ContractError
 from harness.workload import (
     Budget,
     Direction,
+    Precision,
     Target,
+    ThroughputUnit,
     Workload,
     WorkloadConfig,
     roles_by_module,
@@ -112,9 +114,9 @@ class Digits(AlgoPerfView, Workload):
             budget=Budget(max_steps=400, max_time_s=30.0, step_hint=320),
             batch_size=64,
             tokens_per_step=64,
-            throughput_unit="examples",
+            throughput_unit=ThroughputUnit.EXAMPLES,
             eval_every_steps=40,
-            precision="fp32",
+            precision=Precision.FP32,
             model=(("width", 16), ("hidden", 64)),
         ),
     }

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.contract import Role
-from harness.workload import Direction, Target, WorkloadConfig
+from harness.workload import Direction, Precision, Target, WorkloadConfig
 from workloads.vision import (
     ImageClassification,
     conventional_role,
@@ -138,7 +138,7 @@ class ResNet18Cifar10(ImageClassification):
             max_time_s=900.0,
             every=100,
             late=20,
-            precision="bf16-autocast",
+            precision=Precision.BF16_AUTOCAST,
         ),
         "smoke": image_config(
             {"widths": (8, 16, 32, 64), "blocks": (1, 1, 1, 1)},
@@ -148,7 +148,7 @@ class ResNet18Cifar10(ImageClassification):
             max_time_s=30.0,
             every=22,
             late=11,
-            precision="fp32",
+            precision=Precision.FP32,
         ),
     }
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {

@@ -28,7 +28,15 @@ from torch import nn
 from harness.algoperf.view import AlgoPerfView
 from harness.atomic import atomic_file
 from harness.contract import Role
-from harness.workload import Budget, Target, Workload, WorkloadConfig, roles_by_module
+from harness.workload import (
+    Budget,
+    Precision,
+    Target,
+    ThroughputUnit,
+    Workload,
+    WorkloadConfig,
+    roles_by_module,
+)
 
 __all__ = [
     "EpochBatches",
@@ -94,7 +102,7 @@ def image_config(
     max_time_s: float,
     every: int,
     late: int | None,
-    precision: str,
+    precision: Precision,
 ) -> WorkloadConfig:
     """The config of an image workload: examples per step = batch, step hint = 80% of the budget."""
     return WorkloadConfig(
@@ -102,7 +110,7 @@ def image_config(
         budget=Budget(max_steps=max_steps, max_time_s=max_time_s, step_hint=round(0.8 * max_steps)),
         batch_size=batch,
         tokens_per_step=batch,
-        throughput_unit="examples",
+        throughput_unit=ThroughputUnit.EXAMPLES,
         eval_every_steps=every,
         eval_every_steps_late=late,
         precision=precision,

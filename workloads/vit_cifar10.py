@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.contract import Role
-from harness.workload import Direction, Target, WorkloadConfig
+from harness.workload import Direction, Precision, Target, WorkloadConfig
 from workloads.vision import ImageClassification, flip, image_config, translate
 
 __all__ = ["ViT", "VitBlock", "VitCifar10"]
@@ -161,7 +161,7 @@ class VitCifar10(ImageClassification):
             max_time_s=900.0,
             every=97,
             late=20,
-            precision="bf16-autocast",
+            precision=Precision.BF16_AUTOCAST,
         ),
         "smoke": image_config(
             {"width": 64, "depth": 4, "heads": 4, "mlp_width": 128, "patch": 8},
@@ -171,7 +171,7 @@ class VitCifar10(ImageClassification):
             max_time_s=30.0,
             every=22,
             late=11,
-            precision="fp32",
+            precision=Precision.FP32,
         ),
     }
     reference_hparams: ClassVar[dict[str, dict[str, float]]] = {

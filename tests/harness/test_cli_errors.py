@@ -321,7 +321,7 @@ def test_bad_input_is_refused_in_one_line(
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on any machine
     monkeypatch.setattr("harness.isolation.run_isolated", _refuse_to_train)
-    monkeypatch.setattr("sweeps.driver.run_lanes", _refuse_to_train)
+    monkeypatch.setattr("sweeps.execute.run_lanes", _refuse_to_train)
     for name, content in case.files.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,9 +75,12 @@ def test_slurm_launcher_needs_a_profile(capsys: pytest.CaptureFixture[str]) -> N
 )
 def test_max_retries_comes_from_the_profile_unless_given(extra: list[str], retries: int) -> None:
     from sweeps.cli import build_parser
-    from sweeps.commands import _launcher
+    from sweeps.commands import plan_of
+    from sweeps.execute import launch_setup
 
-    args = build_parser().parse_args(
-        ["sweep", "adamw", "--launcher", "slurm", "--cluster", "gpu-example", *extra]
-    )
-    assert _launcher(args)[0].max_retries == retries
+    argv = ["sweep", "adamw", "--launcher", "slurm", "--cluster", "gpu-example", *extra]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    setup = launch_setup(plan_of(args))
+    assert setup.max_retries == retries
+    assert setup.slurm is not None and setup.slurm.max_retries == retries
