@@ -24,6 +24,7 @@ __all__ = [
     "Commands",
     "Parser",
     "Register",
+    "add_device",
     "add_results",
     "check_device",
     "default_data_dir",
@@ -118,6 +119,15 @@ def main(argv: Sequence[str] | None, registrations: Sequence[Register]) -> int:
 
 def default_data_dir() -> str:
     return os.environ.get("OPTBENCH_DATA_DIR", str(Path.home() / ".cache" / "optbench" / "data"))
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        type=device,
+        default="cpu",
+        help="torch device: cpu, cuda or cuda:N (default: %(default)s)",
+    )
 
 
 def add_results(parser: argparse.ArgumentParser) -> None:

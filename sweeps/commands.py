@@ -66,8 +66,8 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results root (default: %(default)s)")
     p.add_argument(
         "--search",
-        default="quasi-random",
-        choices=("quasi-random", "tpe", "asha"),
+        default=str(SearchAlgorithm.QUASI_RANDOM),
+        choices=[str(a) for a in SearchAlgorithm],
         help="search algorithm of the external ruleset (default: %(default)s)",
     )
     p.add_argument(
@@ -78,8 +78,8 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--launcher",
-        default="local",
-        choices=("local", "slurm"),
+        default=str(LauncherKind.LOCAL),
+        choices=[str(k) for k in LauncherKind],
         help="local: processes on this machine (or --ray-address's cluster); "
         "slurm: one SLURM job per trial (needs --cluster)",
     )
@@ -127,8 +127,8 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     _add_trial_options(p)
     p.add_argument(
         "--ruleset",
-        default="external",
-        choices=("external", "self", "compute"),
+        default=str(RulesetName.EXTERNAL),
+        choices=[str(r) for r in (RulesetName.EXTERNAL, RulesetName.SELF, RulesetName.COMPUTE)],
         help="tuning budget: external = N trials x S studies, self = 1 trial x S "
         "studies at the defaults, compute = --budget-s trial-seconds per study",
     )
@@ -148,8 +148,8 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", default="smoke", help="workload scale (default: %(default)s)")
     p.add_argument(
         "--track",
-        default="fixed-model",
-        choices=("fixed-model", "fixed-resource"),
+        default=str(Track.FIXED_MODEL),
+        choices=[str(t) for t in Track],
         help="fixed-model: every trial at --scale; fixed-resource: every trial under "
         "--memory-cap and --time-budget-s, the model size and batch drawn from the "
         "workload's ladder as one more search dimension (default: %(default)s)",
@@ -194,10 +194,10 @@ def _add_scaling_options(p: argparse.ArgumentParser) -> None:
     _add_trial_options(p)
     # Uncensored final losses: the tuned-LR fit and data equivalence need curves past the target.
     p.set_defaults(
-        ruleset="external",
+        ruleset=str(RulesetName.EXTERNAL),
         budget_s=None,
         budget_factor=3.0,
-        track="fixed-model",
+        track=str(Track.FIXED_MODEL),
         memory_cap=None,
         time_budget_s=None,
         hardware_class=None,

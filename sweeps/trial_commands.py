@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from harness.commandline import (
     Commands,
+    add_device,
     add_results,
     check_device,
     default_data_dir,
-    device,
     nonnegative,
     positive,
 )
@@ -227,16 +227,11 @@ def register(commands: Commands) -> None:
         default=1,
         help="data-parallel processes (gloo on CPU, NCCL on GPUs; same global batch)",
     )
-    p.add_argument(
-        "--device",
-        type=device,
-        default="cpu",
-        help="torch device: cpu, cuda or cuda:N (default: %(default)s)",
-    )
+    add_device(p)
     p.add_argument(
         "--ruleset",
-        choices=("single", "self"),
-        default="single",
+        choices=(str(RulesetName.SINGLE), str(RulesetName.SELF)),
+        default=str(RulesetName.SINGLE),
         help="self: record the trial under the self-tuning ruleset; needed for a "
         "submission without a search space (default: %(default)s)",
     )
@@ -254,12 +249,7 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--seeds", type=positive, default=5, help="reference runs (default: %(default)s)"
     )
-    p.add_argument(
-        "--device",
-        type=device,
-        default="cpu",
-        help="torch device: cpu, cuda or cuda:N (default: %(default)s)",
-    )
+    add_device(p)
     p.add_argument(
         "--parallel",
         type=positive,
