@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.errors import OptbenchError, UsageError
+from harness.errors import OptbenchError
 
 __all__ = [
     "Action",
@@ -26,7 +26,6 @@ __all__ = [
     "Register",
     "add_device",
     "add_results",
-    "check_device",
     "default_data_dir",
     "device",
     "integer",
@@ -174,28 +173,6 @@ def device(text: str) -> str:
     if not _DEVICE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
     return text
-
-
-def check_device(name: str) -> None:
-    """Refuses a CUDA `--device` this machine cannot give (before anything starts).
-
-    Raises:
-      UsageError: no CUDA device is visible, or `cuda:N` names one past the visible count.
-    """
-    if name == "cpu":
-        return
-    import torch  # here, not at the top: most commands never touch a device
-
-    if not torch.cuda.is_available():
-        raise UsageError(
-            f"--device {name}: no CUDA device is available to torch "
-            f"{torch.__version__}; use --device cpu"
-        )
-    index, count = torch.device(name).index, torch.cuda.device_count()
-    if index is not None and index >= count:
-        raise UsageError(
-            f"--device {name}: {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1})"
-        )
 
 
 def markdown_file(text: str) -> str:

@@ -27,7 +27,7 @@ import scipy.optimize
 import scipy.stats
 
 from harness.errors import UsageError
-from harness.workload import Direction, Target
+from harness.target import Direction, Target
 from reports.held_out import workload_variants
 from reports.scoring import select_trials, selected_trials, workload_times
 

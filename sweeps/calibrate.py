@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.isolation import run_isolated
+from harness.target import Direction, Target
 from harness.trial import TrialSpec
-from harness.workload import Direction, Target
 from sweeps.driver import pending_specs
 from sweeps.identity import spec_trial_id
 from workloads import WORKLOADS, get_workload

@@ -48,8 +48,8 @@ import pandas as pd
 from harness.errors import OptbenchError, UsageError
 from harness.search_space import Range
 from harness.submission import load_submission, resolve_submission
+from harness.target import Direction
 from harness.trial import TrialSpec
-from harness.workload import Direction
 from workloads import WORKLOADS, get_workload
 
 __all__ = [

@@ -18,7 +18,6 @@ from harness.commandline import (
     Commands,
     add_device,
     add_results,
-    check_device,
     default_data_dir,
     nonnegative,
     positive,
@@ -75,6 +74,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_device(name: str) -> None:
+    """Refuses a CUDA `--device` this machine cannot give (before anything starts).
+
+    Raises:
+      UsageError: no CUDA device is visible, or `cuda:N` names one past the visible count.
+    """
+    if name == "cpu":
+        return
+    import torch  # here, not at the top: most commands never touch a device
+
+    if not torch.cuda.is_available():
+        raise UsageError(
+            f"--device {name}: no CUDA device is available to torch "
+            f"{torch.__version__}; use --device cpu"
+        )
+    index, count = torch.device(name).index, torch.cuda.device_count()
+    if index is not None and index >= count:
+        raise UsageError(
+            f"--device {name}: {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1})"
+        )
+
+
 def _parse_hparams(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:
     point = dict(base)
     given: dict[str, str] = {}
@@ -128,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ruleset=args.ruleset,
         ruleset_json=ruleset_json,
     )
-    check_device(args.device)
+    _check_device(args.device)
     check_results_root(args.results)  # a store that cannot be written: refused before training
     # The user's mistakes are refused here, before the trial's process starts.
     check_trial(spec, get_workload(spec.workload, spec.scale, Path(spec.data_dir)))
@@ -174,7 +195,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     specs = calibration_specs(
         name, args.scale, args.seeds, args.data_dir, args.device, command_line=args.command_line
     )
-    check_device(args.device)
+    _check_device(args.device)
     check_results_root(args.results)
     # The data and the reference point; the seeds differ only in seed.
     check_trial(specs[0], get_workload(name, args.scale, Path(args.data_dir)))
