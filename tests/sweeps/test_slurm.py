@@ -562,7 +562,8 @@ def test_array_tasks_write_one_store_concurrently(
         mem_gb=1.5,
         slurm_array_parallelism=2,
     )
-    jobs = executor.map_array(execute_trial, specs, [str(root)] * len(specs))
+    builders = [get_workload] * len(specs)
+    jobs = executor.map_array(execute_trial, specs, [str(root)] * len(specs), builders)
     deadline = time.monotonic() + SWEEP_DEADLINE_S  # the `sweeps` fixture cancels what is left
     while not all(job.done() for job in jobs):
         assert time.monotonic() < deadline, [job.state for job in jobs]
