@@ -111,6 +111,9 @@ def main(argv: Sequence[str] | None, registrations: Sequence[Register]) -> int:
     except OptbenchError as exc:
         print(f"optbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`optbench status | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        return 1
 
 
 # -- argument types and shared options ---------------------------------------------------------
