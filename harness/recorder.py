@@ -7,6 +7,7 @@ or stopped by the search's scheduler). Either way the trial's id is its `Resolve
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -214,6 +215,8 @@ class Recorder:
 
     def outcome(self) -> TrialOutcome:
         record = self.trial
+        with contextlib.suppress(Exception):  # a trial that failed on its device may not sync
+            self.clock.settle()
         record.train_time_s = self.clock.train_s
         record.compile_time_s = self.clock.compile_s
         record.eval_time_s = self.clock.eval_s

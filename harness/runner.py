@@ -138,7 +138,7 @@ def _train(
         with clock.timed():
             is_complete = _step(stepper, workload, model, step, losses)
         done_steps = step if is_complete else step + 1
-        out_of_time = collective.from_rank0(clock.train_s >= info.max_time_s, device)
+        out_of_time = collective.from_rank0(clock.past(info.max_time_s), device)
         if is_complete and record.last_eval_steps == done_steps:
             break  # evaluated at this very step already (level 3, so a single process)
         if not (
@@ -159,6 +159,7 @@ def _train(
             live.append_progress(done_steps, clock.train_s, record.last_metrics)
         if stop:
             break
+    clock.settle()  # the last span's end, read once
     if collective.rank == 0:
         reached = TrialStatus.TARGET_REACHED if record.reached_target else None
         record.finish(ending or reached or TrialStatus.BUDGET_EXHAUSTED)

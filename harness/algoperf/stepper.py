@@ -142,10 +142,11 @@ class AlgoPerfStepper(Stepper):
     def step(self, batch: Any, step: int) -> torch.Tensor:
         self._queue.put(self._workload.view.algoperf_batch(batch), step)
         clock = self._trial.clock
+        train_s = clock.train_seconds()  # exact, as AlgoPerf's runner reads it every step
         self._train_state.update(
-            accumulated_submission_time=clock.train_s,
+            accumulated_submission_time=train_s,
             accumulated_eval_time=clock.eval_s,
-            is_time_remaining=clock.train_s < self._info.max_time_s,
+            is_time_remaining=train_s < self._info.max_time_s,
         )
         self._workload.start_step()
         try:

@@ -399,7 +399,7 @@ def _timed_ms(step: Callable[[int], Any], first_index: int, config: BenchConfig)
     with clock.timed():
         for index in range(first_index, first_index + config.steps):
             step(index)
-    return 1000.0 * clock.train_s / config.steps
+    return 1000.0 * clock.train_seconds() / config.steps
 
 
 def _measure(loaded: Submission, config: BenchConfig) -> BenchRow:
