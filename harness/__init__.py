@@ -6,8 +6,7 @@ does) never imports torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from harness.lazy import lazy_exports
 
 __all__ = [
     "Budget",
@@ -36,8 +35,8 @@ __all__ = [
 
 _HOME = {
     "Budget": "workload",
-    "Direction": "workload",
-    "Target": "workload",
+    "Direction": "target",
+    "Target": "target",
     "Workload": "workload",
     "WorkloadConfig": "workload",
     "Clock": "clock",
@@ -60,7 +59,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'harness' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"harness.{_HOME[name]}"), name)
+__getattr__ = lazy_exports(__name__, _HOME)

@@ -153,8 +153,11 @@ class Recorder:
         if not self._eval_points:
             return {}
         index = len(self._eval_points) - 1
-        latest = [e for e in self.evals if e.eval_index == index and e.value is not None]
-        return {str(e.metric): float(e.value) for e in latest if e.value is not None}
+        return {
+            str(e.metric): float(e.value)
+            for e in self.evals
+            if e.eval_index == index and e.value is not None
+        }
 
     @property
     def last_eval_steps(self) -> int | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.page import CSS, md_cell, md_row
+from reports.page import html_start, md_cell, md_row
 from reports.scoring import benchmark_scores, select_trials, target_medians
 
 __all__ = ["leaderboard_table", "render_html", "render_markdown"]
@@ -168,16 +168,7 @@ def render_html(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> s
       notes: extra paragraphs shown under the heading (plain text; escaped).
     """
     esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        '<head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title>",
-        f"<style>{CSS}</style>",
-        "</head>",
-        "<body>",
-        f"<h1>{esc(title)}</h1>",
-    ]
+    parts = html_start(title)
     parts += [f'<p class="note">{esc(text)}</p>' for text in (_COMPARABILITY, _LEGEND, *notes)]
     for heading, headers, rows in _sections(table):
         if heading is not None:

@@ -40,6 +40,7 @@ __all__ = [
     "Section",
     "Table",
     "format_cell",
+    "html_start",
     "md_cell",
     "md_row",
     "write_report",
@@ -174,9 +175,10 @@ def _check_idents(sections: Sequence[Section]) -> None:
 # -- HTML ----------------------------------------------------------------------------------------
 
 
-def _html(title: str, provenance: Sequence[str], sections: Sequence[Section]) -> str:
+def html_start(title: str) -> list[str]:
+    """The first lines of every optbench page: doctype, head (title, the inline CSS), heading."""
     esc = html.escape
-    parts = [
+    return [
         "<!DOCTYPE html>",
         '<html lang="en">',
         '<head><meta charset="utf-8">',
@@ -186,6 +188,11 @@ def _html(title: str, provenance: Sequence[str], sections: Sequence[Section]) ->
         "<body>",
         f"<h1>{esc(title)}</h1>",
     ]
+
+
+def _html(title: str, provenance: Sequence[str], sections: Sequence[Section]) -> str:
+    esc = html.escape
+    parts = html_start(title)
     parts += [f'<p class="note">{esc(line)}</p>' for line in provenance]
     for section in sections:
         parts.append(f"<h2>{esc(section.title)}</h2>")

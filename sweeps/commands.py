@@ -332,11 +332,18 @@ def _scaling_plan(args: argparse.Namespace) -> SweepPlan:
     )
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def cmd_run_plan(args: argparse.Namespace) -> int:
+    """`submit`, `scaling`, and `sweep` without --resume: the options' plan, run."""
     from sweeps.execute import run_plan  # Ray, torch: only for a sweep
 
+    return run_plan(plan_of(args), args.quiet, args.command_line)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from sweeps.execute import run_plan
+
     if not args.resume:
-        return run_plan(plan_of(args), args.quiet, args.command_line)
+        return cmd_run_plan(args)
     if args.submissions or args.launcher != LauncherKind.LOCAL or args.cluster:
         raise UsageError(
             "sweep --resume takes the sweep's options from --results; name no submissions"
@@ -377,23 +384,11 @@ def _plan_of_recorded(parser: argparse.ArgumentParser, results: str, manifest: P
         raise type(exc)(f"in {manifest} (the sweep being resumed): {exc}") from None
 
 
-def cmd_scaling(args: argparse.Namespace) -> int:
-    from sweeps.execute import run_plan  # Ray, torch: only for a sweep
-
-    return run_plan(plan_of(args), args.quiet, args.command_line)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from sweeps.status import sweep_status
 
     print(sweep_status(args.results))
     return 0
-
-
-def cmd_submit(args: argparse.Namespace) -> int:
-    from sweeps.execute import run_plan  # Ray, torch: only for a sweep
-
-    return run_plan(plan_of(args), args.quiet, args.command_line)
 
 
 def register(commands: Commands) -> None:
@@ -417,7 +412,7 @@ def register(commands: Commands) -> None:
 
     p = commands.add(
         "scaling",
-        cmd_scaling,
+        cmd_run_plan,
         "sweep submissions on every rung of a workload's model-size ladder; write the "
         "scaling report",
         "optbench scaling nanogpt --scale smoke --submissions adamw,muon --trials 4 "
@@ -435,7 +430,7 @@ def register(commands: Commands) -> None:
 
     p = commands.add(
         "submit",
-        cmd_submit,
+        cmd_run_plan,
         "sweep one submission and the references; print its leaderboard entry",
         "optbench submit path/to/my-optimizer --trials 4 --studies 2",
     )

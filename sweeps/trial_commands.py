@@ -30,7 +30,7 @@ from harness.trial import RulesetName, TrialSpec
 if TYPE_CHECKING:  # at run time, imported by the action (it brings scipy)
     from sweeps.rulesets import WorkloadAtScale
 
-__all__ = ["VALIDATE_WORKLOAD", "parse_workloads", "register"]
+__all__ = ["VALIDATE_WORKLOAD", "check_device", "parse_workloads", "register"]
 
 # `validate` builds a level-1 optimizer on digits@smoke's parameters: the cheapest workload to
 # set up (scikit-learn's bundled digits, no download), and its 10 tensors carry five roles (conv,
@@ -74,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_device(name: str) -> None:
+def check_device(name: str) -> None:
     """Refuses a CUDA `--device` this machine cannot give (before anything starts).
 
     Raises:
@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ruleset=args.ruleset,
         ruleset_json=ruleset_json,
     )
-    _check_device(args.device)
+    check_device(args.device)
     check_results_root(args.results)  # a store that cannot be written: refused before training
     # The user's mistakes are refused here, before the trial's process starts.
     check_trial(spec, get_workload(spec.workload, spec.scale, Path(spec.data_dir)))
@@ -195,7 +195,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     specs = calibration_specs(
         name, args.scale, args.seeds, args.data_dir, args.device, command_line=args.command_line
     )
-    _check_device(args.device)
+    check_device(args.device)
     check_results_root(args.results)
     # The data and the reference point; the seeds differ only in seed.
     check_trial(specs[0], get_workload(name, args.scale, Path(args.data_dir)))

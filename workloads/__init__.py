@@ -7,8 +7,7 @@ importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from harness.lazy import lazy_exports
 
 __all__ = [
     "WORKLOADS",
@@ -33,7 +32,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'workloads' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"workloads.{_HOME[name]}"), name)
+__getattr__ = lazy_exports(__name__, _HOME)

@@ -19,7 +19,7 @@ from harness.commandline import (
     nonnegative,
     positive,
 )
-from harness.errors import UsageError
+from sweeps.trial_commands import check_device
 
 __all__ = ["register"]
 
@@ -37,8 +37,7 @@ def cmd_bench_optimizers(args: argparse.Namespace) -> int:
     )
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device cuda: no CUDA device is available to torch {torch.__version__}")
+    check_device(device)
     folders = select_submissions(args.submissions)  # refuses an unknown name before measuring
     if args.output:
         check_output_path(Path(args.output))  # and an output that may not be written

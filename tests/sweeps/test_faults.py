@@ -357,24 +357,9 @@ def test_driver_sigkilled_then_resumed_stores_every_trial_once(
 ) -> None:
     folder = write_submission(tmp_path / "submissions", "sgd-ok")
     results = tmp_path / "results"
-    command = [
-        str(BIN / "optbench"),
-        "sweep",
-        str(folder),
-        "--workloads",
-        "digits",
-        "--trials",
-        str(N_TRIALS),
-        "--studies",
-        "1",
-        "--cpus",
-        "2",
-        "--quiet",
-        "--results",
-        str(results),
-        "--data-dir",
-        str(data_dir),
-    ]
+    options = f"--workloads digits --trials {N_TRIALS} --studies 1 --cpus 2 --quiet".split()
+    paths = ["--results", str(results), "--data-dir", str(data_dir)]
+    command = [str(BIN / "optbench"), "sweep", str(folder), *options, *paths]
 
     with _started(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as driver:
         _wait_for(lambda: KILL_POINTS[point](results), driver, point)
@@ -407,21 +392,8 @@ def finished_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> 
     root = tmp_path_factory.mktemp("finished-sweep")
     folders = [write_submission(root, "sgd-ok"), write_submission(root, "sgd-raise", Fault.RAISE)]
     results = root / "results"
-    args = [
-        "--workloads",
-        "digits",
-        "--trials",
-        "2",
-        "--studies",
-        "1",
-        "--cpus",
-        "2",
-        "--quiet",
-        "--results",
-        str(results),
-        "--data-dir",
-        str(data_dir),
-    ]
+    args = "--workloads digits --trials 2 --studies 1 --cpus 2 --quiet".split()
+    args += ["--results", str(results), "--data-dir", str(data_dir)]
     done = _optbench("sweep", *map(str, folders), *args)
     assert done.returncode == 0, done.stderr
     return {"folders": folders, "args": args, "results": results}

@@ -161,32 +161,11 @@ def test_a_fixed_resource_sweep_under_a_cap_below_every_rung(
 ) -> None:
     """Real Ray: 2 submissions x 2 trials; a 1 KiB cap, below any rung's peak: all over budget."""
     results = tmp_path / "results"
-    argv = [
-        "sweep",
-        "adamw",
-        "muon",
-        "--workloads",
-        "nanogpt",
-        "--track",
-        "fixed-resource",
-        "--memory-cap",
-        "1KiB",
-        "--time-budget-s",
-        "20",
-        "--trials",
-        "2",
-        "--studies",
-        "1",
-        "--max-steps",
-        "6",
-        "--cpus",
-        "2",
-        "--quiet",
-        "--results",
-        str(results),
-        "--data-dir",
-        str(data_dir),
-    ]
+    argv = (
+        "sweep adamw muon --workloads nanogpt --track fixed-resource --memory-cap 1KiB "
+        "--time-budget-s 20 --trials 2 --studies 1 --max-steps 6 --cpus 2 --quiet"
+    ).split()
+    argv += ["--results", str(results), "--data-dir", str(data_dir)]
     assert main(argv) == 0
     trials = ResultsStore(results).read_trials()
     assert sorted(trials["submission"]) == ["adamw", "adamw", "muon", "muon"]

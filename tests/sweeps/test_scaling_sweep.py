@@ -39,29 +39,11 @@ def test_every_submission_runs_on_every_rung_and_reruns_skip(
     tmp_path: Path, data_dir: Path
 ) -> None:
     results = tmp_path / "results"
-    argv = [
-        "scaling",
-        "nanogpt",
-        "--scale",
-        "smoke",
-        "--submissions",
-        "adamw,muon",
-        "--trials",
-        "1",
-        "--studies",
-        "1",
-        "--max-steps",
-        "20",
-        "--cpus",
-        "2",
-        "--quiet",
-        "--results",
-        str(results),
-        "--data-dir",
-        str(data_dir),
-        "--reference",
-        "adamw",
-    ]
+    argv = (
+        "scaling nanogpt --scale smoke --submissions adamw,muon --trials 1 --studies 1 "
+        "--max-steps 20 --cpus 2 --quiet --reference adamw"
+    ).split()
+    argv += ["--results", str(results), "--data-dir", str(data_dir)]
     assert main(argv) == 0
     trials = ResultsStore(results).read_trials()
     rungs = NanoGPT.ladders["smoke"]

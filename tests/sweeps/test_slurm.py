@@ -241,26 +241,12 @@ class Sweeps:
     def sweep_cli(
         self, submissions: list[Path], results: Path, trials: int = 1, cluster: str = "local"
     ) -> subprocess.Popen[bytes]:
+        options = f"--workloads digits --trials {trials} --studies 1 --cpus 2 --quiet".split()
         return self.cli(
             "sweep",
             *map(str, submissions),
-            "--launcher",
-            "slurm",
-            "--cluster",
-            cluster,
-            "--workloads",
-            "digits",
-            "--trials",
-            str(trials),
-            "--studies",
-            "1",
-            "--cpus",
-            "2",
-            "--quiet",
-            "--results",
-            str(results),
-            "--data-dir",
-            str(self.data_dir),
+            *["--launcher", "slurm", "--cluster", cluster, *options],
+            *["--results", str(results), "--data-dir", str(self.data_dir)],
         )
 
     def sweep_api(
