@@ -38,6 +38,8 @@ def read_trials(results: str) -> Any:
     Raises:
       UsageError: the folder does not exist or holds no trials.
     """
+    if Path(results).exists() and not Path(results).is_dir():
+        raise UsageError(f"results folder {results!r} is a file, not a folder")
     if not Path(results).is_dir():
         raise UsageError(f"results folder {results!r} does not exist")
     trials = ResultsStore(results).read_trials()

@@ -186,6 +186,9 @@ def read_manifest(results_root: str | Path) -> dict[str, Any]:
         mistypes a field; such a message starts "in RESULTS/_sweep/manifest.json:".
     """
     path = _path(results_root)
+    root = Path(results_root)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--results {results_root}: is a file, not a folder")
     if not path.is_file():
         raise UsageError(f"{results_root}: no sweep was started here (no {path.name})")
     try:

@@ -98,9 +98,12 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
 def cmd_bench_launchers(args: argparse.Namespace) -> int:
     from sweeps.bench.launchers import check_output_path, measure, render, write_report
     from sweeps.driver import RAY_ENV
+    from sweeps.slurm.profile import load_profile
 
+    if args.cluster:
+        load_profile(args.cluster)  # an unknown profile: refused before anything is measured
     if args.output:
-        check_output_path(Path(args.output))  # before anything is measured
+        check_output_path(Path(args.output))
     for key, value in RAY_ENV.items():  # as the driver: no telemetry, no auth token
         os.environ.setdefault(key, value)
     print(
@@ -109,6 +112,8 @@ def cmd_bench_launchers(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     result = measure(args.trials, args.steps, args.data_dir, args.cluster or None, args.probes)
+    if args.cluster and "slurm_s" not in result:
+        print("bench launchers: SLURM not measured: no cluster answers `sinfo`", file=sys.stderr)
     print(render(result), end="")
     if args.output:
         sidecar = write_report(result, Path(args.output))

@@ -270,6 +270,20 @@ BAD_INPUTS: dict[str, Bad] = {
         ("bench", "optimizers", "--submissions", "nope", "--device", "cpu", "--scale", "tiny"),
         ("unknown submission 'nope'",),
     ),
+    "status-results-a-file": Bad(
+        ("status", "--results", "{tmp}/afile"), ("--results", "afile: is a file"), {"afile": "x"}
+    ),
+    "resume-results-a-file": Bad(
+        ("sweep", "--resume", "--results", "{tmp}/afile"),
+        ("--results", "afile: is a file"),
+        {"afile": "x"},
+    ),
+    "score-results-a-file": Bad(
+        ("score", "--results", "{tmp}/afile"), ("afile", "is a file, not a folder"), {"afile": "x"}
+    ),
+    "bench-launchers-unknown-cluster": Bad(
+        ("bench", "launchers", "--cluster", "nope"), ("cluster profile 'nope'", "profiles:")
+    ),  # before Ray starts or a trial runs
     "bench-launchers-no-trials": Bad(
         ("bench", "launchers", "--trials", "0"),
         ("argument --trials: must be an integer >= 1, got '0'",),
