@@ -147,9 +147,13 @@ def test_peak_memory_on_cpu_follows_allocations() -> None:
     assert big_peak - before >= 150 * MB
 
     peak.reset()
+    # Measured again above the resident set of now: the first floor can lie above it once the
+    # process (or the allocator) has given back memory it held then, which reads as 0.
+    again = PeakMemory("cpu")
     small = _touch(50 * MB)
     small_peak, _ = peak.read()
+    small_above_now, _ = again.read()
     del small
-    print(f"peak after reset and a 50 MB tensor: {small_peak / MB:.0f} MB")
-    assert small_peak < big_peak
-    assert small_peak - before >= 40 * MB
+    print(f"peak after reset and a 50 MB tensor: {small_above_now / MB:.0f} MB above the RSS then")
+    assert small_peak < big_peak  # the reset restarted the high-water mark
+    assert small_above_now >= 40 * MB
